@@ -1,0 +1,221 @@
+"""Load a CLIP model (transformers format), encode prompts and images, and name the parameter groups methods tune.
+
+Parameter groups are found by module type, not by name fragments, so any transformers CLIP-like model works:
+LayerNorms are `nn.LayerNorm` modules; an FFN is a module with exactly two direct `nn.Linear` children
+(attention blocks have four), its second Linear being the FFN's output ("projection") layer.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ClipfitError
+
+EMBEDDED_MODEL = "clipfit/mini-clip"
+ASSETS = Path(__file__).parent / "assets"
+
+# Architectures for `clipfit params` (counts on a random initialisation, no download).
+ARCHS: dict[str, dict] = {
+    "ViT-B/16": dict(text=(512, 2048, 12, 8), vision=(768, 3072, 12, 12), patch=16, image=224, proj=512),
+    "ViT-B/32": dict(text=(512, 2048, 12, 8), vision=(768, 3072, 12, 12), patch=32, image=224, proj=512),
+    "ViT-L/14": dict(text=(768, 3072, 12, 12), vision=(1024, 4096, 24, 16), patch=14, image=224, proj=768),
+}
+
+
+def resolve_model_path(name: str | None) -> str:
+    """The embedded model's folder for None / 'clipfit/mini-clip' / 'mini'; otherwise `name` unchanged."""
+    if name in (None, "", EMBEDDED_MODEL, "mini"):
+        path = ASSETS / "mini-clip"
+        if not (path / "config.json").exists():
+            raise ClipfitError(f"the embedded model is missing from {path}; reinstall clipfit or run `clipfit pretrain-mini`")
+        return str(path)
+    return name
+
+
+def clip_config(arch: str, vocab_size: int = 49408, max_positions: int = 77):
+    """A transformers CLIPConfig for a named architecture (see ARCHS)."""
+    from transformers import CLIPConfig
+
+    if arch not in ARCHS:
+        raise ClipfitError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    a = ARCHS[arch]
+    (th, ti, tl, tn), (vh, vi, vl, vn) = a["text"], a["vision"]
+    return CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=th, intermediate_size=ti, num_hidden_layers=tl,
+                         num_attention_heads=tn, max_position_embeddings=max_positions),
+        vision_config=dict(hidden_size=vh, intermediate_size=vi, num_hidden_layers=vl, num_attention_heads=vn,
+                           image_size=a["image"], patch_size=a["patch"]),
+        projection_dim=a["proj"],
+    )
+
+
+def towers(model: nn.Module) -> dict[str, nn.Module]:
+    """The text and vision towers of a CLIP-like model (projections included with their tower)."""
+    try:
+        return {"text": model.text_model, "vision": model.vision_model}
+    except AttributeError:
+        raise ClipfitError(f"{type(model).__name__} is not a CLIP-like model (needs text_model and vision_model)") from None
+
+
+def layernorms(module: nn.Module) -> list[tuple[str, nn.LayerNorm]]:
+    return [(n, m) for n, m in module.named_modules() if isinstance(m, nn.LayerNorm)]
+
+
+def ffn_linears(module: nn.Module) -> list[tuple[str, nn.Linear, nn.Linear]]:
+    """(name, first Linear, second Linear) of every FFN block, in depth order."""
+    out = []
+    for n, m in module.named_modules():
+        lin = [c for c in m.children() if isinstance(c, nn.Linear)]
+        if len(lin) == 2 and len(list(m.children())) <= 3:  # fc1, fc2 and at most an activation module
+            out.append((n, lin[0], lin[1]))
+    return out
+
+
+def _names(model: nn.Module, params: list[nn.Parameter]) -> list[str]:
+    ids = {id(p) for p in params if p is not None}
+    return [n for n, p in model.named_parameters() if id(p) in ids]
+
+
+def parameter_group(model: nn.Module, group: str) -> list[str]:
+    """Names (as in `model.named_parameters()`) of a parameter group.
+
+    Groups: '{text,vision}_layernorm', '{text,vision}_ffn_out_bias' (second FFN Linear's bias),
+    '{text,vision}_ffn_bias' (both FFN Linears' biases), '{text,vision}_bias' (every bias of the tower),
+    '{text,vision}_all' (every parameter of the tower); 'all' is every parameter of the model.
+    """
+    if group == "all":
+        return [n for n, _ in model.named_parameters()]
+    tower_name, _, kind = group.partition("_")
+    tw = towers(model)
+    if tower_name not in tw:
+        raise ClipfitError(f"unknown parameter group {group!r}")
+    tower = tw[tower_name]
+    proj = getattr(model, f"{tower_name}_projection" if tower_name == "text" else "visual_projection", None)
+    if kind == "layernorm":
+        params = [p for _, m in layernorms(tower) for p in m.parameters(recurse=False)]
+    elif kind == "ffn_out_bias":
+        params = [fc2.bias for _, _, fc2 in ffn_linears(tower)]
+    elif kind == "ffn_bias":
+        params = [b for _, fc1, fc2 in ffn_linears(tower) for b in (fc1.bias, fc2.bias)]
+    elif kind == "bias":
+        mods = list(tower.modules()) + ([proj] if proj is not None else [])
+        params = [m.bias for m in mods if isinstance(getattr(m, "bias", None), nn.Parameter)]
+    elif kind == "all":
+        params = list(tower.parameters()) + (list(proj.parameters()) if proj is not None else [])
+    else:
+        raise ClipfitError(f"unknown parameter group {group!r}")
+    return _names(model, params)
+
+
+@dataclass
+class ImageSpec:
+    """What images must look like for this model: size and normalisation."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: int  # shortest edge before the centre crop (CLIP's eval preprocessing)
+
+
+class Backbone(nn.Module):
+    """A CLIP model with its tokenizer and image processor."""
+
+    def __init__(self, model: nn.Module, tokenizer, processor, source: str = ""):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = processor
+        self.source = source
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | None = None, device: str | torch.device = "cpu") -> "Backbone":
+        """Load model, tokenizer and image processor from a hub id or a local directory (None: the embedded model)."""
+        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+        path = resolve_model_path(name_or_path)
+        local = os.path.isdir(path)
+        if not local and (os.sep in path.strip("/") and os.path.exists(os.path.dirname(path)) or path.startswith((".", "/"))):
+            raise ClipfitError(f"model directory not found: {path}")
+        try:
+            model = CLIPModel.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            processor = AutoImageProcessor.from_pretrained(path)
+        except OSError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ClipfitError(f"cannot load model {path!r}: {first} (offline? pass a local directory)") from None
+        model.eval().to(device)
+        return cls(model, tokenizer, processor, source=name_or_path or EMBEDDED_MODEL)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        p = self.processor
+
+        def get(obj, *keys):
+            for k in keys:
+                v = obj.get(k) if isinstance(obj, dict) else getattr(obj, k, None)
+                if v:
+                    return int(v)
+            return int(obj) if isinstance(obj, (int, float)) else None
+
+        s = get(p.crop_size, "height", "shortest_edge") or get(p.size, "height", "shortest_edge")
+        return ImageSpec(size=s, mean=tuple(p.image_mean), std=tuple(p.image_std),
+                         resize=get(p.size, "shortest_edge", "height") or s)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        t = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        return {"input_ids": t["input_ids"].to(self.device), "attention_mask": t["attention_mask"].to(self.device)}
+
+    def encode_text(self, tokens: dict[str, torch.Tensor], normalize: bool = True) -> torch.Tensor:
+        out = self.model.get_text_features(**tokens)
+        feats = out.pooler_output if hasattr(out, "pooler_output") else out
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    def encode_image(self, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        out = self.model.get_image_features(pixel_values=pixel_values)
+        feats = out.pooler_output if hasattr(out, "pooler_output") else out
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    def image_pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The vision tower's pooled output before the projection (what seed 003's linear probe reads)."""
+        return self.model.vision_model(pixel_values=pixel_values).pooler_output
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+
+def make_random_clip(out_dir: str | os.PathLike, words: list[str] | None = None, image_size: int = 32,
+                     patch: int = 8, hidden: int = 32, layers: int = 2, heads: int = 2, proj: int = 32,
+                     max_length: int = 16, seed: int = 0) -> str:
+    """Save a small randomly initialised CLIP (model, tokenizer, image processor) in transformers format."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from .tokenizer import build_tokenizer, special_ids
+
+    words = words or "a photo of the an on in with".split()
+    tok = build_tokenizer(words, max_length=max_length)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=max_length,
+                         **special_ids()),
+        vision_config=dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                           num_attention_heads=heads, image_size=image_size, patch_size=patch),
+        projection_dim=proj,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(cfg)
+    proc = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+                              image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    proc.save_pretrained(out_dir)
+    return str(out_dir)

@@ -1,0 +1,95 @@
+"""Image transforms: CoOp's training augmentation and CLIP's evaluation preprocessing, in PIL + NumPy.
+
+Train: random resized crop (scale 0.08-1, aspect 3/4-4/3, bicubic), random horizontal flip, normalise.
+Eval: resize the shortest edge (bicubic), centre crop, normalise: what CLIP's image processor does.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..backbone import ImageSpec
+from .types import ImageReader, Item
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+def _to_tensor(im: Image.Image, spec: ImageSpec) -> torch.Tensor:
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    a = (a - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return torch.from_numpy(a.transpose(2, 0, 1).copy())
+
+
+def _center_crop(im: Image.Image, size: int) -> Image.Image:
+    w, h = im.size
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    return im.crop((left, top, left + size, top + size))
+
+
+def eval_transform(spec: ImageSpec) -> Transform:
+    def f(im: Image.Image) -> torch.Tensor:
+        w, h = im.size
+        s = spec.resize / min(w, h)
+        im = im.resize((max(spec.size, round(w * s)), max(spec.size, round(h * s))), Image.BICUBIC)
+        return _to_tensor(_center_crop(im, spec.size), spec)
+
+    return f
+
+
+def random_resized_crop_box(w: int, h: int, rng: random.Random, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """The crop box (left, top, width, height) torchvision's RandomResizedCrop would draw."""
+    area = w * h
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        ar = math.exp(rng.uniform(*log_ratio))
+        cw, ch = int(round(math.sqrt(target * ar))), int(round(math.sqrt(target / ar)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return rng.randint(0, w - cw), rng.randint(0, h - ch), cw, ch
+    in_ratio = w / h  # fallback: centre crop at the nearest allowed aspect ratio
+    if in_ratio < ratio[0]:
+        cw, ch = w, int(round(w / ratio[0]))
+    elif in_ratio > ratio[1]:
+        ch, cw = h, int(round(h * ratio[1]))
+    else:
+        cw, ch = w, h
+    return (w - cw) // 2, (h - ch) // 2, cw, ch
+
+
+def train_transform(spec: ImageSpec, seed: int = 0, scale: tuple[float, float] = (0.08, 1.0), flip: bool = True) -> Transform:
+    rng = random.Random(seed)
+
+    def f(im: Image.Image) -> torch.Tensor:
+        x, y, cw, ch = random_resized_crop_box(*im.size, rng, scale=scale)
+        im = im.resize((spec.size, spec.size), Image.BICUBIC, box=(x, y, x + cw, y + ch))
+        if flip and rng.random() < 0.5:
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        return _to_tensor(im, spec)
+
+    return f
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Items -> (image tensor, label). cache=True decodes each image once and keeps it (few-shot sets)."""
+
+    def __init__(self, items: list[Item], reader: ImageReader, transform: Transform, cache: bool = False):
+        self.items, self.reader, self.transform = items, reader, transform
+        self._cache: dict[int, Image.Image] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        it = self.items[i]
+        if self._cache is None:
+            im = self.reader(it.key)
+        else:
+            im = self._cache.get(i)
+            if im is None:
+                im = self._cache[i] = self.reader(it.key)
+        return self.transform(im), it.label
