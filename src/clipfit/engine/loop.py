@@ -1,0 +1,163 @@
+"""Training and evaluation loops (CPU or CUDA; bf16 autocast on CUDA)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig
+from ..data.transforms import ImageDataset, eval_transform, train_transform
+from ..data.types import Item, Task
+from ..errors import ClipfitError
+from ..methods.base import Method
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ClipfitError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def lr_at(epoch: int, cfg: TrainConfig) -> float:
+    """Per-epoch learning rate: constant warm-up, then cosine (or constant) over `epochs` as Dassl does."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.warmup_lr
+    if cfg.scheduler == "constant":
+        return cfg.lr
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / max(1, cfg.epochs)))
+
+
+def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ClipfitError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, num_workers: int = 0):
+    ds = ImageDataset(items, task.reader, eval_transform(method.backbone.image_spec))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+@torch.no_grad()
+def predict(method: Method, loader, device: torch.device, precision: str = "auto", progress: bool = False,
+            desc: str = "eval") -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits [N, C] and labels [N] over a loader."""
+    was_training = method.training
+    method.eval()
+    with autocast(device, precision):
+        text = method.text_features()
+        out, labels = [], []
+        for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            out.append(method.logits(method.image_features(x.to(device)), text).float().cpu())
+            labels.append(y)
+    method.train(was_training)
+    return torch.cat(out), torch.cat(labels)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == labels).float().mean()) * 100.0 if len(labels) else float("nan")
+
+
+def evaluate(method: Method, task: Task, items: list[Item], cfg: TrainConfig, device: torch.device,
+             progress: bool = False, desc: str = "eval") -> dict:
+    if not items:
+        raise ClipfitError(f"nothing to evaluate: the {desc} split of {task.name} is empty")
+    logits, labels = predict(method, eval_loader(items, task, method, cfg.eval_batch_size, cfg.num_workers), device,
+                             cfg.precision, progress, desc)
+    return {"accuracy": accuracy(logits, labels), "n": len(labels)}
+
+
+def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,
+        log: Callable[[str], None] = print, progress: bool = True) -> dict:
+    """Train `method` on task.train, validating on task.val; leaves the selected checkpoint loaded.
+
+    Returns a summary: best epoch, its validation accuracy, per-epoch history, time.
+    """
+    seed_everything(seed)
+    method.to(device)
+    params = list(method.trainable().values())
+    t0 = time.time()
+    if cfg.epochs <= 0 or not params:
+        return {"epochs": 0, "best_epoch": None, "val_accuracy": None, "history": [], "train_seconds": 0.0}
+    method.on_train_start()
+    ds = ImageDataset(task.train, task.reader, train_transform(method.backbone.image_spec, seed=seed), cache=True)
+    g = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                                         drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers)
+    opt = make_optimizer(params, cfg)
+    val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None
+    best = {"acc": -1.0, "epoch": None, "state": None}
+    history = []
+    bar = tqdm(total=cfg.epochs * len(loader), desc=f"train {method.name}", disable=not progress, leave=False)
+    static_text = method.text_is_static
+    for epoch in range(cfg.epochs):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(epoch, cfg)
+        method.train()
+        cached_text = None
+        sums: dict[str, float] = {}
+        n = 0
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            with autocast(device, cfg.precision):
+                if static_text:
+                    if cached_text is None:
+                        with torch.no_grad():
+                            cached_text = method.text_features()
+                    text = cached_text
+                else:
+                    text = method.text_features()
+                logits = method.logits(method.image_features(x), text)
+            loss, parts = method.loss(logits, y, text)
+            if not torch.isfinite(loss):
+                raise ClipfitError(f"loss became {float(loss)} at epoch {epoch + 1}; lower --set lr=")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            bar.update(1)
+        rec = {"epoch": epoch + 1, "lr": lr_at(epoch, cfg), **{k: v / max(n, 1) for k, v in sums.items()}}
+        last = epoch + 1 == cfg.epochs
+        if val_loader is not None and (last or (epoch + 1) % max(1, cfg.eval_every) == 0):
+            logits, labels = predict(method, val_loader, device, cfg.precision)
+            rec["val_accuracy"] = accuracy(logits, labels)
+            if cfg.select == "best" and rec["val_accuracy"] >= best["acc"]:
+                best = {"acc": rec["val_accuracy"], "epoch": epoch + 1, "state": method.tuned_state()}
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_accuracy']:.1f}")
+        history.append(rec)
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+    bar.close()
+    if cfg.select == "best" and best["state"] is not None:
+        method.load_tuned(best["state"])
+        chosen, val_acc = best["epoch"], best["acc"]
+    else:
+        chosen, val_acc = cfg.epochs, history[-1].get("val_accuracy")
+    method.eval()
+    return {"epochs": cfg.epochs, "best_epoch": chosen, "val_accuracy": val_acc, "history": history,
+            "train_seconds": round(time.time() - t0, 2)}

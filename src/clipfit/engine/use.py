@@ -1,0 +1,103 @@
+"""Using a trained run: predict on image files, export a merged transformers checkpoint, count parameters."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..backbone import clip_config
+from ..data.transforms import eval_transform
+from ..errors import ClipfitError
+from ..methods import METHODS, build_method
+from .run import LoadedRun, load_run
+
+
+def read_classes(spec: str) -> list[str]:
+    """Class names from a file (one per line) or a comma-separated list."""
+    if os.path.isfile(spec):
+        with open(spec, encoding="utf-8") as f:
+            names = [ln.strip() for ln in f if ln.strip()]
+    else:
+        names = [c.strip() for c in spec.split(",") if c.strip()]
+    if len(names) < 2:
+        raise ClipfitError(f"--classes {spec!r} gives {len(names)} class name(s); give at least 2 (a file or 'a,b,c')")
+    return names
+
+
+@torch.no_grad()
+def predict_images(run: LoadedRun, paths: list[str], classes: list[str] | None = None, topk: int = 5) -> list[dict]:
+    """Top-k (class, probability) for each image file."""
+    method = run.method
+    if classes and classes != method.classnames:
+        if not method.class_agnostic:
+            raise ClipfitError(f"method {run.config['method']!r} learned weights for its own classes; --classes cannot change them")
+        method.set_classes(classes)
+    tf = eval_transform(method.backbone.image_spec)
+    images = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                images.append(tf(im.convert("RGB")))
+        except FileNotFoundError:
+            raise ClipfitError(f"image not found: {p}") from None
+        except OSError as e:
+            raise ClipfitError(f"cannot read image {p}: {e}") from None
+    x = torch.stack(images).to(run.device)
+    probs = method.logits(method.image_features(x), method.text_features()).float().softmax(-1).cpu()
+    k = min(topk, len(method.classnames))
+    out = []
+    for p, row in zip(paths, probs):
+        vals, idx = row.topk(k)
+        out.append({"image": p, "top": [{"class": method.classnames[i], "probability": round(float(v), 6)}
+                                        for v, i in zip(vals.tolist(), idx.tolist())]})
+    return out
+
+
+def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> str:
+    """Write the tuned model as a plain transformers CLIP checkpoint (model, tokenizer, image processor)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ClipfitError(f"{out} already exists and is not empty; choose another directory or pass --overwrite")
+    run = load_run(run_dir, device="cpu")
+    if not run.method.mergeable:
+        raise ClipfitError(f"method {run.config['method']!r} adds modules of its own; its weights cannot be merged into a plain CLIP checkpoint")
+    bb = run.method.backbone
+    bb.model.save_pretrained(out)
+    bb.tokenizer.save_pretrained(out)
+    bb.processor.save_pretrained(out)
+    return str(out)
+
+
+def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10, overrides: list[str] | None = None) -> dict:
+    """Trainable parameters of `method` on `arch`, counted on a random initialisation (no download)."""
+    from transformers import CLIPModel
+
+    from ..backbone import Backbone
+    from ..config import TrainConfig, apply_overrides
+
+    cls = METHODS.get(method)
+    mcfg = cls.Config()
+    apply_overrides([mcfg, TrainConfig()], overrides or [])
+    cfg = clip_config(arch)
+    with torch.device("meta"):
+        model = CLIPModel(cfg)
+
+    class _Tok:  # prompts are not needed to count parameters
+        def __call__(self, texts, **kw):
+            n = len(texts)
+            return {"input_ids": torch.zeros(n, 1, dtype=torch.long), "attention_mask": torch.ones(n, 1, dtype=torch.long)}
+
+    class _Proc:
+        crop_size = {"height": cfg.vision_config.image_size}
+        size = {"shortest_edge": cfg.vision_config.image_size}
+        image_mean = image_std = [0.5, 0.5, 0.5]
+
+    bb = Backbone(model, _Tok(), _Proc(), source=arch)
+    m = build_method(method, bb, [f"class {i}" for i in range(num_classes)], "a photo of a {}.", mcfg)
+    by_group: dict[str, int] = {}
+    for n, p in m.trainable().items():
+        key = n.split(".")[2] if n.startswith("backbone.model.") else n.split(".")[0]
+        by_group[key] = by_group.get(key, 0) + p.numel()
+    return {"method": method, "arch": arch, "classes": num_classes, "trainable": m.num_trainable(), "by_part": by_group}

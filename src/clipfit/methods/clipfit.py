@@ -1,0 +1,88 @@
+"""CLIPFit: tune the text encoder's FFN second-linear biases and the image encoder's LayerNorms.
+
+Loss: CE + beta * (1 - mean_i cos(w_i, w_i^clip)), w^clip being the class text features of the frozen
+zero-shot model, computed once at the start of training (no second model runs per step). Alternative
+regulariser: MSE between tuned and pre-trained biases, (1/L) sum_l ||b_l - b_l^clip||^2. The bias-tuning
+strategies of CLIPFit's Table 5 are the `bias` option: (a) text_image, (b) text, (c) ffn, (d) ffn_out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..backbone import parameter_group
+from ..config import opt
+from .base import Method, register_method
+
+BIAS_GROUPS = {
+    "ffn_out": ["text_ffn_out_bias"],  # Table 5 (d), CLIPFit's choice
+    "ffn": ["text_ffn_bias"],  # (c)
+    "text": ["text_bias"],  # (b)
+    "text_image": ["text_bias", "vision_bias"],  # (a)
+    "none": [],
+}
+
+
+@dataclass
+class CLIPFitConfig:
+    bias: str = opt("ffn_out", "text biases tuned (CLIPFit Table 5): ffn_out (d), ffn (c), text (b), text_image (a), none",
+                    tuple(BIAS_GROUPS))
+    image_layernorm: bool = opt(True, "tune the image encoder's LayerNorms")
+    reg: str = opt("kd", "regulariser: kd (cosine to zero-shot text features), mse (on tuned biases), none", ("kd", "mse", "none"))
+    beta: float = opt(8.0, "KD weight (paper: 8 base-to-new and cross-dataset; 2 few-shot and domain shift; 8 few-shot DTD/SUN397)")
+    mse_weight: float = opt(1.0, "weight of the bias MSE regulariser when reg=mse (the paper gives no value)")
+
+
+@register_method("clipfit")
+class CLIPFit(Method):
+    """CLIPFit (text FFN output biases + image LayerNorms, KD to zero-shot text features)."""
+
+    Config = CLIPFitConfig
+    train_defaults = {"optimizer": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 32,
+                      "epochs": 100, "warmup_epochs": 1, "warmup_lr": 1e-5, "scheduler": "cosine"}
+
+    @classmethod
+    def protocol_defaults(cls, protocol: str, dataset: str) -> dict:
+        d = dataset.lower()
+        out: dict = {"epochs": 10} if d in ("imagenet", "food101") else {}
+        if protocol in ("fewshot", "domainshift"):
+            out["beta"] = 8.0 if (protocol == "fewshot" and d in ("dtd", "sun397")) else 2.0
+        return out
+
+    def build(self) -> None:
+        groups = list(BIAS_GROUPS[self.cfg.bias])
+        if self.cfg.image_layernorm:
+            groups.append("vision_layernorm")
+        self.unfreeze(*groups)
+        model = self.backbone.model
+        self._bias_names = [n for g in BIAS_GROUPS[self.cfg.bias] for n in parameter_group(model, g)]
+        self._zs_text: torch.Tensor | None = None
+        self._bias_init: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self) -> None:
+        if self.cfg.reg == "kd" and self.cfg.beta:
+            with torch.no_grad():
+                self._zs_text = self.text_features().detach().float()
+        if self.cfg.reg == "mse":
+            params = dict(self.backbone.model.named_parameters())
+            self._bias_init = {n: params[n].detach().clone() for n in self._bias_names}
+
+    def loss(self, logits, labels, text_feats):
+        ce = F.cross_entropy(logits.float(), labels)
+        parts = {"ce": float(ce.detach())}
+        total = ce
+        if self.cfg.reg == "kd" and self.cfg.beta:
+            if self._zs_text is None:
+                raise RuntimeError("on_train_start was not called")
+            # computed in fp32 whatever the autocast precision, so the term is never silently dropped
+            kd = 1.0 - F.cosine_similarity(text_feats.float(), self._zs_text, dim=-1).mean()
+            total = total + self.cfg.beta * kd
+            parts["kd"] = float(kd.detach())
+        elif self.cfg.reg == "mse" and self._bias_names:
+            params = dict(self.backbone.model.named_parameters())
+            mse = sum(((params[n].float() - b.float()) ** 2).sum() for n, b in self._bias_init.items()) / len(self._bias_init)
+            total = total + self.cfg.mse_weight * mse
+            parts["mse"] = float(mse.detach())
+        return total, parts

@@ -1,0 +1,1 @@
+"""Evaluation protocols over a grid of methods and seeds: few-shot and base-to-new."""

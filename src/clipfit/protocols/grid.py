@@ -1,0 +1,77 @@
+"""Seeds x methods grids for the few-shot and base-to-new protocols, with mean ± std tables.
+
+Each (method, seed) is a run directory OUT/<method>/seed<S>; a finished one (metrics.json with the needed numbers)
+is reused, so an interrupted grid resumes where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from ..backbone import Backbone
+from ..errors import ClipfitError
+from ..io import read_json, write_json
+from ..engine.loop import pick_device
+from ..engine.run import RunSpec, eval_run, load_run, train_run
+
+
+def harmonic_mean(b: float, n: float) -> float:
+    return 2 * b * n / (b + n) if b + n > 0 else 0.0
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def run_grid(protocol: str, spec: RunSpec, methods: list[str], seeds: list[int], out: str | Path,
+             progress: bool = True, echo=print) -> dict:
+    """Train/evaluate every method on every seed; returns {method: {metric: [values per seed]}} plus a table."""
+    if protocol not in ("fewshot", "base2new"):
+        raise ClipfitError(f"unknown protocol {protocol!r}")
+    out = Path(out)
+    device = pick_device(spec.device)
+    pristine = Backbone.from_pretrained(spec.model, device=device)
+    results: dict[str, dict[str, list[float]]] = {}
+    for method in methods:
+        res: dict[str, list[float]] = {}
+        for seed in seeds:
+            run_dir = out / method / f"seed{seed}"
+            s = replace(spec, method=method, seed=seed, protocol=protocol,
+                        subsample="base" if protocol == "base2new" else "all")
+            m = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else None
+            if m is None or "test" not in m or (protocol == "base2new" and "new" not in m["test"]):
+                m = train_run(s, run_dir, overwrite=True, progress=progress, backbone=copy.deepcopy(pristine))
+                if protocol == "base2new":
+                    loaded = load_run(run_dir, spec.device, backbone=copy.deepcopy(pristine))
+                    m["test"]["new"] = {k: v for k, v in eval_run(run_dir, subsample="new", loaded=loaded,
+                                                                   progress=progress).items() if k in ("accuracy", "n")}
+                    write_json(run_dir / "metrics.json", m)
+            if protocol == "base2new":
+                b, n = m["test"]["base"]["accuracy"], m["test"]["new"]["accuracy"]
+                vals = {"base": b, "new": n, "hm": harmonic_mean(b, n)}
+            else:
+                vals = {"accuracy": m["test"]["all"]["accuracy"]}
+            for k, v in vals.items():
+                res.setdefault(k, []).append(v)
+            echo(f"{method} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in vals.items()))
+        results[method] = res
+    summary = {"protocol": protocol, "dataset": spec.dataset, "model": spec.model, "shots": spec.shots, "seeds": seeds,
+               "results": {m: {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "values": v} for k, v in r.items()}
+                           for m, r in results.items()}}
+    write_json(out / "results.json", summary)
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    """A plain-text table of mean ± std per method."""
+    res = summary["results"]
+    cols = list(next(iter(res.values())).keys()) if res else []
+    head = ["method"] + cols
+    rows = [[m] + [f"{r[c]['mean']:.2f} ± {r[c]['std']:.2f}" for c in cols] for m, r in res.items()]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    title = (f"{summary['protocol']} on {summary['dataset']} ({summary['shots']} shots, seeds "
+             f"{' '.join(map(str, summary['seeds']))}; test accuracy %, mean ± std)")
+    return "\n".join([title, line(head), line(["-" * w for w in widths]), *map(line, rows)])

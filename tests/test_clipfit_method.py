@@ -1,0 +1,162 @@
+"""CLIPFit end to end on a tiny random CLIP: what trains, the loss, saving, reloading, the commands."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from clipfit.backbone import Backbone
+from clipfit.cli import main
+from clipfit.data.catalogue import load_task
+from clipfit.engine.loop import pick_device
+from clipfit.engine.run import RunSpec, load_run, train_run
+from clipfit.io import load_tensors
+from clipfit.methods import build_method
+from clipfit.methods.clipfit import CLIPFitConfig
+
+FAST = ["epochs=3", "batch_size=4", "lr=0.05", "warmup_epochs=0"]
+
+
+def _spec(tiny_clip, tiny_folder, **kw):
+    kw = {"shots": 4, "seed": 1, "overrides": FAST, **kw}
+    return RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, **kw)
+
+
+def test_only_intended_parameters_change(tiny_clip, tiny_folder, tmp_path):
+    before = {n: p.detach().clone() for n, p in Backbone.from_pretrained(tiny_clip).model.named_parameters()}
+    train_run(_spec(tiny_clip, tiny_folder), tmp_path / "run", progress=False)
+    run = load_run(tmp_path / "run")
+    after = dict(run.method.backbone.model.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    tuned = set(load_tensors(tmp_path / "run" / "tuned.safetensors"))
+    assert tuned == {"backbone.model." + n for n in changed} | (tuned - {"backbone.model." + n for n in changed})
+    expected = {n for n in before if (".mlp.fc2.bias" in n and n.startswith("text_model"))
+                or (n.startswith("vision_model") and ("layer_norm" in n or "layrnorm" in n or "layernorm" in n))}
+    assert changed and changed <= expected  # nothing outside the CLIPFit groups moved, bit for bit
+    assert {k.removeprefix("backbone.model.") for k in tuned} == expected
+    assert sum(t.numel() for t in load_tensors(tmp_path / "run" / "tuned.safetensors").values()) == run.method.num_trainable()
+
+
+def test_kd_term_moves_the_loss(tiny_clip, tiny_folder):
+    task = load_task(f"imagefolder:{tiny_folder}")
+    losses = {}
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for beta in (0.0, 8.0):
+        bb = Backbone.from_pretrained(tiny_clip)
+        m = build_method("clipfit", bb, task.classnames, task.template, CLIPFitConfig(beta=beta))
+        m.on_train_start()
+        with torch.no_grad():  # move the text biases so the tuned features differ from zero-shot
+            for n, p in m.trainable().items():
+                if "text_model" in n:
+                    p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+        text = m.text_features()
+        logits = m.logits(m.image_features(x), text)
+        loss, parts = m.loss(logits, torch.tensor([0, 1, 2, 0]), text)
+        losses[beta] = float(loss.detach())
+        if beta:
+            assert parts["kd"] > 1e-4
+            assert losses[beta] == pytest.approx(parts["ce"] + 8.0 * parts["kd"], rel=1e-5)
+    assert losses[8.0] > losses[0.0] + 1e-4
+
+
+def test_mse_regulariser_penalises_bias_change(tiny_clip, tiny_folder):
+    task = load_task(f"imagefolder:{tiny_folder}")
+    m = build_method("clipfit", Backbone.from_pretrained(tiny_clip), task.classnames, task.template,
+                     CLIPFitConfig(reg="mse", mse_weight=1.0))
+    m.on_train_start()
+    text = m.text_features()
+    logits = m.logits(m.image_features(torch.randn(2, 3, 32, 32)), text)
+    assert m.loss(logits, torch.tensor([0, 1]), text)[1]["mse"] == 0.0
+    with torch.no_grad():
+        next(p for n, p in m.trainable().items() if "fc2.bias" in n).add_(1.0)
+    assert m.loss(logits, torch.tensor([0, 1]), text)[1]["mse"] > 0.0
+
+
+def test_tuned_weights_reload_to_identical_logits(tiny_clip, tiny_folder, tmp_path):
+    spec = _spec(tiny_clip, tiny_folder)
+    train_run(spec, tmp_path / "run", progress=False)
+    x = torch.randn(3, 3, 32, 32)
+    a, b = load_run(tmp_path / "run"), load_run(tmp_path / "run")
+    la = a.method.logits(a.method.image_features(x), a.method.text_features())
+    lb = b.method.logits(b.method.image_features(x), b.method.text_features())
+    zs = build_method("zeroshot", Backbone.from_pretrained(tiny_clip), a.method.classnames, a.method.templates)
+    lz = zs.logits(zs.image_features(x), zs.text_features())
+    assert torch.equal(la, lb)
+    assert not torch.allclose(la, lz)  # the tuned weights really were applied
+
+
+def test_run_directory_records_items_and_refuses_overwrite(tiny_clip, tiny_folder, tmp_path):
+    out = tmp_path / "run"
+    train_run(_spec(tiny_clip, tiny_folder), out, progress=False)
+    items = json.loads((out / "items.json").read_text())
+    assert len(items["train"]) == 3 * 4 and len(items["val"]) == 3 * 4
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"] == "clipfit" and cfg["train_config"]["epochs"] == 3
+    assert cfg["method_config"]["beta"] == 2.0  # few-shot protocol default (CLIPFit paper)
+    with pytest.raises(Exception, match="already exists"):
+        train_run(_spec(tiny_clip, tiny_folder), out, progress=False)
+    # --items repeats the run on exactly the same images, whatever the seed
+    train_run(_spec(tiny_clip, tiny_folder, seed=7, items=str(out / "items.json")), tmp_path / "again", progress=False)
+    assert json.loads((tmp_path / "again" / "items.json").read_text()) == items
+
+
+def test_commands_train_eval_predict_export(tiny_clip, tiny_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4", "--quiet"]
+    sets = [a for s in FAST for a in ("--set", s)]
+    assert main(["train", *args, *sets, "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["trainable_parameters"] > 0 and 0 <= res["test"]["all"]["accuracy"] <= 100
+
+    assert main(["eval", str(out), "--json", "--quiet"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["accuracy"] == pytest.approx(res["test"]["all"]["accuracy"])
+
+    img = f"{tiny_folder}/red/00.png"
+    assert main(["predict", str(out), img, "--topk", "2", "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)["predictions"][0]
+    assert len(pred["top"]) == 2 and pred["top"][0]["probability"] >= pred["top"][1]["probability"]
+
+    merged = tmp_path / "merged"
+    assert main(["export", str(out), "--merged", str(merged)]) == 0
+    capsys.readouterr()
+    from transformers import pipeline
+
+    clf = pipeline("zero-shot-image-classification", model=str(merged), device="cpu")
+    from PIL import Image
+
+    got = clf(Image.open(img), candidate_labels=["red", "green", "blue"], hypothesis_template="a photo of a {}.")
+    probs = {g["label"]: g["score"] for g in got}
+    # the exported checkpoint is the tuned model: its probabilities match clipfit's own prediction
+    run = load_run(out)
+    from clipfit.engine.use import predict_images
+
+    ours = {t["class"]: t["probability"] for t in predict_images(run, [img], ["red", "green", "blue"], topk=3)[0]["top"]}
+    for k in probs:
+        assert probs[k] == pytest.approx(ours[k], abs=1e-3)
+
+
+def test_user_errors_are_one_line(tiny_clip, tiny_folder, tmp_path, capsys):
+    assert main(["train", "--model", str(tmp_path / "nope"), "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4",
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("clipfit: error:") and "\n" not in err and "nope" in err
+    assert main(["train", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "50",
+                 "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fewer than --shots 50" in err and "\n" not in err
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_params_counts_for_vit_b16(capsys):
+    expected = {(): 46080, ("bias=ffn", "image_layernorm=false"): 30720, ("bias=ffn_out", "image_layernorm=false"): 6144,
+                ("bias=text", "image_layernorm=false"): 68096, ("bias=text_image", "image_layernorm=false"): 171008}
+    for sets, n in expected.items():
+        assert main(["params", "clipfit", *[a for s in sets for a in ("--set", s)]]) == 0
+        assert capsys.readouterr().out.strip() == str(n)
+
+
+def test_device_choice():
+    assert pick_device("cpu").type == "cpu"
