@@ -1,1 +1,136 @@
-"""(to be written)"""
+"""`imagefolder:PATH`: one sub-folder per class, optionally already split into train/ val/ test/.
+
+Layouts
+- PATH/train/<class>/..., with optional PATH/val/<class>/... and PATH/test/<class>/...: the classes are the
+  sub-folders of train/ (sorted); val/ and test/ may only use those class folders.
+  Missing val/: 20% of each training class is held out as validation (the rule below with no test part).
+  Missing test/: val/ is the test set (as ImageNet's val is) and validation is held out from train/ as above.
+  Neither: train/ is split like a flat folder.
+- otherwise PATH/<class>/...: every class is split by `split_counts` (50% train / 20% val / 30% test).
+
+Split rule (deterministic, independent of the other classes and of the file system's order): the class's
+image paths are sorted, shuffled with `random.Random("clipfit:" + class folder name)`, and cut into
+val = round(0.2 n), test = round(0.3 n) (rounding halves up), train = the rest, keeping at least one
+image in val when n >= 3 and in test when n >= 2. Each split is listed in sorted key order, class by class.
+
+Class name = folder name with '_' replaced by a space. Images: jpg jpeg png bmp gif webp tif tiff (any case),
+found recursively; hidden files and folders are skipped. Template "a photo of a {}.".
+"""
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import ClipfitError
+from .catalogue import register_prefix
+from .types import FileReader, Item, Task
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+DEFAULT_TEMPLATE = "a photo of a {}."
+SPLIT_NAMES = ("train", "val", "test")
+K = TypeVar("K", str, int)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursive, hidden entries skipped), sorted by path."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        out.extend(Path(dirpath) / f for f in filenames
+                   if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTS)
+    return sorted(out)
+
+
+def class_folders(folder: Path) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of `folder`."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def split_counts(n: int, p_val: float = 0.2, p_test: float = 0.3) -> tuple[int, int, int]:
+    """(train, val, test) sizes for a class of n images; see the module docstring."""
+    n_val = max(1, int(n * p_val + 0.5)) if n >= 3 and p_val > 0 else 0
+    n_test = max(1, int(n * p_test + 0.5)) if n >= 2 and p_test > 0 else 0
+    return n - n_val - n_test, n_val, n_test
+
+
+def split_class(keys: Sequence[K], seed_text: str, p_val: float = 0.2, p_test: float = 0.3) -> tuple[list[K], list[K], list[K]]:
+    """Deterministically split one class's keys (paths or indices) into (train, val, test), each returned sorted."""
+    keys = sorted(keys)
+    random.Random(f"clipfit:{seed_text}").shuffle(keys)
+    n_tr, n_val, _ = split_counts(len(keys), p_val, p_test)
+    parts = keys[:n_tr], keys[n_tr:n_tr + n_val], keys[n_tr + n_val:]
+    return tuple(sorted(p) for p in parts)  # type: ignore[return-value]
+
+
+def display_name(folder: str) -> str:
+    return folder.replace("_", " ").strip()
+
+
+def _check_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise ClipfitError(f"{what} not found: {path}" if not path.exists() else f"{what} is not a folder: {path}")
+
+
+def _class_images(folders: list[str], base: Path, where: Path) -> dict[str, list[str]]:
+    """folder -> sorted keys (paths relative to `base`) for each class folder under `where`; errors on empty classes."""
+    out = {}
+    for f in folders:
+        ims = list_images(where / f)
+        if not ims:
+            raise ClipfitError(f"class folder {where / f} has no images ({', '.join(sorted(IMAGE_EXTS))})")
+        out[f] = [p.relative_to(base).as_posix() for p in ims]
+    return out
+
+
+def read_image_folder(path: str | os.PathLike, name: str | None = None, template: str = DEFAULT_TEMPLATE) -> Task:
+    """Build a Task from an image folder (see the module docstring for layouts and the split rule)."""
+    root = Path(os.path.expanduser(str(path)))
+    _check_dir(root, "image folder")
+    name = name or f"imagefolder:{path}"
+    pre_split = (root / "train").is_dir()
+    if pre_split:
+        folders = class_folders(root / "train")
+        if not folders:
+            raise ClipfitError(f"no class folders in {root / 'train'}: put one sub-folder of images per class there")
+        known = set(folders)
+        train_map = _class_images(folders, root, root / "train")
+        given: dict[str, dict[str, list[str]]] = {}
+        for split in ("val", "test"):
+            d = root / split
+            if d.is_dir():
+                sub = class_folders(d)
+                unknown = sorted(set(sub) - known)
+                if unknown:
+                    raise ClipfitError(f"{d} has class folders missing from {root / 'train'}: {', '.join(unknown[:5])}")
+                given[split] = _class_images(sub, root, d)
+        if "test" not in given and "val" in given:
+            given["test"] = given.pop("val")
+        parts: dict[str, dict[str, list[str]]] = {s: {} for s in SPLIT_NAMES}
+        for f in folders:
+            if "test" not in given:
+                parts["train"][f], parts["val"][f], parts["test"][f] = split_class(train_map[f], f)
+            elif "val" not in given:
+                parts["train"][f], parts["val"][f], _ = split_class(train_map[f], f, p_test=0.0)
+                parts["test"][f] = given["test"].get(f, [])
+            else:
+                parts["train"][f] = train_map[f]
+                parts["val"][f], parts["test"][f] = given["val"].get(f, []), given["test"].get(f, [])
+    else:
+        folders = class_folders(root)
+        if not folders:
+            raise ClipfitError(f"no class folders in {root}: put one sub-folder of images per class there (or train/ val/ test/ folders)")
+        images = _class_images(folders, root, root)
+        parts = {s: {} for s in SPLIT_NAMES}
+        for f in folders:
+            parts["train"][f], parts["val"][f], parts["test"][f] = split_class(images[f], f)
+    classnames = [display_name(f) for f in folders]
+    items = {s: [Item(k, y, classnames[y]) for y, f in enumerate(folders) for k in parts[s].get(f, [])] for s in SPLIT_NAMES}
+    return Task(name=name, classnames=classnames, template=template, reader=FileReader(root), **items)
+
+
+@register_prefix("imagefolder")
+def _imagefolder(spec: str) -> Task:
+    return read_image_folder(spec)

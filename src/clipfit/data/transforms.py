@@ -27,15 +27,21 @@ def _to_tensor(im: Image.Image, spec: ImageSpec) -> torch.Tensor:
 
 def _center_crop(im: Image.Image, size: int) -> Image.Image:
     w, h = im.size
-    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    left, top = (w - size) // 2, (h - size) // 2  # floor, as transformers' center_crop
     return im.crop((left, top, left + size, top + size))
+
+
+def _shortest_edge_size(w: int, h: int, short: int) -> tuple[int, int]:
+    """transformers' (and torchvision's) rule: short edge -> `short`, long edge -> int(short * long / short_in)."""
+    if w <= h:
+        return short, int(short * h / w)
+    return int(short * w / h), short
 
 
 def eval_transform(spec: ImageSpec) -> Transform:
     def f(im: Image.Image) -> torch.Tensor:
-        w, h = im.size
-        s = spec.resize / min(w, h)
-        im = im.resize((max(spec.size, round(w * s)), max(spec.size, round(h * s))), Image.BICUBIC)
+        nw, nh = _shortest_edge_size(*im.size, spec.resize)
+        im = im.resize((max(spec.size, nw), max(spec.size, nh)), Image.BICUBIC)
         return _to_tensor(_center_crop(im, spec.size), spec)
 
     return f
