@@ -96,7 +96,7 @@ def test_imagenet_folders(coop_root: Path):
     assert task.classnames == ["tench", "goldfish", "great white shark"]  # sorted wnids
     assert keys(task.train)[:2] == ["train/n01440764/n01440764_0.JPEG", "train/n01440764/n01440764_1.JPEG"]
     assert len(task.train) == 6 and len(task.test) == 6
-    assert task.val == task.test  # CoOp: ImageNet's val set is both validation and test
+    assert task.val == []  # no validation split: CoOp validates on the test set, which we refuse to do
     assert all(k.startswith("val/") for k in keys(task.test))
     task.reader(task.test[-1].key)
 

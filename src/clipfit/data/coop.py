@@ -21,8 +21,8 @@ The ImageNet variants read classnames.txt from their own folder, as CoOp does, o
 Differences from CoOp's loaders, all deliberate:
 - Class names have '_' replaced by ' ' (CoOp does this when it builds prompts, e.g. UCF101's
   "Apply_Eye_Makeup"); labels and item order are the split file's.
-- ImageNet: test = the official val set, and, as in CoOp, validation = that same set (CoOp evaluates the last
-  epoch and never selects a model on it; anything that selects on `val` for ImageNet selects on test).
+- ImageNet: test = the official val set. CoOp also uses it as its validation set; we do not (that would be
+  model selection on test): ImageNet has no validation split here, so training keeps the last epoch.
   Folders and image names are listed sorted (CoOp lists images in file-system order, which is not portable).
 - ImageNet-V2's folder i is label i of the sorted ImageNet wnids (the standard class order).
 """
@@ -257,7 +257,7 @@ def _named(dirs: list[str], names: dict[str, str], where: Path) -> list[tuple[st
 
 
 def build_imagenet(root: str | None) -> Task:
-    """ImageNet-1k, CoOp layout (imagenet/images/{train,val}/<wnid>/, classnames.txt); test = val = the official val set"""
+    """ImageNet-1k, CoOp layout (imagenet/images/{train,val}/<wnid>/, classnames.txt); test = the official val set"""
     r = _root(root, "imagenet")
     names = _imagenet_classnames(r, "imagenet")
     image_dir = r / "imagenet" / "images"
@@ -269,7 +269,7 @@ def build_imagenet(root: str | None) -> Task:
         raise ClipfitError(f"{image_dir / 'val'} and {image_dir / 'train'} must hold the same class folders")
     test = _folder_items(image_dir, "val", labelled)
     return Task(name="imagenet", classnames=[c for _, _, c in labelled], template=PHOTO, train=train,
-                val=list(test), test=test, reader=FileReader(image_dir))
+                val=[], test=test, reader=FileReader(image_dir))
 
 
 def build_imagenetv2(root: str | None) -> Task:
