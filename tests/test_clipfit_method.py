@@ -160,3 +160,24 @@ def test_params_counts_for_vit_b16(capsys):
 
 def test_device_choice():
     assert pick_device("cpu").type == "cpu"
+
+
+def test_base2new_grid_prints_table_and_resumes(tiny_clip, tiny_folder, tmp_path, capsys):
+    args = ["base2new", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4",
+            "--methods", "zeroshot,clipfit", "--seeds", "1,2", "--out", str(tmp_path / "grid"), "--quiet", "--json",
+            *[a for s in FAST for a in ("--set", s)]]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    r = summary["results"]
+    assert set(r) == {"zeroshot", "clipfit"} and set(r["clipfit"]) == {"base", "new", "hm"}
+    b, n = r["clipfit"]["base"]["values"][0], r["clipfit"]["new"]["values"][0]
+    assert r["clipfit"]["hm"]["values"][0] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
+    assert len(r["clipfit"]["base"]["values"]) == 2
+    # base is the first ceil(3/2) = 2 classes, new the last one
+    cfg = json.loads((tmp_path / "grid" / "clipfit" / "seed1" / "config.json").read_text())
+    assert cfg["classnames"] == ["blue", "green"] and cfg["method_config"]["beta"] == 8.0
+    stamp = (tmp_path / "grid" / "clipfit" / "seed1" / "tuned.safetensors").stat().st_mtime_ns
+    assert main([a for a in args if a != "--json"]) == 0  # a finished grid is reused, not retrained; table printed as text
+    out = capsys.readouterr().out
+    assert "base2new" in out and "± " in out and "clipfit" in out
+    assert (tmp_path / "grid" / "clipfit" / "seed1" / "tuned.safetensors").stat().st_mtime_ns == stamp

@@ -186,9 +186,17 @@ def cmd_demo(args) -> None:
 def cmd_datasets(args) -> None:
     from .data.catalogue import list_datasets
 
-    for e in list_datasets():
+    entries = list_datasets()
+    aliases: dict[str, list[str]] = {}
+    for e in entries:
+        if e.help.startswith("alias of "):
+            aliases.setdefault(e.help.removeprefix("alias of ").strip(), []).append(e.name)
+    for e in entries:
+        if e.help.startswith("alias of "):
+            continue
         tag = "--root" if e.needs_root else "built in"
-        print(f"{e.name:18s} {tag:9s} {'test only ' if e.test_only else ''}{e.help}")
+        also = f" (also: {', '.join(aliases[e.name])})" if e.name in aliases else ""
+        print(f"{e.name:18s} {tag:9s} {e.help}{also}")
     print("imagefolder:PATH   one sub-folder per class\nhf:NAME_OR_PATH    a Hugging Face datasets dataset")
 
 
