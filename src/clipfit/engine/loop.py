@@ -89,28 +89,99 @@ def evaluate(method: Method, task: Task, items: list[Item], cfg: TrainConfig, de
     return {"accuracy": accuracy(logits, labels), "n": len(labels)}
 
 
+@torch.no_grad()
+def extract_features(method: Method, task: Task, items: list[Item], device: torch.device, cfg: TrainConfig,
+                     views: int = 0, seed: int = 0, progress: bool = False,
+                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen image features [N * max(1, views), D] (float32, CPU) and labels of `items`: one un-augmented view
+    per image (views=0, eval transform) or `views` randomly augmented views (train transform, seeded)."""
+    was_training = method.training
+    method.eval()
+    spec = method.backbone.image_spec
+    tf = eval_transform(spec) if views <= 0 else train_transform(spec, seed=seed)
+    ds = ImageDataset(items, task.reader, tf, cache=views > 1)
+    feats, labels = [], []
+    with autocast(device, cfg.precision):
+        for _ in range(max(1, views)):
+            loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0)
+            for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+                feats.append(method.frozen_image_features(x.to(device)).float().cpu())
+                labels.append(y)
+    method.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
 def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,
         log: Callable[[str], None] = print, progress: bool = True) -> dict:
     """Train `method` on task.train, validating on task.val; leaves the selected checkpoint loaded.
 
+    Three ways, chosen by the method: back-propagation through CLIP on augmented images (the default); SGD on
+    features the frozen backbone computed once (`trains_on_features`: no back-propagation through CLIP); or a
+    closed-form / solver fit on those features (`closed_form`: no SGD, no epochs).
     Returns a summary: best epoch, its validation accuracy, per-epoch history, time.
     """
     seed_everything(seed)
     method.to(device)
+    method.reset_parameters()
     params = list(method.trainable().values())
     t0 = time.time()
-    if cfg.epochs <= 0 or not params:
+    if not method.closed_form and (cfg.epochs <= 0 or not params):
         return {"epochs": 0, "best_epoch": None, "val_accuracy": None, "history": [], "train_seconds": 0.0}
     method.on_train_start()
-    ds = ImageDataset(task.train, task.reader, train_transform(method.backbone.image_spec, seed=seed), cache=True)
-    g = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                         drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers)
+    on_features = method.closed_form or method.trains_on_features
+    if on_features:
+        train_x, train_y = extract_features(method, task, task.train, device, cfg, method.feature_views, seed,
+                                            progress, "train features")
+        val_x, val_y = (extract_features(method, task, task.val, device, cfg, 0, seed, progress, "val features")
+                        if task.val else (None, None))
+        method.on_features(train_x.to(device), train_y.to(device))
+        if method.closed_form:
+            res = method.fit_features(train_x, train_y, val_x, val_y)
+            method.eval()
+            for rec in res.get("history", []):
+                log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+            return {"epochs": 0, "best_epoch": None, **res, "val_accuracy": res.get("val_accuracy"),
+                    "history": res.get("history", []), "train_seconds": round(time.time() - t0, 2)}
+        n_train = len(train_y)
+        g = torch.Generator().manual_seed(seed)
+        drop_last = n_train >= cfg.batch_size
+        n_batches = n_train // cfg.batch_size if drop_last else math.ceil(n_train / cfg.batch_size)
+
+        def batches():
+            perm = torch.randperm(n_train, generator=g)
+            for i in range(n_batches):
+                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                yield train_x[idx], train_y[idx]
+
+        forward = method.adapt_image_features
+
+        def validate() -> float:
+            was_training = method.training
+            method.eval()
+            with torch.no_grad(), autocast(device, cfg.precision):
+                text = method.text_features()
+                out = [method.logits(method.adapt_image_features(val_x[i:i + cfg.eval_batch_size].to(device)), text)
+                       .float().cpu() for i in range(0, len(val_y), cfg.eval_batch_size)]
+            method.train(was_training)
+            return accuracy(torch.cat(out), val_y)
+    else:
+        ds = ImageDataset(task.train, task.reader, train_transform(method.backbone.image_spec, seed=seed), cache=True)
+        g = torch.Generator().manual_seed(seed)
+        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                                             drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers)
+        n_batches = len(loader)
+        batches = lambda: loader  # noqa: E731
+        forward = method.image_features
+        val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None
+
+        def validate() -> float:
+            return accuracy(*predict(method, val_loader, device, cfg.precision))
+
+    has_val = bool(task.val)
     opt = make_optimizer(params, cfg)
-    val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None
     best = {"acc": -1.0, "epoch": None, "state": None}
     history = []
-    bar = tqdm(total=cfg.epochs * len(loader), desc=f"train {method.name}", disable=not progress, leave=False)
+    bar = tqdm(total=cfg.epochs * n_batches, desc=f"train {method.name}", disable=not progress, leave=False)
     static_text = method.text_is_static
     for epoch in range(cfg.epochs):
         for grp in opt.param_groups:
@@ -119,7 +190,7 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
         cached_text = None
         sums: dict[str, float] = {}
         n = 0
-        for x, y in loader:
+        for x, y in batches():
             x, y = x.to(device), y.to(device)
             with autocast(device, cfg.precision):
                 if static_text:
@@ -129,7 +200,7 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
                     text = cached_text
                 else:
                     text = method.text_features()
-                logits = method.logits(method.image_features(x), text)
+                logits = method.logits(forward(x), text)
             loss, parts = method.loss(logits, y, text)
             if not torch.isfinite(loss):
                 raise ClipfitError(f"loss became {float(loss)} at epoch {epoch + 1}; lower --set lr=")
@@ -144,9 +215,8 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
             bar.update(1)
         rec = {"epoch": epoch + 1, "lr": lr_at(epoch, cfg), **{k: v / max(n, 1) for k, v in sums.items()}}
         last = epoch + 1 == cfg.epochs
-        if val_loader is not None and (last or (epoch + 1) % max(1, cfg.eval_every) == 0):
-            logits, labels = predict(method, val_loader, device, cfg.precision)
-            rec["val_accuracy"] = accuracy(logits, labels)
+        if has_val and (last or (epoch + 1) % max(1, cfg.eval_every) == 0):
+            rec["val_accuracy"] = validate()
             if cfg.select == "best" and rec["val_accuracy"] >= best["acc"]:
                 best = {"acc": rec["val_accuracy"], "epoch": epoch + 1, "state": method.tuned_state()}
             bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_accuracy']:.1f}")

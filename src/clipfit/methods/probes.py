@@ -1,0 +1,188 @@
+"""Linear probes: classes learned as weights on image features; the text encoder is not used (class-specific).
+
+- `linear_probe` (seed 003, Sec. 3.2): a Linear layer on the image encoder's pooled output *before* the projection
+  (768 + 1 = 769 parameters per class on ViT-B/16), trained like the paper's other methods (AdamW 5e-4, weight
+  decay 0.02, cosine, best epoch on validation). With the backbone frozen it trains on features the frozen image
+  encoder computed once (no back-propagation through CLIP); `views=N` caches N augmented views per image instead
+  of one un-augmented view. `linear_probe+ln` / `layernorm=true` tunes the image encoder's LayerNorms with it (the
+  text encoder's do not reach the logits), then it trains through CLIP on augmented images each epoch.
+  `init_from=RUN` starts from a LayerNorm-tuned run (seed 003's best combination, Table 1).
+- `logreg_probe` (CoOp's linear-probe baseline): scikit-learn's L2 logistic regression (lbfgs) on the normalised
+  projected image features, no SGD. The inverse regularisation strength C is chosen on the validation split: the
+  grid 1e-6, 1e-4, ..., 1e6 (as CoOp's initial search), then `search_steps` refinements that try the best C times
+  10^(+-step) with step halving from 1 (in log10) each time, keeping a candidate only when it is strictly better
+  (ties keep the stronger regularisation). Without a validation split C = 1.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import opt
+from ..errors import ClipfitError
+from .base import Method, register_method
+from .layernorm import PAPER003_TRAIN, LayerNormCombinable, WithLayerNorm
+
+
+class _ClassSpecificHead:
+    """Shared by the probes: a Linear head over the classes, created when the classes are first set."""
+
+    class_agnostic = False
+    mergeable = False
+
+    def _feature_dim(self) -> int:
+        raise NotImplementedError
+
+    def set_classes(self, classnames: Sequence[str]) -> None:
+        classnames = list(classnames)
+        if getattr(self, "head", None) is not None:
+            if classnames != self.classnames:
+                raise ClipfitError(f"method {self.name!r} learned one weight vector per training class; it cannot "
+                                   "classify other classes")
+            return
+        self.classnames = classnames
+        self.head = nn.Linear(self._feature_dim(), len(classnames))
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+
+    def text_features(self) -> torch.Tensor:
+        return torch.zeros(0)  # the text encoder is not used
+
+    @property
+    def text_is_static(self) -> bool:
+        return True
+
+    def logits(self, image_feats: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
+        return self.head(image_feats.to(self.head.weight.dtype))
+
+
+@dataclass
+class LinearProbeConfig(WithLayerNorm):
+    views: int = opt(0, "training views per image cached when the backbone is frozen: 0 = one un-augmented view; "
+                        "N = N random-crop/flip views")
+    layernorm_tower: str = opt("vision", "LayerNorms tuned when layernorm=true (the text encoder does not reach "
+                                         "a linear probe's logits)", ("vision", "both", "text"))
+
+
+@register_method("linear_probe")
+class LinearProbe(_ClassSpecificHead, LayerNormCombinable):
+    """Linear probe on the image encoder's pooled output before projection (seed 003; 769 per class on ViT-B/16)."""
+
+    Config = LinearProbeConfig
+    train_defaults = PAPER003_TRAIN
+
+    def _feature_dim(self) -> int:
+        return self.backbone.model.vision_model.config.hidden_size
+
+    def build(self) -> None:
+        self.head = None
+        self.tune_layernorm()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+
+    @property
+    def trains_on_features(self) -> bool:
+        return not self.backbone_trains
+
+    def frozen_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.backbone.image_pooled(pixel_values)
+
+
+@dataclass
+class LinearProbeLNConfig(LinearProbeConfig):
+    layernorm: bool = opt(True, "also tune the image encoder's LayerNorms, together with the probe (seed 003 'Normal')")
+
+
+@register_method("linear_probe+ln")
+class LinearProbeLN(LinearProbe):
+    """Linear probe with the image encoder's LayerNorms tuned together (seed 003, Table 1 'Normal')."""
+
+    Config = LinearProbeLNConfig
+
+
+@dataclass
+class LogRegConfig:
+    C: float = opt(0.0, "inverse L2 regularisation strength; 0 = search on the validation split (see `logreg_probe`)")
+    search_steps: int = opt(4, "refinement steps of the C search after the grid 1e-6..1e6")
+    max_iter: int = opt(1000, "lbfgs iterations")
+
+
+@register_method("logreg_probe")
+class LogRegProbe(_ClassSpecificHead, Method):
+    """CoOp-style linear probe: scikit-learn logistic regression on normalised image features, C chosen on validation."""
+
+    Config = LogRegConfig
+    closed_form = True
+    train_defaults = {"epochs": 0}  # no epochs: one solver fit per candidate C
+
+    def _feature_dim(self) -> int:
+        return self.backbone.model.visual_projection.out_features
+
+    def build(self) -> None:
+        self.head = None
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, c: float):
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=c, max_iter=self.cfg.max_iter)
+        clf.fit(x, y)
+        return clf
+
+    def _set_head(self, clf) -> None:
+        n_cls, dim = len(self.classnames), self._feature_dim()
+        w = np.zeros((n_cls, dim), np.float64)
+        b = np.full(n_cls, -1e4, np.float64)  # a class with no training image is never predicted
+        coef, icpt = clf.coef_, clf.intercept_
+        if len(clf.classes_) == 2 and coef.shape[0] == 1:  # binary: one decision function d; logits (-d/2, d/2)
+            coef = np.concatenate([-coef / 2, coef / 2])
+            icpt = np.concatenate([-icpt / 2, icpt / 2])
+        for row, k in enumerate(clf.classes_):
+            w[int(k)], b[int(k)] = coef[row], icpt[row]
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(w))
+            self.head.bias.copy_(torch.from_numpy(b))
+
+    def fit_features(self, train_x, train_y, val_x, val_y) -> dict[str, Any]:
+        x, y = train_x.double().numpy(), train_y.numpy()
+        if len(np.unique(y)) < 2:
+            raise ClipfitError("logreg_probe needs training images of at least two classes")
+        history: list[dict] = []
+        tried: dict[float, tuple[float, Any]] = {}
+
+        def score(c: float) -> float:
+            if c not in tried:
+                clf = self._fit(x, y, c)
+                acc = float((clf.predict(val_x.double().numpy()) == val_y.numpy()).mean() * 100.0)
+                tried[c] = (acc, clf)
+                history.append({"C": c, "val_accuracy": acc})
+            return tried[c][0]
+
+        if self.cfg.C > 0 or val_x is None or len(val_y) == 0:
+            c = self.cfg.C if self.cfg.C > 0 else 1.0
+            clf = self._fit(x, y, c)
+            self._set_head(clf)
+            val_acc = None
+            if val_x is not None and len(val_y):
+                val_acc = float((clf.predict(val_x.double().numpy()) == val_y.numpy()).mean() * 100.0)
+            return {"C": c, "val_accuracy": val_acc, "history": [{"C": c}]}
+        best = None
+        for c in [10.0 ** e for e in range(-6, 7, 2)]:
+            if best is None or score(c) > score(best):
+                best = c
+        step = 1.0
+        for _ in range(self.cfg.search_steps):
+            for c in (best * 10 ** -step, best * 10 ** step):
+                if score(c) > score(best):
+                    best = c
+            step /= 2
+        self._set_head(tried[best][1])
+        return {"C": best, "val_accuracy": tried[best][0], "history": history}
