@@ -181,3 +181,14 @@ def test_base2new_grid_prints_table_and_resumes(tiny_clip, tiny_folder, tmp_path
     out = capsys.readouterr().out
     assert "base2new" in out and "± " in out and "clipfit" in out
     assert (tmp_path / "grid" / "clipfit" / "seed1" / "tuned.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_base2new_reports_new_as_na_for_class_specific_methods(tiny_clip, tiny_folder, tmp_path, capsys):
+    args = ["base2new", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4",
+            "--methods", "linear_probe", "--seeds", "1", "--out", str(tmp_path / "g"), "--quiet",
+            *[a for s in FAST for a in ("--set", s)]]
+    assert main(args + ["--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["results"]["linear_probe"]
+    assert r["new"]["mean"] is None and r["hm"]["mean"] is None and r["base"]["mean"] is not None
+    assert main(args) == 0
+    assert "n/a" in capsys.readouterr().out

@@ -177,7 +177,7 @@ def eval_run(run_dir: str | os.PathLike, dataset: str | None = None, root: str |
     dataset = dataset or cfg["dataset"]
     subsample = subsample or cfg["subsample"]
     task = subsample_classes(load_task(dataset, root or cfg.get("root")), subsample)
-    if dataset != cfg["dataset"]:  # another dataset is read with its own template
+    if dataset != cfg["dataset"] and run.method.uses_dataset_template:  # another dataset: its own template
         run.method.templates = [task.template]
     if task.classnames != run.method.classnames or dataset != cfg["dataset"]:
         if not run.method.class_agnostic:

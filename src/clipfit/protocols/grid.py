@@ -15,13 +15,16 @@ from ..errors import ClipfitError
 from ..io import read_json, write_json
 from ..engine.loop import pick_device
 from ..engine.run import RunSpec, eval_run, load_run, train_run
+from ..methods import METHODS
 
 
 def harmonic_mean(b: float, n: float) -> float:
     return 2 * b * n / (b + n) if b + n > 0 else 0.0
 
 
-def mean_std(xs: list[float]) -> tuple[float, float]:
+def mean_std(xs: list[float | None]) -> tuple[float | None, float | None]:
+    if any(x is None for x in xs):  # not applicable (a class-specific method on new classes)
+        return None, None
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
@@ -41,21 +44,23 @@ def run_grid(protocol: str, spec: RunSpec, methods: list[str], seeds: list[int],
             s = replace(spec, method=method, seed=seed, protocol=protocol,
                         subsample="base" if protocol == "base2new" else "all")
             m = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else None
-            if m is None or "test" not in m or (protocol == "base2new" and "new" not in m["test"]):
+            agnostic = METHODS.get(method).class_agnostic
+            if m is None or "test" not in m or (protocol == "base2new" and agnostic and "new" not in m["test"]):
                 m = train_run(s, run_dir, overwrite=True, progress=progress, backbone=copy.deepcopy(pristine))
-                if protocol == "base2new":
+                if protocol == "base2new" and agnostic:
                     loaded = load_run(run_dir, spec.device, backbone=copy.deepcopy(pristine))
                     m["test"]["new"] = {k: v for k, v in eval_run(run_dir, subsample="new", loaded=loaded,
                                                                    progress=progress).items() if k in ("accuracy", "n")}
                     write_json(run_dir / "metrics.json", m)
             if protocol == "base2new":
-                b, n = m["test"]["base"]["accuracy"], m["test"]["new"]["accuracy"]
-                vals = {"base": b, "new": n, "hm": harmonic_mean(b, n)}
+                b = m["test"]["base"]["accuracy"]
+                n = m["test"]["new"]["accuracy"] if agnostic else None  # class-specific: no "new" classes
+                vals = {"base": b, "new": n, "hm": harmonic_mean(b, n) if agnostic else None}
             else:
                 vals = {"accuracy": m["test"]["all"]["accuracy"]}
             for k, v in vals.items():
                 res.setdefault(k, []).append(v)
-            echo(f"{method} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in vals.items()))
+            echo(f"{method} seed {seed}: " + ", ".join(f"{k} " + ("n/a" if v is None else f"{v:.2f}") for k, v in vals.items()))
         results[method] = res
     summary = {"protocol": protocol, "dataset": spec.dataset, "model": spec.model, "shots": spec.shots, "seeds": seeds,
                "results": {m: {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "values": v} for k, v in r.items()}
@@ -69,7 +74,8 @@ def format_table(summary: dict) -> str:
     res = summary["results"]
     cols = list(next(iter(res.values())).keys()) if res else []
     head = ["method"] + cols
-    rows = [[m] + [f"{r[c]['mean']:.2f} ± {r[c]['std']:.2f}" for c in cols] for m, r in res.items()]
+    cell = lambda v: "n/a" if v["mean"] is None else f"{v['mean']:.2f} ± {v['std']:.2f}"  # noqa: E731
+    rows = [[m] + [cell(r[c]) for c in cols] for m, r in res.items()]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
     title = (f"{summary['protocol']} on {summary['dataset']} ({summary['shots']} shots, seeds "
