@@ -192,3 +192,15 @@ def test_base2new_reports_new_as_na_for_class_specific_methods(tiny_clip, tiny_f
     assert r["new"]["mean"] is None and r["hm"]["mean"] is None and r["base"]["mean"] is not None
     assert main(args) == 0
     assert "n/a" in capsys.readouterr().out
+
+
+def test_grid_two_stage_method_starts_from_first_stage(tiny_clip, tiny_folder, tmp_path, capsys):
+    args = ["fewshot", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4",
+            "--methods", "prompt@layernorm", "--seeds", "1", "--out", str(tmp_path / "g"), "--quiet", "--json",
+            *[a for s in FAST for a in ("--set", s)]]
+    assert main(args) == 0
+    r = json.loads(capsys.readouterr().out)["results"]
+    assert set(r) == {"prompt@layernorm"}
+    cfg = json.loads((tmp_path / "g" / "prompt@layernorm" / "seed1" / "config.json").read_text())
+    assert cfg["method"] == "prompt" and cfg["method_config"]["init_from"] == str(tmp_path / "g" / "layernorm" / "seed1")
+    assert (tmp_path / "g" / "layernorm" / "seed1" / "tuned.safetensors").exists()

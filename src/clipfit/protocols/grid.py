@@ -1,7 +1,8 @@
 """Seeds x methods grids for the few-shot and base-to-new protocols, with mean ± std tables.
 
 Each (method, seed) is a run directory OUT/<method>/seed<S>; a finished one (metrics.json with the needed numbers)
-is reused, so an interrupted grid resumes where it stopped.
+is reused, so an interrupted grid resumes where it stopped. A method written 'X@Y' is trained in two stages: Y
+first (or its finished run reused), then X initialised from it (`init_from`), as seed 003's "LN as init".
 """
 from __future__ import annotations
 
@@ -37,25 +38,37 @@ def run_grid(protocol: str, spec: RunSpec, methods: list[str], seeds: list[int],
     device = pick_device(spec.device)
     pristine = Backbone.from_pretrained(spec.model, device=device)
     results: dict[str, dict[str, list[float]]] = {}
+
+    def ensure(method: str, seed: int) -> dict:
+        """Metrics of OUT/<method>/seed<S>, training (and evaluating) it unless a finished run is there.
+        'X@Y' is method X initialised from the run of method Y with the same seed (two-stage training)."""
+        name, _, first = method.partition("@")
+        agnostic = METHODS.get(name).class_agnostic
+        run_dir = out / method / f"seed{seed}"
+        m = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else None
+        if m is None or "test" not in m or (protocol == "base2new" and agnostic and "new" not in m["test"]):
+            overrides = list(spec.overrides)
+            if first:
+                ensure(first, seed)
+                overrides.append(f"init_from={out / first / f'seed{seed}'}")
+            s = replace(spec, method=name, seed=seed, protocol=protocol, overrides=overrides,
+                        subsample="base" if protocol == "base2new" else "all")
+            m = train_run(s, run_dir, overwrite=True, progress=progress, backbone=copy.deepcopy(pristine))
+            if protocol == "base2new" and agnostic:
+                loaded = load_run(run_dir, spec.device, backbone=copy.deepcopy(pristine))
+                m["test"]["new"] = {k: v for k, v in eval_run(run_dir, subsample="new", loaded=loaded,
+                                                               progress=progress).items() if k in ("accuracy", "n")}
+                write_json(run_dir / "metrics.json", m)
+        return m
+
     for method in methods:
         res: dict[str, list[float]] = {}
         for seed in seeds:
-            run_dir = out / method / f"seed{seed}"
-            s = replace(spec, method=method, seed=seed, protocol=protocol,
-                        subsample="base" if protocol == "base2new" else "all")
-            m = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else None
-            agnostic = METHODS.get(method).class_agnostic
-            if m is None or "test" not in m or (protocol == "base2new" and agnostic and "new" not in m["test"]):
-                m = train_run(s, run_dir, overwrite=True, progress=progress, backbone=copy.deepcopy(pristine))
-                if protocol == "base2new" and agnostic:
-                    loaded = load_run(run_dir, spec.device, backbone=copy.deepcopy(pristine))
-                    m["test"]["new"] = {k: v for k, v in eval_run(run_dir, subsample="new", loaded=loaded,
-                                                                   progress=progress).items() if k in ("accuracy", "n")}
-                    write_json(run_dir / "metrics.json", m)
+            m = ensure(method, seed)
             if protocol == "base2new":
                 b = m["test"]["base"]["accuracy"]
-                n = m["test"]["new"]["accuracy"] if agnostic else None  # class-specific: no "new" classes
-                vals = {"base": b, "new": n, "hm": harmonic_mean(b, n) if agnostic else None}
+                n = m["test"]["new"]["accuracy"] if "new" in m["test"] else None  # class-specific: no "new" classes
+                vals = {"base": b, "new": n, "hm": harmonic_mean(b, n) if n is not None else None}
             else:
                 vals = {"accuracy": m["test"]["all"]["accuracy"]}
             for k, v in vals.items():
