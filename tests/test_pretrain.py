@@ -1,0 +1,70 @@
+"""Pretraining smoke test: a few steps of a tiny model, saved and loaded back like any CLIP checkpoint."""
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from clipfit import pretrain
+from clipfit.backbone import Backbone
+from clipfit.data import synth
+
+
+def test_contrastive_loss_prefers_matching_pairs():
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    eye = torch.eye(6, dtype=torch.bool)
+    good = pretrain.contrastive_loss(x, x, torch.tensor(20.0), eye)
+    bad = pretrain.contrastive_loss(x, x.roll(1, 0), torch.tensor(20.0), eye)
+    assert good < bad
+    # with two identical items, marking them as each other's positives is cheaper than marking a distinct pair
+    twins = torch.cat([x[:1], x[:1], x[2:]])
+    right, wrong = eye.clone(), eye.clone()
+    right[0, 1] = right[1, 0] = True
+    wrong[0, 2] = wrong[2, 0] = True
+    scale = torch.tensor(20.0)
+    assert pretrain.contrastive_loss(twins, twins, scale, right) < pretrain.contrastive_loss(twins, twins, scale, wrong)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = pretrain.PretrainConfig(steps=100, warmup=10, lr=1.0)
+    lrs = [pretrain.lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] < lrs[9] == 1.0 and lrs[50] < 1.0 and lrs[-1] < 0.01
+
+
+def test_pretrain_few_steps_saves_a_loadable_clip(tmp_path):
+    rec = pretrain.pretrain_mini(tmp_path, steps=3, batch_size=16, seed=0, threads=1, evaluate=False,
+                                 progress=False, hidden=16, layers=1, heads=2, proj=16)
+    assert rec["parameters"] > 0 and np.isfinite(rec["final_loss"])
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "training.json").exists()
+    assert json.loads((tmp_path / "training.json").read_text())["recipe"]["steps"] == 3
+
+    bb = Backbone.from_pretrained(str(tmp_path))
+    assert bb.image_spec.size == 32
+    assert bb.model.config.text_config.eos_token_id == 3
+    prompts = [synth.TEMPLATE.format(c) for c in ("red circle", "blue square", "green star")]
+    t = bb.encode_text(bb.tokenize(prompts))
+    images = synth.render(synth.sample_attributes(4, np.random.default_rng(0)), np.random.default_rng(0))
+    spec = bb.image_spec
+    i = bb.encode_image(pretrain.to_pixels(images, spec.mean, spec.std))
+    assert t.shape == (3, 16) and i.shape == (4, 16)
+    assert torch.allclose(t.norm(dim=-1), torch.ones(3), atol=1e-5)
+    # every vocabulary word is one token
+    ids = bb.tokenizer(" ".join(synth.vocabulary()))["input_ids"]
+    assert len(ids) == len(synth.vocabulary()) + 2
+
+    # the zero-shot evaluation and the model card run on it (a tiny slice)
+    res = pretrain.evaluate_mini(tmp_path, per_pair=1, tasks=())
+    assert 0 <= res["pairs_seen"] <= 100
+    card = pretrain.write_card(tmp_path)
+    assert "Zero-shot" in card and str(res["pairs_seen"]) in card
+
+
+def test_add_parser_registers_pretrain_mini():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    pretrain.add_parser(sub)
+    args = parser.parse_args(["pretrain-mini", "--out", "x", "--steps", "5", "--batch-size", "8", "--seed", "3",
+                              "--threads", "1"])
+    assert (args.out, args.steps, args.batch_size, args.seed, args.threads) == ("x", 5, 8, 3, 1)
+    assert args.func is pretrain.run_pretrain
