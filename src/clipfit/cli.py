@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.set_defaults(dataset="synth_shift")
     p.add_argument("--method", default="clipfit")
-    p.add_argument("--seeds", default="1")
+    p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--out", help="keep the runs here (default: a temporary folder)")
 
     p = sub.add_parser("datasets", help="list the dataset catalogue")
@@ -173,8 +173,15 @@ def cmd_grid(args, protocol: str, methods: list[str]) -> dict:
     return summary
 
 
+DEMO_SETTINGS = ["crop_scale=0.5"]  # 32x32 images: CoOp's 0.08 crops often cut the object out
+
+
 def cmd_demo(args) -> None:
     methods = ["zeroshot"] + ([args.method] if args.method != "zeroshot" else [])
+    args.overrides = DEMO_SETTINGS + args.overrides  # the user's --set come later and win
+    if not args.quiet:
+        print(f"clipfit demo: base-to-new, {', '.join(methods)} on {args.dataset}, {args.shots} shots, seeds {args.seeds}, "
+              f"model {args.model}; settings {' '.join(args.overrides)} (paper defaults otherwise)", file=sys.stderr)
     if args.out:
         cmd_grid(args, "base2new", methods)
         return
@@ -220,6 +227,12 @@ def cmd_methods(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # weight-loading bars; clipfit shows its own progress
+    except ImportError:
+        pass
     try:
         if args.command == "train":
             cmd_train(args)

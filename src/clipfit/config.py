@@ -33,6 +33,8 @@ class TrainConfig:
     precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", ("auto", "fp32", "bf16"))
     num_workers: int = opt(0, "DataLoader worker processes")
     grad_clip: float = opt(0.0, "clip gradient norm to this value (0: off)")
+    crop_scale: float = opt(0.08, "smallest area fraction of the random resized crop (CoOp: 0.08; 1: no cropping)")
+    flip: bool = opt(True, "random horizontal flips during training")
 
 
 def _coerce(value: str, typ: Any, key: str) -> Any:

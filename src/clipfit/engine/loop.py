@@ -98,7 +98,7 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     was_training = method.training
     method.eval()
     spec = method.backbone.image_spec
-    tf = eval_transform(spec) if views <= 0 else train_transform(spec, seed=seed)
+    tf = eval_transform(spec) if views <= 0 else train_transform(spec, seed=seed, scale=(cfg.crop_scale, 1.0), flip=cfg.flip)
     ds = ImageDataset(items, task.reader, tf, cache=views > 1)
     feats, labels = [], []
     with autocast(device, cfg.precision):
@@ -165,7 +165,8 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
             method.train(was_training)
             return accuracy(torch.cat(out), val_y)
     else:
-        ds = ImageDataset(task.train, task.reader, train_transform(method.backbone.image_spec, seed=seed), cache=True)
+        tf = train_transform(method.backbone.image_spec, seed=seed, scale=(cfg.crop_scale, 1.0), flip=cfg.flip)
+        ds = ImageDataset(task.train, task.reader, tf, cache=True)
         g = torch.Generator().manual_seed(seed)
         loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=g,
                                              drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers)

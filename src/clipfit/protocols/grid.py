@@ -87,7 +87,11 @@ def format_table(summary: dict) -> str:
     res = summary["results"]
     cols = list(next(iter(res.values())).keys()) if res else []
     head = ["method"] + cols
-    cell = lambda v: "n/a" if v["mean"] is None else f"{v['mean']:.2f} ± {v['std']:.2f}"  # noqa: E731
+    def cell(v: dict) -> str:
+        if v["mean"] is None:
+            return "n/a"
+        return f"{v['mean']:.2f}" if len(v["values"]) == 1 else f"{v['mean']:.2f} ± {v['std']:.2f}"
+
     rows = [[m] + [cell(r[c]) for c in cols] for m, r in res.items()]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
