@@ -11,11 +11,10 @@ from .backbone import ARCHS, EMBEDDED_MODEL
 from .errors import ClipfitError
 
 
-def _add_run_args(p: argparse.ArgumentParser, method_default: str | None = "clipfit", shots: int = 16) -> None:
+def _add_run_args(p: argparse.ArgumentParser, shots: int = 16) -> None:
     p.add_argument("--model", default=EMBEDDED_MODEL,
                    help=f"Hugging Face hub id or local directory of a CLIP model (default: the embedded {EMBEDDED_MODEL})")
-    p.add_argument("--dataset", required=method_default is not None and shots is None,
-                   help="catalogue name (see `clipfit datasets`), imagefolder:PATH or hf:NAME_OR_PATH")
+    p.add_argument("--dataset", help="catalogue name (see `clipfit datasets`), imagefolder:PATH or hf:NAME_OR_PATH")
     p.add_argument("--root", help="folder holding the datasets in CoOp's layout (catalogue datasets read from disk)")
     p.add_argument("--shots", type=int, default=shots, help="training images per class (0: all)")
     p.add_argument("--template", help="prompt template with {} for the class name (default: the dataset's)")
@@ -42,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-test", action="store_true", help="do not evaluate on the test split after training")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy of a run on a dataset split")
     p.add_argument("run_dir")
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("run_dir")
@@ -60,11 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write the tuned model as a plain transformers CLIP checkpoint")
     p.add_argument("run_dir")
     p.add_argument("--merged", required=True, metavar="OUT_DIR")
     p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("params", help="trainable parameter count of a method (random init, no download)")
     p.add_argument("method")
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, default=10, help="number of classes (for class-specific methods)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_params)
 
     for name, hlp in (("fewshot", "few-shot protocol: methods x seeds, test accuracy mean ± std"),
                       ("base2new", "base-to-new protocol: train on base classes, test on base and new, HM")):
@@ -80,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--methods", default="zeroshot,clipfit", help="comma-separated methods")
         p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
         p.add_argument("--out", required=True, help="folder for the runs and results.json (finished runs are reused)")
+        p.set_defaults(func=lambda a, proto=name: cmd_grid(a, proto, [m.strip() for m in a.methods.split(",") if m.strip()]))
 
     p = sub.add_parser("demo", help="base-to-new with CLIPFit on the embedded model and a shifted task (no download)")
     _add_run_args(p)
@@ -87,10 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="clipfit")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--out", help="keep the runs here (default: a temporary folder)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("datasets", help="list the dataset catalogue")
+    p.set_defaults(func=cmd_datasets)
     p = sub.add_parser("methods", help="list the methods")
     p.add_argument("--details", action="store_true", help="show every setting with its default and help")
+    p.set_defaults(func=cmd_methods)
 
     try:
         from . import pretrain
@@ -121,9 +129,15 @@ def _spec(args, method: str):
                    items=getattr(args, "items", None), device=args.device)
 
 
+def _need_dataset(args) -> None:
+    if not args.dataset:
+        raise ClipfitError(f"clipfit {args.command} needs --dataset (see `clipfit datasets`)")
+
+
 def cmd_train(args) -> None:
     from .engine.run import train_run
 
+    _need_dataset(args)
     m = train_run(_spec(args, args.method), args.out, overwrite=args.overwrite, progress=not args.quiet, test=not args.no_test)
     m = {k: v for k, v in m.items() if k != "history"}
     test = m.get("test", {}).get(args.subsample, {})
@@ -166,6 +180,7 @@ def cmd_params(args) -> None:
 def cmd_grid(args, protocol: str, methods: list[str]) -> dict:
     from .protocols.grid import format_table, run_grid
 
+    _need_dataset(args)
     log = (lambda s: print(s, file=sys.stderr)) if not args.quiet else (lambda s: None)
     summary = run_grid(protocol, _spec(args, methods[0]), methods, _ints(args.seeds, "seeds"), args.out,
                        progress=not args.quiet, echo=log)
@@ -234,28 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     try:
-        if args.command == "train":
-            cmd_train(args)
-        elif args.command == "eval":
-            cmd_eval(args)
-        elif args.command == "predict":
-            cmd_predict(args)
-        elif args.command == "export":
-            cmd_export(args)
-        elif args.command == "params":
-            cmd_params(args)
-        elif args.command in ("fewshot", "base2new"):
-            if not args.dataset:
-                raise ClipfitError(f"clipfit {args.command} needs --dataset")
-            cmd_grid(args, args.command, [m.strip() for m in args.methods.split(",") if m.strip()])
-        elif args.command == "demo":
-            cmd_demo(args)
-        elif args.command == "datasets":
-            cmd_datasets(args)
-        elif args.command == "methods":
-            cmd_methods(args)
-        elif hasattr(args, "func"):
-            args.func(args)
+        args.func(args)
     except ClipfitError as e:
         print(f"clipfit: error: {e}", file=sys.stderr)
         return 2

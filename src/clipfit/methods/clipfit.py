@@ -35,13 +35,17 @@ class CLIPFitConfig:
     mse_weight: float = opt(1.0, "weight of the bias MSE regulariser when reg=mse (the paper gives no value)")
 
 
+# CLIPFit's optimisation (paper, Sec. 4 and appendix B); BitFit baselines reuse it.
+CLIPFIT_TRAIN = {"optimizer": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 32,
+                 "epochs": 100, "warmup_epochs": 1, "warmup_lr": 1e-5, "scheduler": "cosine"}
+
+
 @register_method("clipfit")
 class CLIPFit(Method):
     """CLIPFit (text FFN output biases + image LayerNorms, KD to zero-shot text features)."""
 
     Config = CLIPFitConfig
-    train_defaults = {"optimizer": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 32,
-                      "epochs": 100, "warmup_epochs": 1, "warmup_lr": 1e-5, "scheduler": "cosine"}
+    train_defaults = CLIPFIT_TRAIN
 
     @classmethod
     def protocol_defaults(cls, protocol: str, dataset: str) -> dict:

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 from ..config import opt
 from .base import Method, register_method
+from .clipfit import CLIPFIT_TRAIN
 from .layernorm import INIT_FROM_HELP, PAPER003_TRAIN
-
-CLIPFIT_TRAIN = {"optimizer": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 32,
-                 "epochs": 100, "warmup_epochs": 1, "warmup_lr": 1e-5, "scheduler": "cosine"}
 
 BITFIT_GROUPS = {"both": ["text_bias", "vision_bias"], "text": ["text_bias"], "vision": ["vision_bias"]}
 FULL_GROUPS = {"both": ["all"], "text": ["text_all"], "vision": ["vision_all"]}
