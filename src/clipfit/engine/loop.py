@@ -69,7 +69,7 @@ def predict(method: Method, loader, device: torch.device, precision: str = "auto
     with autocast(device, precision):
         text = method.text_features()
         out, labels = [], []
-        for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        for x, y in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
             out.append(method.logits(method.image_features(x.to(device)), text).float().cpu())
             labels.append(y)
     method.train(was_training)
@@ -104,7 +104,7 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     with autocast(device, cfg.precision):
         for _ in range(max(1, views)):
             loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0)
-            for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            for x, y in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
                 feats.append(method.frozen_image_features(x.to(device)).float().cpu())
                 labels.append(y)
     method.train(was_training)
@@ -182,7 +182,7 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
     opt = make_optimizer(params, cfg)
     best = {"acc": -1.0, "epoch": None, "state": None}
     history = []
-    bar = tqdm(total=cfg.epochs * n_batches, desc=f"train {method.name}", disable=not progress, leave=False)
+    bar = tqdm(total=cfg.epochs * n_batches, desc=f"train {method.name}", disable=None if progress else True, leave=False)
     static_text = method.text_is_static
     for epoch in range(cfg.epochs):
         for grp in opt.param_groups:
