@@ -204,3 +204,30 @@ def test_grid_two_stage_method_starts_from_first_stage(tiny_clip, tiny_folder, t
     cfg = json.loads((tmp_path / "g" / "prompt@layernorm" / "seed1" / "config.json").read_text())
     assert cfg["method"] == "prompt" and cfg["method_config"]["init_from"] == str(tmp_path / "g" / "layernorm" / "seed1")
     assert (tmp_path / "g" / "layernorm" / "seed1" / "tuned.safetensors").exists()
+
+
+def test_interrupted_run_resumes_from_last_epoch(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):
+    import clipfit.engine.loop as loop
+
+    real, calls = loop.save_checkpoint, []
+
+    def crash_after_two(*a, **kw):
+        real(*a, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_two)
+    out = tmp_path / "run"
+    sets = [a for s in ["epochs=4", "batch_size=4", "lr=0.05", "warmup_epochs=0"] for a in ("--set", s)]
+    args = ["train", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4", "--quiet"]
+    assert main([*args, *sets, "--out", str(out)]) == 130  # interrupted after epoch 2
+    assert (out / "checkpoint.safetensors").exists() and not (out / "tuned.safetensors").exists()
+    monkeypatch.setattr(loop, "save_checkpoint", real)
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
+    assert "resumed after epoch 2" in (out / "log.txt").read_text()
+    assert not (out / "checkpoint.safetensors").exists() and (out / "tuned.safetensors").exists()
+    assert main(["train", "--out", str(out), "--resume"]) == 2  # a finished run has nothing to resume
+    assert "nothing to resume" in capsys.readouterr().err

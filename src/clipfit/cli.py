@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", help="items.json of an earlier run: train on exactly its images")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last epoch")
     p.add_argument("--no-test", action="store_true", help="do not evaluate on the test split after training")
     p.set_defaults(func=cmd_train)
 
@@ -137,8 +138,10 @@ def _need_dataset(args) -> None:
 def cmd_train(args) -> None:
     from .engine.run import train_run
 
-    _need_dataset(args)
-    m = train_run(_spec(args, args.method), args.out, overwrite=args.overwrite, progress=not args.quiet, test=not args.no_test)
+    if not args.resume:
+        _need_dataset(args)
+    m = train_run(_spec(args, args.method), args.out, overwrite=args.overwrite, progress=not args.quiet,
+                  test=not args.no_test, resume=args.resume)
     m = {k: v for k, v in m.items() if k != "history"}
     test = m.get("test", {}).get(args.subsample, {})
     text = (f"trained {args.method} ({m['trainable_parameters']} parameters) in {m['train_seconds']:.1f}s; "

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +17,7 @@ from ..config import TrainConfig
 from ..data.transforms import ImageDataset, eval_transform, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
+from ..io import load_tensors, save_tensors
 from ..methods.base import Method
 
 
@@ -111,14 +114,56 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     return torch.cat(feats), torch.cat(labels)
 
 
+CHECKPOINT = "checkpoint.safetensors"
+
+
+def save_checkpoint(path: Path, method: Method, opt: torch.optim.Optimizer, epoch: int, best: dict,
+                    history: list[dict]) -> None:
+    """Everything needed to continue training after `epoch`: tuned weights, optimiser state, best so far."""
+    tensors = {f"param/{n}": t for n, t in method.tuned_state().items()}
+    if best["state"] is not None:
+        tensors.update({f"best/{n}": t for n, t in best["state"].items()})
+    sd = opt.state_dict()
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt/{i}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    meta = {"epoch": epoch, "best_acc": best["acc"], "best_epoch": best["epoch"], "history": history}
+    save_tensors(path, tensors, metadata={"clipfit_checkpoint": json.dumps(meta)})
+
+
+def load_checkpoint(path: Path, method: Method, opt: torch.optim.Optimizer) -> tuple[int, dict, list[dict]]:
+    """Restore a checkpoint written by `save_checkpoint`; returns (epochs done, best, history)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["clipfit_checkpoint"])
+    tensors = load_tensors(path)
+    method.load_tuned({k[6:]: v for k, v in tensors.items() if k.startswith("param/")})
+    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")} or None
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt/"):
+            _, i, name = k.split("/", 2)
+            state.setdefault(int(i), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    best = {"acc": meta["best_acc"], "epoch": meta["best_epoch"], "state": best_state}
+    return meta["epoch"], best, meta["history"]
+
+
 def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,
-        log: Callable[[str], None] = print, progress: bool = True) -> dict:
+        log: Callable[[str], None] = print, progress: bool = True, checkpoint_dir: Path | None = None,
+        resume: bool = False) -> dict:
     """Train `method` on task.train, validating on task.val; leaves the selected checkpoint loaded.
 
     Three ways, chosen by the method: back-propagation through CLIP on augmented images (the default); SGD on
     features the frozen backbone computed once (`trains_on_features`: no back-propagation through CLIP); or a
     closed-form / solver fit on those features (`closed_form`: no SGD, no epochs).
     Returns a summary: best epoch, its validation accuracy, per-epoch history, time.
+    With `checkpoint_dir`, the state after every epoch is saved there (atomically); `resume` continues from it.
+    A resumed run continues from the last finished epoch with the same weights, optimiser state and best-so-far;
+    the order of its remaining batches differs from an uninterrupted run's.
     """
     seed_everything(seed)
     method.to(device)
@@ -181,10 +226,16 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
     has_val = bool(task.val)
     opt = make_optimizer(params, cfg)
     best = {"acc": -1.0, "epoch": None, "state": None}
-    history = []
-    bar = tqdm(total=cfg.epochs * n_batches, desc=f"train {method.name}", disable=None if progress else True, leave=False)
+    history: list[dict] = []
+    start = 0
+    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    if resume and ckpt is not None and ckpt.exists():
+        start, best, history = load_checkpoint(ckpt, method, opt)
+        log(f"resumed after epoch {start}")
+    bar = tqdm(total=cfg.epochs * n_batches, initial=start * n_batches, desc=f"train {method.name}",
+               disable=None if progress else True, leave=False)
     static_text = method.text_is_static
-    for epoch in range(cfg.epochs):
+    for epoch in range(start, cfg.epochs):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(epoch, cfg)
         method.train()
@@ -223,6 +274,8 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
             bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_accuracy']:.1f}")
         history.append(rec)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        if ckpt is not None:
+            save_checkpoint(ckpt, method, opt, epoch + 1, best, history)
     bar.close()
     if cfg.select == "best" and best["state"] is not None:
         method.load_tuned(best["state"])

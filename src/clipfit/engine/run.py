@@ -28,7 +28,7 @@ from ..data.types import Item, Task
 from ..errors import ClipfitError
 from ..io import load_tensors, read_json, save_tensors, write_json
 from ..methods import METHODS, Method, build_method
-from .loop import evaluate, fit, pick_device
+from .loop import CHECKPOINT, evaluate, fit, pick_device
 
 FORMAT = 1
 
@@ -90,25 +90,32 @@ def resolve_configs(spec: RunSpec) -> tuple[Any, TrainConfig]:
     return mcfg, tcfg
 
 
-def prepare_out_dir(out: str | os.PathLike, overwrite: bool) -> Path:
+def prepare_out_dir(out: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(out.iterdir()) and not resume:
         if not overwrite:
-            raise ClipfitError(f"run directory {out} already exists and is not empty; choose another --out or pass --overwrite")
-        for name in ("config.json", "items.json", "tuned.safetensors", "metrics.json", "log.txt"):
+            raise ClipfitError(f"run directory {out} already exists and is not empty; choose another --out, "
+                               "pass --resume to continue an interrupted run, or --overwrite to replace it")
+        for name in ("config.json", "items.json", "tuned.safetensors", "metrics.json", "log.txt", CHECKPOINT):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, progress: bool = True,
-              test: bool = True, backbone: Backbone | None = None) -> dict:
-    """Train, select on validation, save the run directory, and (optionally) report test accuracy once."""
+              test: bool = True, backbone: Backbone | None = None, resume: bool = False) -> dict:
+    """Train, select on validation, save the run directory, and (optionally) report test accuracy once.
+
+    The state after every epoch is kept in RUN/checkpoint.safetensors until the run finishes; `resume=True`
+    continues an interrupted run from there, on the items recorded in RUN/items.json, with its recorded settings.
+    """
+    if resume:
+        spec = _resume_spec(spec, Path(out))
     mcfg, tcfg = resolve_configs(spec)
     task = prepare_task(spec)
     if not task.train and tcfg.epochs > 0:
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
-    out = prepare_out_dir(out, overwrite)
+    out = prepare_out_dir(out, overwrite, resume)
     device = pick_device(spec.device)
     backbone = backbone or Backbone.from_pretrained(spec.model, device=device)
     method = build_method(spec.method, backbone, task.classnames, task.template, mcfg).to(device)
@@ -129,8 +136,10 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
             logf.write(line + "\n")
             logf.flush()
 
-        summary = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress)
+        summary = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, checkpoint_dir=out,
+                      resume=resume)
     save_tensors(out / "tuned.safetensors", method.tuned_state(), metadata={"method": spec.method, "format": str(FORMAT)})
+    (out / CHECKPOINT).unlink(missing_ok=True)
     metrics: dict[str, Any] = {"val_accuracy": summary["val_accuracy"], "best_epoch": summary["best_epoch"],
                                "train_seconds": summary["train_seconds"], "trainable_parameters": method.num_trainable()}
     if test and task.test:
@@ -138,6 +147,17 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     metrics["history"] = summary["history"]
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _resume_spec(spec: RunSpec, out: Path) -> RunSpec:
+    """The spec of the interrupted run in `out` (its recorded settings and items win over the new command's)."""
+    if not (out / CHECKPOINT).exists() or not (out / "config.json").exists():
+        raise ClipfitError(f"nothing to resume in {out}: no {CHECKPOINT} (the run finished, or never completed an epoch)")
+    cfg = read_json(out / "config.json")
+    return RunSpec(dataset=cfg["dataset"], method=cfg["method"], model=cfg["model"], root=cfg.get("root"),
+                   shots=cfg["shots"], seed=cfg["seed"], subsample=cfg["subsample"], protocol=cfg["protocol"],
+                   template=cfg["templates"][0] if len(cfg["templates"]) == 1 else None,
+                   overrides=cfg["overrides"], items=str(out / "items.json"), device=spec.device)
 
 
 @dataclass

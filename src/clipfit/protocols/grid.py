@@ -14,7 +14,7 @@ from pathlib import Path
 from ..backbone import Backbone
 from ..errors import ClipfitError
 from ..io import read_json, write_json
-from ..engine.loop import pick_device
+from ..engine.loop import CHECKPOINT, pick_device
 from ..engine.run import RunSpec, eval_run, load_run, train_run
 from ..methods import METHODS
 
@@ -53,7 +53,9 @@ def run_grid(protocol: str, spec: RunSpec, methods: list[str], seeds: list[int],
                 overrides.append(f"init_from={out / first / f'seed{seed}'}")
             s = replace(spec, method=name, seed=seed, protocol=protocol, overrides=overrides,
                         subsample="base" if protocol == "base2new" else "all")
-            m = train_run(s, run_dir, overwrite=True, progress=progress, backbone=copy.deepcopy(pristine))
+            resume = (run_dir / CHECKPOINT).exists()  # an interrupted run continues from its last epoch
+            m = train_run(s, run_dir, overwrite=not resume, resume=resume, progress=progress,
+                          backbone=copy.deepcopy(pristine))
             if protocol == "base2new" and agnostic:
                 loaded = load_run(run_dir, spec.device, backbone=copy.deepcopy(pristine))
                 m["test"]["new"] = {k: v for k, v in eval_run(run_dir, subsample="new", loaded=loaded,
