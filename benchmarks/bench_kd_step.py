@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from clipfit.backbone import Backbone, clip_config
 from clipfit.engine.loop import pick_device
-from clipfit.methods import build_method
-from clipfit.methods.clipfit import CLIPFitConfig
+from clipfit.tuners import build_method
+from clipfit.tuners.clipfit import CLIPFitConfig
 
 
 def load(args) -> Backbone:
@@ -71,11 +71,9 @@ def main() -> None:
         opt.step()
 
     m.on_train_start()
-    times = {}
+    times = {"once": 0.0, "per-step": 0.0}
     for _ in range(2):  # warm up both, then time them interleaved
         step(False), step(True)
-    for name, flag in (("once", False), ("per-step", True)):
-        times[name] = 0.0
     for _ in range(args.steps):
         for name, flag in (("once", False), ("per-step", True)):
             if dev.type == "cuda":

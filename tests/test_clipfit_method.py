@@ -12,14 +12,15 @@ from clipfit.data.catalogue import load_task
 from clipfit.engine.loop import pick_device
 from clipfit.engine.run import RunSpec, load_run, train_run
 from clipfit.io import load_tensors
-from clipfit.methods import build_method
-from clipfit.methods.clipfit import CLIPFitConfig
+from clipfit.tuners import build_method
+from clipfit.tuners.clipfit import CLIPFitConfig
+from conftest import set_args
 
-FAST = ["epochs=3", "batch_size=4", "lr=0.05", "warmup_epochs=0"]
+FAST = {"epochs": 3, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0}
 
 
 def _spec(tiny_clip, tiny_folder, **kw):
-    kw = {"shots": 4, "seed": 1, "overrides": FAST, **kw}
+    kw = {"shots": 4, "seed": 1, "settings": FAST, **kw}
     return RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, **kw)
 
 
@@ -103,7 +104,7 @@ def test_run_directory_records_items_and_refuses_overwrite(tiny_clip, tiny_folde
 def test_commands_train_eval_predict_export(tiny_clip, tiny_folder, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4", "--quiet"]
-    sets = [a for s in FAST for a in ("--set", s)]
+    sets = set_args(FAST)
     assert main(["train", *args, *sets, "--out", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["trainable_parameters"] > 0 and 0 <= res["test"]["all"]["accuracy"] <= 100
@@ -164,7 +165,7 @@ def test_device_choice():
 def test_base2new_grid_prints_table_and_resumes(tiny_clip, tiny_folder, tmp_path, capsys):
     args = ["base2new", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4",
             "--methods", "zeroshot,clipfit", "--seeds", "1,2", "--out", str(tmp_path / "grid"), "--quiet", "--json",
-            *[a for s in FAST for a in ("--set", s)]]
+            *set_args(FAST)]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     r = summary["results"]
@@ -185,7 +186,7 @@ def test_base2new_grid_prints_table_and_resumes(tiny_clip, tiny_folder, tmp_path
 def test_base2new_reports_new_as_na_for_class_specific_methods(tiny_clip, tiny_folder, tmp_path, capsys):
     args = ["base2new", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4",
             "--methods", "linear_probe", "--seeds", "1", "--out", str(tmp_path / "g"), "--quiet",
-            *[a for s in FAST for a in ("--set", s)]]
+            *set_args(FAST)]
     assert main(args + ["--json"]) == 0
     r = json.loads(capsys.readouterr().out)["results"]["linear_probe"]
     assert r["new"]["mean"] is None and r["hm"]["mean"] is None and r["base"]["mean"] is not None
@@ -196,7 +197,7 @@ def test_base2new_reports_new_as_na_for_class_specific_methods(tiny_clip, tiny_f
 def test_grid_two_stage_method_starts_from_first_stage(tiny_clip, tiny_folder, tmp_path, capsys):
     args = ["fewshot", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4",
             "--methods", "prompt@layernorm", "--seeds", "1", "--out", str(tmp_path / "g"), "--quiet", "--json",
-            *[a for s in FAST for a in ("--set", s)]]
+            *set_args(FAST)]
     assert main(args) == 0
     r = json.loads(capsys.readouterr().out)["results"]
     assert set(r) == {"prompt@layernorm"}
@@ -206,9 +207,9 @@ def test_grid_two_stage_method_starts_from_first_stage(tiny_clip, tiny_folder, t
 
 
 def test_interrupted_run_resumes_from_last_epoch(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):
-    import clipfit.engine.loop as loop
+    from clipfit.engine.rundir import RunDir
 
-    real, calls = loop.save_checkpoint, []
+    real, calls = RunDir.save_checkpoint, []
 
     def crash_after_two(*a, **kw):
         real(*a, **kw)
@@ -216,13 +217,13 @@ def test_interrupted_run_resumes_from_last_epoch(tiny_clip, tiny_folder, tmp_pat
         if len(calls) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "save_checkpoint", crash_after_two)
+    monkeypatch.setattr(RunDir, "save_checkpoint", crash_after_two)
     out = tmp_path / "run"
-    sets = [a for s in ["epochs=4", "batch_size=4", "lr=0.05", "warmup_epochs=0"] for a in ("--set", s)]
+    sets = set_args({**FAST, "epochs": 4})
     args = ["train", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4", "--quiet"]
     assert main([*args, *sets, "--out", str(out)]) == 130  # interrupted after epoch 2
     assert (out / "checkpoint.safetensors").exists() and not (out / "tuned.safetensors").exists()
-    monkeypatch.setattr(loop, "save_checkpoint", real)
+    monkeypatch.setattr(RunDir, "save_checkpoint", real)
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]

@@ -18,13 +18,15 @@ import pytest
 
 from clipfit.engine.run import RunSpec, eval_run, train_run
 
-SETTINGS = ["epochs=30", "crop_scale=0.5"]
+pytestmark = pytest.mark.slow
+
+SETTINGS = {"epochs": 30, "crop_scale": 0.5}
 
 
-def _run(tmp_path_factory, name: str, sets: list[str]) -> tuple[float, float]:
+def _run(tmp_path_factory, name: str, sets: dict) -> tuple[float, float]:
     out = tmp_path_factory.mktemp(name)
     spec = RunSpec(dataset="synth_shift", method="zeroshot" if name == "zeroshot" else "clipfit", subsample="base",
-                   shots=16, seed=1, overrides=[] if name == "zeroshot" else SETTINGS + sets)
+                   shots=16, seed=1, settings={} if name == "zeroshot" else {**SETTINGS, **sets})
     m = train_run(spec, out / "run", progress=False)
     new = eval_run(out / "run", subsample="new", progress=False)["accuracy"]
     return m["test"]["base"]["accuracy"], new
@@ -32,8 +34,8 @@ def _run(tmp_path_factory, name: str, sets: list[str]) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict[str, tuple[float, float]]:
-    runs = {"zeroshot": [], "clipfit": [], "lr0": ["lr=0", "warmup_lr=0"], "no_ln": ["image_layernorm=false"],
-            "no_kd": ["beta=0"]}
+    runs = {"zeroshot": {}, "clipfit": {}, "lr0": {"lr": 0.0, "warmup_lr": 0.0}, "no_ln": {"image_layernorm": False},
+            "no_kd": {"beta": 0.0}}
     return {name: _run(tmp_path_factory, name, sets) for name, sets in runs.items()}
 
 

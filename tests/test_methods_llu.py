@@ -1,4 +1,4 @@
-"""Localized Latent Updates (seed 004): locality of the update, stored sets, clustering, ablations, training on
+"""Localized Latent Updates (LLU): locality of the update, stored sets, clustering, ablations, training on
 cached features (no back-propagation through CLIP), saving and reloading, new classes."""
 from __future__ import annotations
 
@@ -10,18 +10,21 @@ from clipfit.backbone import Backbone
 from clipfit.data.catalogue import load_task
 from clipfit.engine.run import RunSpec, eval_run, load_run, train_run
 from clipfit.io import load_tensors
-from clipfit.methods import build_method
-from clipfit.methods.llu import ABLATIONS, LLUConfig, cluster_points
+from clipfit.tuners import METHODS, build_method
+from clipfit.tuners.llu import ABLATIONS, cluster_points
 
-FAST = ["epochs=3", "batch_size=4", "warmup_epochs=0", "lr=0.5"]
+FAST = {"epochs": 3, "batch_size": 4, "warmup_epochs": 0, "lr": 0.5}
 
 
 @pytest.fixture()
 def llu_factory(tiny_clip, tiny_folder):
     task = load_task(f"imagefolder:{tiny_folder}")
 
-    def make(**kw):
-        m = build_method("llu", Backbone.from_pretrained(tiny_clip), task.classnames, task.template, LLUConfig(**kw))
+    def make(preset="llu", **kw):
+        cfg = METHODS.get(preset).config()
+        for k, v in kw.items():
+            setattr(cfg, k, v)
+        m = build_method(preset, Backbone.from_pretrained(tiny_clip), task.classnames, task.template, cfg)
         m.eval()
         return m
 
@@ -54,7 +57,7 @@ def test_far_points_keep_their_prediction_stored_points_move(llu_factory):
         # image side: a far point keeps its feature (alpha <= beta * exp(-gamma) ~ 1e-9), a stored one moves
         assert torch.allclose(m.adapt_image_features(far), far, atol=1e-6)
         assert (m.adapt_image_features(stored) - stored).norm(dim=-1).min() > 0.05
-        assert torch.allclose(m.image_map.alpha(stored, m.settings), torch.full((6, 1), 0.5), atol=1e-6)
+        assert torch.allclose(m.image_map.alpha(stored, m.cfg), torch.full((6, 1), 0.5), atol=1e-6)
         # text side: the training classes are its stored set, so their features move
         text_zs = m.frozen_text_features()
         assert (m.text_features() - text_zs).norm(dim=-1).min() > 0.05
@@ -74,7 +77,7 @@ def test_new_classes_far_from_training_classes_are_zero_shot(llu_factory, tiny_f
     m.set_classes(["bicycle wheel", "quartz"])  # other classes: their text is not in the stored set
     new_zs = m.frozen_text_features()
     sim = (new_zs @ m.text_map.bank.t()).amax(-1)
-    alpha = m.text_map.alpha(new_zs, m.settings).squeeze(-1)
+    alpha = m.text_map.alpha(new_zs, m.cfg).squeeze(-1)
     assert torch.allclose(alpha, 0.5 * torch.exp(-20 * (1 - sim)))
     with torch.no_grad():
         moved = (m.text_features() - new_zs).norm(dim=-1)
@@ -90,27 +93,28 @@ def test_ablation_presets(llu_factory):
     near = F.normalize(x[0] + 0.05 * torch.randn(dim, generator=torch.Generator().manual_seed(3)), dim=-1)
     far = F.normalize(torch.randn(1, dim, generator=torch.Generator().manual_seed(4)), dim=-1)
 
-    def alphas(**kw):
-        m = llu_factory(**kw)
+    def alphas(preset="llu"):
+        m = llu_factory(preset)
         m.on_features(x, torch.zeros(5, dtype=torch.long))
-        a = lambda v: float(m.image_map.alpha(v.reshape(1, -1), m.settings))  # noqa: E731
+        a = lambda v: float(m.image_map.alpha(v.reshape(1, -1), m.cfg))  # noqa: E731
         return m, a(x[0]), a(near), a(far)
 
     m, at, an, af = alphas()
     assert at == pytest.approx(0.5, abs=1e-6) and 0 < an < 0.5 and af < 0.5 * 1e-3
-    assert alphas(ablation="no_damp")[1] == pytest.approx(1.0, abs=1e-6)
-    _, at, an, af = alphas(ablation="no_mask")
+    assert alphas("llu:no_damp")[1] == pytest.approx(1.0, abs=1e-6)
+    _, at, an, af = alphas("llu:no_mask")
     assert at == an == af == pytest.approx(0.5)
-    _, at, an, af = alphas(ablation="dirac")
+    _, at, an, af = alphas("llu:dirac")
     assert at == pytest.approx(0.5, abs=1e-6) and an == 0.0 and af == 0.0
-    assert alphas(ablation="no_reg")[0].settings["lam"] == 0.0
-    m = llu_factory(ablation="rand_init")
+    assert alphas("llu:no_reg")[0].cfg.lam == 0.0
+    m = llu_factory("llu:rand_init")
     assert not torch.allclose(m.image_map.map.weight, torch.eye(dim))
-    m = llu_factory(ablation="linear")
-    assert m.settings == {**m.settings, "mask": "none", "beta": 1.0, "lam": 0.0, "init": "random"}
+    m = llu_factory("llu:linear")
+    assert (m.cfg.mask, m.cfg.beta, m.cfg.lam, m.cfg.init, m.cfg.clusters) == ("none", 1.0, 0.0, "random", 0)
     y = F.normalize(torch.randn(3, dim), dim=-1)
     assert torch.allclose(m.adapt_image_features(y), F.normalize(m.image_map.map(y), dim=-1))  # plain g(x)
-    assert set(ABLATIONS) == {"none", "no_cluster", "no_damp", "no_mask", "dirac", "no_reg", "rand_init", "linear"}
+    assert set(ABLATIONS) == {"no_cluster", "no_damp", "no_mask", "dirac", "no_reg", "rand_init", "linear"}
+    assert all(f"llu:{a}" in METHODS for a in ABLATIONS)
 
 
 def test_regulariser_forms(llu_factory):
@@ -153,7 +157,7 @@ def test_training_on_cached_features_and_reload(tiny_clip, tiny_folder, tmp_path
 
     monkeypatch.setattr(bb, "encode_image", counting)
     spec = RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, method="llu", shots=2, seed=1,
-                   overrides=FAST + ["clusters=4"])
+                   settings={**FAST, "clusters": 4})
     out = tmp_path / "run"
     metrics = train_run(spec, out, progress=False, backbone=bb, test=False)
     assert calls["n"] == 3 * 2 + 3 * 2  # train and val images, once each
@@ -179,6 +183,6 @@ def test_training_on_cached_features_and_reload(tiny_clip, tiny_folder, tmp_path
 
 def test_augmented_views_multiply_the_cache(tiny_clip, tiny_folder, tmp_path):
     spec = RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, method="llu", shots=2, seed=1,
-                   overrides=FAST + ["views=3", "clusters=0"])
+                   settings={**FAST, "views": 3, "clusters": 0})
     train_run(spec, tmp_path / "run", progress=False, test=False)
     assert load_tensors(tmp_path / "run" / "tuned.safetensors")["image_map.bank"].shape[0] == 3 * 2 * 3

@@ -1,4 +1,4 @@
-"""Seed 003's methods (LayerNorm tuning, prompt, adapter, compacter, linear probe and their LayerNorm combinations),
+"""The LayerNorm tuning paper's methods (LayerNorm tuning, prompt, adapter, compacter, linear probe and their LayerNorm combinations),
 the logistic-regression probe, BitFit, full fine-tuning and zero-shot templates, on a tiny random CLIP."""
 from __future__ import annotations
 
@@ -11,20 +11,22 @@ import torch
 from clipfit.backbone import Backbone, parameter_group
 from clipfit.cli import main
 from clipfit.data.catalogue import load_task
-from clipfit.engine.run import RunSpec, eval_run, load_run, train_run
+from clipfit.engine.run import RunSpec, eval_run, init_weights, load_run, train_run
 from clipfit.errors import ClipfitError
 from clipfit.io import load_tensors
-from clipfit.methods import METHODS, build_method
-from clipfit.methods.prompt import encode_text_embeds
-from clipfit.methods.zeroshot import IMAGENET_TEMPLATES, ZeroShotConfig
+from clipfit.tuners import METHODS, build_method
+from clipfit.tuners.prompt import encode_text_embeds
+from clipfit.tuners.zeroshot import IMAGENET_TEMPLATES, ZeroShotConfig
+from conftest import set_args
 
-FAST = ["epochs=2", "batch_size=4", "warmup_epochs=0"]
+FAST = {"epochs": 2, "batch_size": 4, "warmup_epochs": 0}
 P = "backbone.model."
 
 
-def _spec(tiny_clip, tiny_folder, method, sets=(), **kw):
+def _spec(tiny_clip, tiny_folder, method, sets=None, **kw):
     kw = {"shots": 2, "seed": 1, **kw}
-    return RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, method=method, overrides=FAST + list(sets), **kw)
+    return RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, method=method, settings={**FAST, **(sets or {})},
+                   **kw)
 
 
 def _groups(model, *groups):
@@ -34,8 +36,8 @@ def _groups(model, *groups):
 def _images(tiny_folder, n=4):
     from PIL import Image
 
-    from clipfit.data.transforms import eval_transform
     from clipfit.backbone import ImageSpec
+    from clipfit.data.transforms import eval_transform
 
     tf = eval_transform(ImageSpec(size=32, mean=(0.5,) * 3, std=(0.25,) * 3, resize=32))
     return torch.stack([tf(Image.open(f"{tiny_folder}/{c}/0{i}.png").convert("RGB"))
@@ -63,21 +65,21 @@ def test_params_counts_for_vit_b16(cli_args, expected, capsys):
 
 # method, --set, backbone groups allowed to change, prefixes of the method's own tuned tensors
 CASES = [
-    ("layernorm", [], ["text_layernorm", "vision_layernorm"], []),
-    ("prompt", [], [], ["ctx"]),
-    ("prompt+ln", [], ["text_layernorm", "vision_layernorm"], ["ctx"]),
-    ("adapter", [], [], ["adapters."]),
-    ("compacter", [], [], ["adapters.", "phm_rule"]),
-    ("compacter", ["layernorm=true", "layernorm_tower=text"], ["text_layernorm"], ["adapters.", "phm_rule"]),
-    ("linear_probe", [], [], ["head."]),
-    ("linear_probe+ln", [], ["vision_layernorm"], ["head."]),
-    ("logreg_probe", [], [], ["head."]),
-    ("bitfit", ["tower=text"], ["text_bias"], []),
-    ("full", [], ["all"], []),
+    ("layernorm", {}, ["text_layernorm", "vision_layernorm"], []),
+    ("prompt", {}, [], ["ctx"]),
+    ("prompt+ln", {}, ["text_layernorm", "vision_layernorm"], ["ctx"]),
+    ("adapter", {}, [], ["adapters."]),
+    ("compacter", {}, [], ["adapters.", "phm_rule"]),
+    ("compacter", {"layernorm": True, "layernorm_tower": "text"}, ["text_layernorm"], ["adapters.", "phm_rule"]),
+    ("linear_probe", {}, [], ["head."]),
+    ("linear_probe+ln", {}, ["vision_layernorm"], ["head."]),
+    ("logreg_probe", {}, [], ["head."]),
+    ("bitfit", {"tower": "text"}, ["text_bias"], []),
+    ("full", {}, ["all"], []),
 ]
 
 
-@pytest.mark.parametrize("method, sets, groups, own", CASES, ids=[f"{c[0]}{'-' + '-'.join(c[1]) if c[1] else ''}" for c in CASES])
+@pytest.mark.parametrize("method, sets, groups, own", CASES, ids=[f"{c[0]}{'-' + '-'.join(f'{k}={v}' for k, v in c[1].items()) if c[1] else ''}" for c in CASES])
 def test_only_intended_parameters_change_and_reload_is_identical(method, sets, groups, own, tiny_clip, tiny_folder, tmp_path):
     bb = Backbone.from_pretrained(tiny_clip)
     before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
@@ -105,7 +107,7 @@ def test_tuned_weights_are_applied_on_reload(tiny_clip, tiny_folder, tmp_path):
     """Adapters start near the identity: after training (large lr) the reloaded logits differ from zero-shot, and
     removing the adapters' hooks gives plain CLIP back."""
     out = tmp_path / "run"
-    train_run(_spec(tiny_clip, tiny_folder, "adapter", ["lr=0.05"]), out, progress=False)
+    train_run(_spec(tiny_clip, tiny_folder, "adapter", {"lr": 0.05}), out, progress=False)
     run = load_run(out)
     zs = build_method("zeroshot", Backbone.from_pretrained(tiny_clip), run.method.classnames, run.method.templates)
     x = _images(tiny_folder)
@@ -127,7 +129,7 @@ def test_prompt_text_forward_matches_transformers(tiny_clip):
 def test_prompt_places_context_before_the_class_name(tiny_clip, tiny_folder):
     task = load_task(f"imagefolder:{tiny_folder}")
     bb = Backbone.from_pretrained(tiny_clip)
-    cls = METHODS.get("prompt")
+    cls = METHODS.get("prompt").cls
     m = build_method("prompt", bb, task.classnames, task.template, cls.Config(ctx_init="a photo of the"))
     assert m.ctx.shape == (8, bb.model.text_model.config.hidden_size)
     ids = bb.tokenizer(["a photo of the"], add_special_tokens=False, return_tensors="pt")["input_ids"][0]
@@ -143,21 +145,21 @@ def test_prompt_places_context_before_the_class_name(tiny_clip, tiny_folder):
 
 def test_two_stage_run_starts_from_first_stage_layernorms(tiny_clip, tiny_folder, tmp_path):
     stage1, stage2 = tmp_path / "ln", tmp_path / "prompt"
-    train_run(_spec(tiny_clip, tiny_folder, "layernorm", ["lr=0.05"]), stage1, progress=False)
+    train_run(_spec(tiny_clip, tiny_folder, "layernorm", {"lr": 0.05}), stage1, progress=False)
     ln = {k.removeprefix(P): v for k, v in load_tensors(stage1 / "tuned.safetensors").items()}
     pristine = dict(Backbone.from_pretrained(tiny_clip).model.named_parameters())
     assert any(not torch.equal(v, pristine[k]) for k, v in ln.items())
 
-    # building the second stage loads the first stage's LayerNorms before anything trains
+    # the engine reads the first stage's backbone weights; the second method copies them in before anything trains
     task = load_task(f"imagefolder:{tiny_folder}")
-    cfg = METHODS.get("prompt").Config(init_from=str(stage1))
-    m = build_method("prompt", Backbone.from_pretrained(tiny_clip), task.classnames, task.template, cfg)
+    bb2 = Backbone.from_pretrained(tiny_clip)
+    m = build_method("prompt", bb2, task.classnames, task.template, init_weights=init_weights(str(stage1), bb2))
     params = dict(m.backbone.model.named_parameters())
     assert all(torch.equal(params[k], v) for k, v in ln.items())
     assert all(torch.equal(params[k], pristine[k]) for k in params if k not in ln)
 
     bb = Backbone.from_pretrained(tiny_clip)
-    train_run(_spec(tiny_clip, tiny_folder, "prompt", [f"init_from={stage1}"]), stage2, progress=False, backbone=bb)
+    train_run(_spec(tiny_clip, tiny_folder, "prompt", {"init_from": str(stage1)}), stage2, progress=False, backbone=bb)
     after = dict(bb.model.named_parameters())
     assert all(torch.equal(after[k], v) for k, v in ln.items())  # frozen in stage 2
     assert all(torch.equal(after[k], pristine[k]) for k in after if k not in ln)
@@ -171,18 +173,18 @@ def test_two_stage_run_starts_from_first_stage_layernorms(tiny_clip, tiny_folder
     assert torch.equal(logits, _logits(again.method, x))
     # but training from a missing first stage is an error, not a silent start from pre-trained weights
     with pytest.raises(ClipfitError, match="init_from"):
-        train_run(_spec(tiny_clip, tiny_folder, "prompt", [f"init_from={stage1}"]), tmp_path / "x", progress=False)
+        train_run(_spec(tiny_clip, tiny_folder, "prompt", {"init_from": str(stage1)}), tmp_path / "x", progress=False)
 
 
 def test_init_from_a_run_without_backbone_weights_is_refused(tiny_clip, tiny_folder, tmp_path):
     train_run(_spec(tiny_clip, tiny_folder, "prompt"), tmp_path / "p", progress=False)
     with pytest.raises(ClipfitError, match="no weights of the backbone"):
-        train_run(_spec(tiny_clip, tiny_folder, "adapter", [f"init_from={tmp_path / 'p'}"]), tmp_path / "a", progress=False)
+        train_run(_spec(tiny_clip, tiny_folder, "adapter", {"init_from": str(tmp_path / "p")}), tmp_path / "a", progress=False)
 
 
 def test_linear_probe_is_class_specific(tiny_clip, tiny_folder, tmp_path):
     out = tmp_path / "run"
-    train_run(_spec(tiny_clip, tiny_folder, "linear_probe", ["lr=0.05"]), out, progress=False)
+    train_run(_spec(tiny_clip, tiny_folder, "linear_probe", {"lr": 0.05}), out, progress=False)
     run = load_run(out)
     assert not run.method.class_agnostic and not run.method.mergeable
     assert run.method.head.weight.shape == (3, Backbone.from_pretrained(tiny_clip).model.vision_model.config.hidden_size)
@@ -192,12 +194,12 @@ def test_linear_probe_is_class_specific(tiny_clip, tiny_folder, tmp_path):
 
 def test_logreg_probe_searches_c_on_validation(tiny_clip, tiny_folder, tmp_path):
     out = tmp_path / "run"
-    m = train_run(_spec(tiny_clip, tiny_folder, "logreg_probe", ["search_steps=2"]), out, progress=False)
+    m = train_run(_spec(tiny_clip, tiny_folder, "logreg_probe", {"search_steps": 2}), out, progress=False)
     log = (out / "log.txt").read_text().splitlines()
     assert len(log) == 7 + 2 * 2 and all(line.startswith("C=") for line in log)
     assert m["val_accuracy"] is not None
     # a fixed C skips the search
-    train_run(_spec(tiny_clip, tiny_folder, "logreg_probe", ["C=0.5"]), tmp_path / "fixed", progress=False)
+    train_run(_spec(tiny_clip, tiny_folder, "logreg_probe", {"C": 0.5}), tmp_path / "fixed", progress=False)
     assert (tmp_path / "fixed" / "log.txt").read_text().split() == ["C=0.5"]
 
 
@@ -224,14 +226,14 @@ def test_zeroshot_template_choices(tiny_clip, tiny_folder, tmp_path):
     with pytest.raises(ClipfitError, match="no '{}'"):
         build_method("zeroshot", bb, task.classnames, task.template, ZeroShotConfig(templates="a photo"))
     # a run records the 80 templates and reloads with them
-    train_run(_spec(tiny_clip, tiny_folder, "zeroshot", ["templates=imagenet80"]), tmp_path / "zs", progress=False)
+    train_run(_spec(tiny_clip, tiny_folder, "zeroshot", {"templates": "imagenet80"}), tmp_path / "zs", progress=False)
     assert json.loads((tmp_path / "zs" / "config.json").read_text())["templates"] == IMAGENET_TEMPLATES
     assert load_run(tmp_path / "zs").method.templates == IMAGENET_TEMPLATES
 
 
 def test_commands_accept_the_new_methods(tiny_clip, tiny_folder, tmp_path, capsys):
     base = ["--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "2", "--quiet",
-            *[a for s in FAST for a in ("--set", s)]]
+            *set_args(FAST)]
     for method in ("compacter+ln", "linear_probe"):
         out = tmp_path / method
         assert main(["train", *base, "--method", method, "--out", str(out), "--json"]) == 0

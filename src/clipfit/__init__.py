@@ -1,3 +1,18 @@
-"""clipfit: adapt pretrained CLIP-style models to few-shot image classification."""
+"""clipfit: adapt pretrained CLIP-style models to few-shot image classification.
+
+The Python API (`clipfit.train`, `clipfit.load`, `clipfit.fewshot`, `clipfit.base2new`, ...) lives in
+`clipfit.api` and is imported on first use, so `import clipfit` stays fast.
+"""
 
 __version__ = "0.1.0"
+
+_API = ("train", "load", "Run", "GridResult", "fewshot", "base2new", "demo", "methods", "datasets", "params")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'clipfit' has no attribute {name!r}")

@@ -133,7 +133,7 @@ class Backbone(nn.Module):
         self.source = source
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | None = None, device: str | torch.device = "cpu") -> "Backbone":
+    def from_pretrained(cls, name_or_path: str | None = None, device: str | torch.device = "cpu") -> Backbone:
         """Load model, tokenizer and image processor from a hub id or a local directory (None: the embedded model)."""
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
@@ -185,7 +185,7 @@ class Backbone(nn.Module):
         return F.normalize(feats, dim=-1) if normalize else feats
 
     def image_pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The vision tower's pooled output before the projection (what seed 003's linear probe reads)."""
+        """The vision tower's pooled output before the projection (what the LayerNorm tuning paper's linear probe reads)."""
         return self.model.vision_model(pixel_values=pixel_values).pooler_output
 
     @property

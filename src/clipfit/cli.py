@@ -1,11 +1,11 @@
-"""The `clipfit` command line. User mistakes end as one line on stderr and exit status 2, never a traceback."""
+"""The `clipfit` command line, a thin layer over the Python API (`clipfit.api`): it parses arguments (and `--set`
+strings into typed settings), calls the API and prints. User mistakes end as one line on stderr and exit status 2,
+never a traceback."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import tempfile
-from dataclasses import asdict
 
 from .backbone import ARCHS, EMBEDDED_MODEL
 from .errors import ClipfitError
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--methods", default="zeroshot,clipfit", help="comma-separated methods")
         p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
         p.add_argument("--out", required=True, help="folder for the runs and results.json (finished runs are reused)")
-        p.set_defaults(func=lambda a, proto=name: cmd_grid(a, proto, [m.strip() for m in a.methods.split(",") if m.strip()]))
+        p.set_defaults(func=lambda a, proto=name: cmd_grid(a, proto))
 
     p = sub.add_parser("demo", help="base-to-new with CLIPFit on the embedded model and a shifted task (no download)")
     _add_run_args(p)
@@ -118,16 +118,20 @@ def _ints(s: str, what: str) -> list[int]:
 
 
 def _emit(args, obj, text: str) -> None:
-    print(json.dumps(obj, indent=None if args.json else 2) if args.json else text)
+    print(json.dumps(obj) if args.json else text)
 
 
-def _spec(args, method: str):
-    from .engine.run import RunSpec
+def _settings(args, methods: list[str]) -> dict:
+    """The typed settings of the command's `--set key=value` strings (the only place they are parsed)."""
+    from .config import TrainConfig, parse_settings
+    from .tuners import METHODS
 
-    return RunSpec(dataset=args.dataset, method=method, model=args.model, root=args.root, shots=args.shots,
-                   seed=getattr(args, "seed", 1), subsample=getattr(args, "subsample", "all"),
-                   protocol=getattr(args, "protocol", ""), template=args.template, overrides=args.overrides,
-                   items=getattr(args, "items", None), device=args.device)
+    return parse_settings(args.overrides, [METHODS.get(p).cls.Config for m in methods for p in m.split("@")]
+                          + [TrainConfig])
+
+
+def _echo(args):
+    return (lambda s: print(s, file=sys.stderr)) if not args.quiet else (lambda s: None)
 
 
 def _need_dataset(args) -> None:
@@ -136,109 +140,112 @@ def _need_dataset(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .engine.run import train_run
+    from . import api
 
     if not args.resume:
         _need_dataset(args)
-    m = train_run(_spec(args, args.method), args.out, overwrite=args.overwrite, progress=not args.quiet,
-                  test=not args.no_test, resume=args.resume)
-    m = {k: v for k, v in m.items() if k != "history"}
-    test = m.get("test", {}).get(args.subsample, {})
-    text = (f"trained {args.method} ({m['trainable_parameters']} parameters) in {m['train_seconds']:.1f}s; "
-            f"best epoch {m['best_epoch']}, val {m['val_accuracy'] if m['val_accuracy'] is None else round(m['val_accuracy'], 2)}"
+    settings = _settings(args, [args.method]) if not args.resume else {}
+    run = api.train(args.model, dataset=args.dataset, out=args.out, method=args.method, shots=args.shots,
+                    seed=args.seed, root=args.root, subsample=args.subsample, protocol=args.protocol,
+                    template=args.template, items=args.items, device=args.device, overwrite=args.overwrite,
+                    resume=args.resume, test=not args.no_test, progress=not args.quiet, **settings)
+    m = {k: v for k, v in run.metrics.items() if k != "history"}
+    method, subsample = run.config["method"], run.config["subsample"]
+    test = m.get("test", {}).get(subsample, {})
+    val = m["val_accuracy"] if m["val_accuracy"] is None else round(m["val_accuracy"], 2)
+    text = (f"trained {method} ({m['trainable_parameters']} parameters) in {m['train_seconds']:.1f}s; "
+            f"best epoch {m['best_epoch']}, val {val}"
             + (f", test {test['accuracy']:.2f} (n={test['n']})" if test else "") + f"\nrun directory: {args.out}")
     _emit(args, {"run_dir": args.out, **m}, text)
 
 
 def cmd_eval(args) -> None:
-    from .engine.run import eval_run
+    from . import api
 
-    r = eval_run(args.run_dir, args.dataset, args.root, args.subsample, args.split, args.device, progress=not args.quiet)
+    r = api.load(args.run_dir, args.device).evaluate(args.dataset, args.root, args.subsample, args.split,
+                                                     progress=not args.quiet)
     _emit(args, r, f"{r['dataset']} ({r['subsample']}, {r['split']}): accuracy {r['accuracy']:.2f} (n={r['n']})")
 
 
 def cmd_predict(args) -> None:
-    from .engine.run import load_run
-    from .engine.use import predict_images, read_classes
+    from . import api
+    from .engine.use import read_classes
 
-    run = load_run(args.run_dir, args.device)
-    out = predict_images(run, args.images, read_classes(args.classes) if args.classes else None, args.topk)
+    out = api.load(args.run_dir, args.device).predict(args.images, read_classes(args.classes) if args.classes else None,
+                                                      args.topk)
     text = "\n".join(f"{r['image']}: " + ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"]) for r in out)
     _emit(args, {"predictions": out}, text)
 
 
 def cmd_export(args) -> None:
-    from .engine.use import export_merged
+    from . import api
 
-    print(f"wrote {export_merged(args.run_dir, args.merged, args.overwrite)}")
+    print(f"wrote {api.load(args.run_dir, 'cpu').export(args.merged, args.overwrite)}")
 
 
 def cmd_params(args) -> None:
-    from .engine.use import count_parameters
+    from . import api
 
-    r = count_parameters(args.method, args.arch, args.classes, args.overrides)
+    r = api.params(args.method, args.arch, args.classes, **_settings(args, [args.method]))
     _emit(args, r, str(r["trainable"]))
 
 
-def cmd_grid(args, protocol: str, methods: list[str]) -> dict:
-    from .protocols.grid import format_table, run_grid
+def cmd_grid(args, protocol: str) -> None:
+    from . import api
 
     _need_dataset(args)
-    log = (lambda s: print(s, file=sys.stderr)) if not args.quiet else (lambda s: None)
-    summary = run_grid(protocol, _spec(args, methods[0]), methods, _ints(args.seeds, "seeds"), args.out,
-                       progress=not args.quiet, echo=log)
-    _emit(args, summary, format_table(summary))
-    return summary
-
-
-DEMO_SETTINGS = ["crop_scale=0.5"]  # 32x32 images: CoOp's 0.08 crops often cut the object out
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    grid = api.fewshot if protocol == "fewshot" else api.base2new
+    res = grid(args.model, dataset=args.dataset, out=args.out, methods=methods, seeds=_ints(args.seeds, "seeds"),
+               shots=args.shots, root=args.root, template=args.template, device=args.device, progress=not args.quiet,
+               echo=_echo(args), **_settings(args, methods))
+    _emit(args, res.summary, res.table())
 
 
 def cmd_demo(args) -> None:
-    methods = ["zeroshot"] + ([args.method] if args.method != "zeroshot" else [])
-    args.overrides = DEMO_SETTINGS + args.overrides  # the user's --set come later and win
-    if not args.quiet:
-        print(f"clipfit demo: base-to-new, {', '.join(methods)} on {args.dataset}, {args.shots} shots, seeds {args.seeds}, "
-              f"model {args.model}; settings {' '.join(args.overrides)} (paper defaults otherwise)", file=sys.stderr)
-    if args.out:
-        cmd_grid(args, "base2new", methods)
-        return
-    with tempfile.TemporaryDirectory(prefix="clipfit-demo-") as tmp:
-        args.out = tmp
-        cmd_grid(args, "base2new", methods)
+    from . import api
+
+    res = api.demo(args.method, dataset=args.dataset, model=args.model, shots=args.shots,
+                   seeds=_ints(args.seeds, "seeds"), out=args.out, device=args.device, progress=not args.quiet,
+                   echo=_echo(args), **_settings(args, ["zeroshot", args.method]))
+    _emit(args, res.summary, res.table())
 
 
 def cmd_datasets(args) -> None:
-    from .data.catalogue import list_datasets
+    from . import api
 
-    entries = list_datasets()
-    aliases: dict[str, list[str]] = {}
-    for e in entries:
-        if e.help.startswith("alias of "):
-            aliases.setdefault(e.help.removeprefix("alias of ").strip(), []).append(e.name)
-    for e in entries:
-        if e.help.startswith("alias of "):
-            continue
-        tag = "--root" if e.needs_root else "built in"
-        also = f" (also: {', '.join(aliases[e.name])})" if e.name in aliases else ""
-        print(f"{e.name:18s} {tag:9s} {e.help}{also}")
+    for d in api.datasets():
+        tag = "--root" if d["needs_root"] else "built in"
+        also = f" (also: {', '.join(d['aliases'])})" if d["aliases"] else ""
+        print(f"{d['name']:18s} {tag:9s} {d['help']}{also}")
     print("imagefolder:PATH   one sub-folder per class\nhf:NAME_OR_PATH    a Hugging Face datasets dataset")
 
 
 def cmd_methods(args) -> None:
+    from . import api
     from .config import TrainConfig, describe
-    from .methods import METHODS
+    from .tuners import METHODS, MethodConfig
 
-    for name in METHODS.list():
-        cls = METHODS.get(name)
-        print(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0]}")
-        if args.details:
+    common = {name for name, _, _ in describe(MethodConfig)}
+    for m in api.methods():
+        preset = f"  [preset of {m['base']}: {', '.join(f'{k}={v}' for k, v in m['preset'].items())}]" if m["preset"] else ""
+        print(f"{m['name']:16s} {m['help']}{preset}")
+        if args.details and not m["preset"]:
+            cls = METHODS.get(m["name"]).cls
             for f, d, h in describe(cls.Config):
-                print(f"    {f} = {d!r}: {h}")
-            if cls.train_defaults:
-                print("    training defaults: " + ", ".join(f"{k}={v}" for k, v in cls.train_defaults.items()))
+                if f not in common:
+                    print(f"    {f} = {d!r}: {h}")
+            r = cls.recipe
+            if r.settings:
+                print(f"    recipe {r.name}: " + ", ".join(f"{k}={v}" for k, v in r.settings.items()))
+            if r.rules:
+                print(f"    rules: {(r.rules.__doc__ or '').strip()}")
+            print(f"    source: {r.source}")
     if args.details:
-        print("training settings (every method):")
+        print("settings of every method:")
+        for f, d, h in describe(MethodConfig):
+            print(f"    {f} = {d!r}: {h}")
+        print("training settings (every method; its recipe sets its own defaults):")
         for f, d, h in describe(TrainConfig):
             print(f"    {f} = {d!r}: {h}")
 

@@ -1,32 +1,46 @@
-"""Dataclass configs with help text, and `--set key=value` overrides typed by the dataclass fields."""
+"""Typed settings: dataclass configs with help text, checked when set.
+
+Inside clipfit every setting is a typed value (`{"beta": 2.0, "epochs": 5}`); text such as `--set beta=2` is
+parsed into that form only at the command-line edge (`parse_settings`).
+"""
 from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ClipfitError
+from .recipes import DASSL_SGD
+
+_D = DASSL_SGD.settings
 
 
 def opt(default: Any, help: str, choices: tuple | None = None):
-    """A dataclass field with help text (shown by `clipfit train --help-method`)."""
+    """A dataclass field with help text (shown by `clipfit methods --details`) and optional allowed values."""
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings shared by every method (a method states its own defaults)."""
+    """Optimisation settings shared by every method. Defaults: the Dassl recipe CoOp's family uses; each method's
+    recipe (clipfit.recipes) sets its own."""
 
-    optimizer: str = opt("sgd", "optimiser", ("sgd", "adamw"))
-    lr: float = opt(0.002, "peak learning rate")
-    momentum: float = opt(0.9, "SGD momentum")
-    weight_decay: float = opt(5e-4, "weight decay")
-    batch_size: int = opt(32, "training batch size")
+    optimizer: str = opt(_D["optimizer"], "optimiser", ("sgd", "adamw"))
+    lr: float = opt(_D["lr"], "peak learning rate")
+    momentum: float = opt(_D["momentum"], "SGD momentum")
+    weight_decay: float = opt(_D["weight_decay"], "weight decay")
+    batch_size: int = opt(_D["batch_size"], "training batch size")
     epochs: int = opt(100, "training epochs (an epoch is one pass over the few-shot training set)")
-    warmup_epochs: int = opt(1, "epochs at constant warmup_lr before the schedule starts")
-    warmup_lr: float = opt(1e-5, "learning rate during warm-up")
-    scheduler: str = opt("cosine", "learning-rate schedule after warm-up, stepped per epoch", ("cosine", "constant"))
+    warmup_epochs: int = opt(_D["warmup_epochs"], "epochs at constant warmup_lr before the schedule starts")
+    warmup_lr: float = opt(_D["warmup_lr"], "learning rate during warm-up")
+    scheduler: str = opt(_D["scheduler"], "learning-rate schedule after warm-up", ("cosine", "constant"))
+    schedule_unit: str = opt("epoch", "the cosine steps once per epoch (Dassl) or after every optimiser step "
+                                      "(CLIP-LoRA, Tip-Adapter-F)", ("epoch", "step"))
+    min_lr: float = opt(0.0, "the cosine's final learning rate (CLIP-LoRA: 1e-6)")
+    iterations: int = opt(0, "total optimiser steps; > 0 replaces `epochs` (as many epochs as the steps need, the "
+                             "last one cut short; CLIP-LoRA: 500 x shots)")
     select: str = opt("best", "checkpoint kept: best validation accuracy (ties: later epoch) or the last epoch", ("best", "last"))
     eval_every: int = opt(1, "validate every N epochs (and always after the last)")
     eval_batch_size: int = opt(256, "batch size for evaluation")
@@ -37,52 +51,95 @@ class TrainConfig:
     flip: bool = opt(True, "random horizontal flips during training")
 
 
-def _coerce(value: str, typ: Any, key: str) -> Any:
-    if isinstance(typ, str):
-        typ = eval(typ, vars(typing), {})  # annotations are strings under `from __future__ import annotations`
-    origin = typing.get_origin(typ)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+def field_types(cfg_cls: type) -> dict[str, Any]:
+    """name -> resolved type of each field of a config dataclass."""
+    hints = typing.get_type_hints(cfg_cls)
+    return {f.name: hints[f.name] for f in fields(cfg_cls)}
+
+
+def _base_type(typ: Any) -> tuple[Any, bool]:
+    """(the type without Optional, whether None is allowed)."""
+    if typing.get_origin(typ) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         args = [a for a in typing.get_args(typ) if a is not type(None)]
-        if value.lower() in ("none", "null"):
-            return None
-        typ = args[0]
-    try:
-        if typ is bool:
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if typ in (int, float, str):
-            return typ(value)
-        if typing.get_origin(typ) is tuple or typ is tuple:
-            inner = (typing.get_args(typ) or (str,))[0]
-            return tuple(inner(v) for v in value.split(",") if v)
-    except ValueError:
-        raise ClipfitError(f"--set {key}={value}: expected {getattr(typ, '__name__', typ)}") from None
+        return args[0], len(args) < len(typing.get_args(typ))
+    return typ, False
+
+
+def check_value(key: str, value: Any, typ: Any, choices: tuple | None = None) -> Any:
+    """`value` as the field's type (an int is accepted for a float), or a one-line error naming the key."""
+    typ, optional = _base_type(typ)
+    if value is None and optional:
+        return None
+    ok = (isinstance(value, bool) if typ is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else
+          isinstance(value, int) and not isinstance(value, bool) if typ is int else
+          isinstance(value, str) if typ is str else True)
+    if not ok:
+        raise ClipfitError(f"setting {key}={value!r}: expected {getattr(typ, '__name__', typ)}")
+    if typ is float:
+        value = float(value)
+    if choices and value not in choices:
+        raise ClipfitError(f"setting {key}={value!r}: choose one of {', '.join(map(str, choices))}")
     return value
 
 
-def apply_overrides(configs: list[Any], overrides: list[str]) -> None:
-    """Apply 'key=value' strings to the first config in `configs` that has the field; error on unknown keys."""
-    for ov in overrides:
-        key, sep, value = ov.partition("=")
+def parse_value(key: str, text: str, typ: Any) -> Any:
+    """The typed value of `--set key=text` for a field of type `typ` (the command line's only parser)."""
+    typ, optional = _base_type(typ)
+    text = text.strip()
+    if optional and text.lower() in ("none", "null"):
+        return None
+    try:
+        if typ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ in (int, float, str):
+            return typ(text)
+    except ValueError:
+        raise ClipfitError(f"--set {key}={text}: expected {getattr(typ, '__name__', typ)}") from None
+    return text
+
+
+def known_fields(config_classes: Iterable[type]) -> dict[str, tuple[Any, tuple | None]]:
+    """name -> (type, allowed values) over several config classes (the first class that has a name wins)."""
+    out: dict[str, tuple[Any, tuple | None]] = {}
+    for cls in config_classes:
+        types = field_types(cls)
+        for f in fields(cls):
+            out.setdefault(f.name, (types[f.name], f.metadata.get("choices")))
+    return out
+
+
+def parse_settings(pairs: Iterable[str], config_classes: Iterable[type]) -> dict[str, Any]:
+    """`["key=value", ...]` -> typed `{key: value}`, each key looked up in `config_classes`; unknown keys refused."""
+    known = known_fields(config_classes)
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ClipfitError(f"--set expects key=value, got {ov!r}")
+            raise ClipfitError(f"--set expects key=value, got {pair!r}")
+        if key not in known:
+            raise ClipfitError(f"--set {key}: unknown setting; known: {', '.join(sorted(known))}")
+        typ, choices = known[key]
+        out[key] = check_value(key, parse_value(key, text, typ), typ, choices)
+    return out
+
+
+def apply_settings(configs: list[Any], settings: Mapping[str, Any], what: str = "setting") -> None:
+    """Set typed `settings` on the first config in `configs` that has each field; unknown keys are an error."""
+    for key, value in settings.items():
         for cfg in configs:
             fmap = {f.name: f for f in fields(cfg)}
             if key in fmap:
-                f = fmap[key]
-                v = _coerce(value.strip(), f.type, key)
-                choices = f.metadata.get("choices")
-                if choices and v not in choices:
-                    raise ClipfitError(f"--set {key}={value}: choose one of {', '.join(map(str, choices))}")
-                setattr(cfg, key, v)
+                setattr(cfg, key, check_value(key, value, field_types(type(cfg))[key], fmap[key].metadata.get("choices")))
                 break
         else:
             known = sorted(f.name for cfg in configs for f in fields(cfg))
-            raise ClipfitError(f"--set {key}: unknown setting; known: {', '.join(known)}")
+            raise ClipfitError(f"{what} {key}: unknown setting; known: {', '.join(known)}")
 
 
 def describe(cfg_cls: type) -> list[tuple[str, Any, str]]:

@@ -1,71 +1,46 @@
-"""The dataset catalogue: names -> Task builders, plus the `imagefolder:PATH` and `hf:NAME_OR_PATH` forms."""
+"""The dataset catalogue: look up catalogue names (aliases resolved), `imagefolder:PATH` and `hf:NAME_OR_PATH`."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib
+import pkgutil
+from pathlib import Path
 
 from ..errors import ClipfitError
+from .registry import DATASETS, PREFIXES, DatasetEntry
 from .types import Task
 
-Builder = Callable[[str | None], Task]  # builder(root) -> Task
+# Importing a reader module registers its datasets: every module of this package is imported, so a new reader
+# is a new module.
+for _m in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+    importlib.import_module(f"{__package__}.{_m.name}")
 
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    name: str
-    builder: Builder
-    needs_root: bool  # read from --root (CoOp layout); False for sets that ship or are generated
-    test_only: bool  # domain-shift targets (ImageNet-V2, ...): no train split
-    help: str
-
-
-DATASETS: dict[str, DatasetEntry] = {}
-_PREFIXES: dict[str, Callable[[str], Task]] = {}
-
-
-def register_dataset(name: str, *, needs_root: bool = True, test_only: bool = False, help: str = ""):
-    """Decorator: register `builder(root) -> Task` under a lower-case catalogue name."""
-
-    def deco(fn: Builder) -> Builder:
-        DATASETS[name.lower()] = DatasetEntry(name.lower(), fn, needs_root, test_only, help or (fn.__doc__ or "").strip())
-        return fn
-
-    return deco
-
-
-def register_prefix(prefix: str):
-    """Decorator: register `reader(spec) -> Task` for datasets named '<prefix>:<spec>'."""
-
-    def deco(fn: Callable[[str], Task]) -> Callable[[str], Task]:
-        _PREFIXES[prefix] = fn
-        return fn
-
-    return deco
-
-
-def _ensure_loaded() -> None:
-    # Importing the reader modules registers their datasets.
-    from . import coop, folder, hfds, packaged, synth  # noqa: F401
+__all__ = ["DATASETS", "DatasetEntry", "canonical_dataset", "list_datasets", "load_task"]
 
 
 def list_datasets() -> list[DatasetEntry]:
-    _ensure_loaded()
-    return [DATASETS[k] for k in sorted(DATASETS)]
+    return [DATASETS.get(n) for n in DATASETS.list()]
+
+
+def canonical_dataset(spec: str) -> str:
+    """The canonical catalogue name of `spec` (aliases resolved); a 'prefix:...' spec or an unknown name unchanged."""
+    prefix, sep, _ = spec.partition(":")
+    if sep and prefix in PREFIXES:
+        return spec
+    return DATASETS.canonical(spec) if spec in DATASETS else spec
 
 
 def load_task(spec: str, root: str | None = None) -> Task:
     """Build the Task named by `spec`: a catalogue name, 'imagefolder:PATH' or 'hf:NAME_OR_PATH'."""
-    _ensure_loaded()
     prefix, sep, rest = spec.partition(":")
-    if sep and prefix in _PREFIXES:
+    if sep and prefix in PREFIXES:
         if not rest:
             raise ClipfitError(f"dataset {spec!r} names no path; write {prefix}:PATH")
-        return _PREFIXES[prefix](rest)
-    entry = DATASETS.get(spec.lower())
-    if entry is None:
+        return PREFIXES.get(prefix)(rest)
+    if spec not in DATASETS:
         raise ClipfitError(
-            f"unknown dataset {spec!r}; use a catalogue name ({', '.join(sorted(DATASETS))}), imagefolder:PATH or hf:NAME"
+            f"unknown dataset {spec!r}; use a catalogue name ({', '.join(DATASETS.list())}), imagefolder:PATH or hf:NAME"
         )
+    entry = DATASETS.get(spec)
     if entry.needs_root and not root:
         raise ClipfitError(f"dataset {entry.name!r} is read from disk: pass --root DIR (the folder holding its CoOp-layout directory)")
     return entry.builder(root)

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import ClipfitError
-from .catalogue import register_dataset
 from .folder import IMAGE_EXTS
+from .registry import register_dataset
 from .types import FileReader, Item, Task
 
 DATASETS_MD = "as CoOp's DATASETS.md says: https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
@@ -162,9 +162,7 @@ def _split_builder(s: SplitSet):
 
 for _s in SPLIT_SETS:
     _b = _split_builder(_s)
-    register_dataset(_s.name, help=_b.__doc__)(_b)
-    for _a in _s.aliases:
-        register_dataset(_a, help=f"alias of {_s.name}")(_b)
+    register_dataset(_s.name, help=_b.__doc__, aliases=_s.aliases)(_b)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -202,9 +200,7 @@ def build_fgvc_aircraft(root: str | None) -> Task:
                 reader=FileReader(image_dir), **splits)
 
 
-register_dataset("fgvc_aircraft", help=build_fgvc_aircraft.__doc__)(build_fgvc_aircraft)
-for _a in ("aircraft",):
-    register_dataset(_a, help="alias of fgvc_aircraft")(build_fgvc_aircraft)
+register_dataset("fgvc_aircraft", help=build_fgvc_aircraft.__doc__, aliases=("aircraft",))(build_fgvc_aircraft)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -312,6 +308,4 @@ for _name, _b, _aliases in [
     ("imagenet_a", build_imagenet_a, ("imagenet-a",)),
     ("imagenet_r", build_imagenet_r, ("imagenet-r",)),
 ]:
-    register_dataset(_name, test_only=True, help=_b.__doc__)(_b)
-    for _a in _aliases:
-        register_dataset(_a, test_only=True, help=f"alias of {_name}")(_b)
+    register_dataset(_name, test_only=True, help=_b.__doc__, aliases=_aliases)(_b)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import ClipfitError
-from .catalogue import register_prefix
+from .registry import register_prefix
 from .types import FileReader, Item, Task
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ClipfitError
-from .catalogue import register_prefix
 from .folder import DEFAULT_TEMPLATE, split_class
+from .registry import register_prefix
 from .types import Item, Task
 
 VAL_NAMES = ("validation", "val", "valid", "dev")

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClipfitError
-from .catalogue import register_dataset
 from .folder import list_images, split_class
+from .registry import register_dataset
 from .types import ArrayReader, FileReader, Item, Task
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"

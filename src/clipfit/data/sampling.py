@@ -25,7 +25,7 @@ def _by_label(items: list[Item]) -> dict[int, list[Item]]:
 def sample_per_class(items: list[Item], shots: int, rng: random.Random, *, strict: bool, what: str) -> list[Item]:
     """Dassl's `generate_fewshot_dataset` for one split (no repeat). strict: error if a class has < shots items."""
     out: list[Item] = []
-    for label, group in _by_label(items).items():
+    for group in _by_label(items).values():
         if len(group) >= shots:
             out.extend(rng.sample(group, shots))
         elif strict:

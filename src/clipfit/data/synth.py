@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .catalogue import register_dataset
+from .registry import register_dataset
 from .types import ArrayReader, Item, Task
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "star", "crescent")

@@ -43,7 +43,7 @@ class Task:
         t = template or self.template
         return [t.format(c) for c in self.classnames]
 
-    def with_splits(self, **kw) -> "Task":
+    def with_splits(self, **kw) -> Task:
         return replace(self, **kw)
 
 

@@ -1,13 +1,20 @@
-"""Training and evaluation loops (CPU or CUDA; bf16 autocast on CUDA)."""
+"""Training and evaluation loops (CPU or CUDA; bf16 autocast on CUDA).
+
+`fit` trains a method in one of three ways, chosen by the method: a *training source* gives the epoch loop its
+batches and the image side of the forward pass, either augmented images through CLIP (`ImageSource`, the default)
+or features the frozen image encoder computed once (`FeatureSource`: no back-propagation through CLIP); methods
+fitted in closed form on those features skip the epoch loop (`fit_closed_form`).
+"""
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,8 +24,8 @@ from ..config import TrainConfig
 from ..data.transforms import ImageDataset, eval_transform, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
-from ..io import load_tensors, save_tensors
-from ..methods.base import Method
+from ..tuners.base import Method
+from .rundir import RunDir
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -41,13 +48,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_at(epoch: int, cfg: TrainConfig) -> float:
-    """Per-epoch learning rate: constant warm-up, then cosine (or constant) over `epochs` as Dassl does."""
+def lr_at(epoch: int, cfg: TrainConfig, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """Learning rate of step `step` of epoch `epoch`: constant warm-up epochs, then cosine (or constant).
+
+    Per epoch (Dassl): epoch e >= warm-up runs at min + (lr - min)(1 + cos(pi (e - warm-up) / epochs)) / 2, so the
+    cosine's period is `epochs`, as Dassl's scheduler has it. Per step: the same over steps, from the first step
+    after warm-up to epochs x steps_per_epoch."""
     if epoch < cfg.warmup_epochs:
         return cfg.warmup_lr
     if cfg.scheduler == "constant":
         return cfg.lr
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / max(1, cfg.epochs)))
+    if cfg.schedule_unit == "step":
+        t, total = (epoch - cfg.warmup_epochs) * steps_per_epoch + step, cfg.epochs * steps_per_epoch
+    else:
+        t, total = epoch - cfg.warmup_epochs, cfg.epochs
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t / max(1, total)))
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -114,125 +129,122 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     return torch.cat(feats), torch.cat(labels)
 
 
-CHECKPOINT = "checkpoint.safetensors"
+@dataclass
+class FitResult:
+    """What training did: the epoch whose weights are kept, its validation accuracy, the per-epoch history."""
+
+    epochs: int
+    best_epoch: int | None
+    val_accuracy: float | None
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # closed-form fits: what they chose (e.g. {"C": 0.1})
 
 
-def save_checkpoint(path: Path, method: Method, opt: torch.optim.Optimizer, epoch: int, best: dict,
-                    history: list[dict]) -> None:
-    """Everything needed to continue training after `epoch`: tuned weights, optimiser state, best so far."""
-    tensors = {f"param/{n}": t for n, t in method.tuned_state().items()}
-    if best["state"] is not None:
-        tensors.update({f"best/{n}": t for n, t in best["state"].items()})
-    sd = opt.state_dict()
-    for i, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"opt/{i}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    meta = {"epoch": epoch, "best_acc": best["acc"], "best_epoch": best["epoch"], "history": history}
-    save_tensors(path, tensors, metadata={"clipfit_checkpoint": json.dumps(meta)})
+def _fmt(rec: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items())
 
 
-def load_checkpoint(path: Path, method: Method, opt: torch.optim.Optimizer) -> tuple[int, dict, list[dict]]:
-    """Restore a checkpoint written by `save_checkpoint`; returns (epochs done, best, history)."""
-    from safetensors import safe_open
+class ImageSource:
+    """Batches of augmented training images; the image side runs through CLIP (gradients reach its weights)."""
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["clipfit_checkpoint"])
-    tensors = load_tensors(path)
-    method.load_tuned({k[6:]: v for k, v in tensors.items() if k.startswith("param/")})
-    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")} or None
-    sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt/"):
-            _, i, name = k.split("/", 2)
-            state.setdefault(int(i), {})[name] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-    best = {"acc": meta["best_acc"], "epoch": meta["best_epoch"], "state": best_state}
-    return meta["epoch"], best, meta["history"]
-
-
-def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,
-        log: Callable[[str], None] = print, progress: bool = True, checkpoint_dir: Path | None = None,
-        resume: bool = False) -> dict:
-    """Train `method` on task.train, validating on task.val; leaves the selected checkpoint loaded.
-
-    Three ways, chosen by the method: back-propagation through CLIP on augmented images (the default); SGD on
-    features the frozen backbone computed once (`trains_on_features`: no back-propagation through CLIP); or a
-    closed-form / solver fit on those features (`closed_form`: no SGD, no epochs).
-    Returns a summary: best epoch, its validation accuracy, per-epoch history, time.
-    With `checkpoint_dir`, the state after every epoch is saved there (atomically); `resume` continues from it.
-    A resumed run continues from the last finished epoch with the same weights, optimiser state and best-so-far;
-    the order of its remaining batches differs from an uninterrupted run's.
-    """
-    seed_everything(seed)
-    method.to(device)
-    method.reset_parameters()
-    params = list(method.trainable().values())
-    t0 = time.time()
-    if not method.closed_form and (cfg.epochs <= 0 or not params):
-        return {"epochs": 0, "best_epoch": None, "val_accuracy": None, "history": [], "train_seconds": 0.0}
-    method.on_train_start()
-    on_features = method.closed_form or method.trains_on_features
-    if on_features:
-        train_x, train_y = extract_features(method, task, task.train, device, cfg, method.feature_views, seed,
-                                            progress, "train features")
-        val_x, val_y = (extract_features(method, task, task.val, device, cfg, 0, seed, progress, "val features")
-                        if task.val else (None, None))
-        method.on_features(train_x.to(device), train_y.to(device))
-        if method.closed_form:
-            res = method.fit_features(train_x, train_y, val_x, val_y)
-            method.eval()
-            for rec in res.get("history", []):
-                log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-            return {"epochs": 0, "best_epoch": None, **res, "val_accuracy": res.get("val_accuracy"),
-                    "history": res.get("history", []), "train_seconds": round(time.time() - t0, 2)}
-        n_train = len(train_y)
-        g = torch.Generator().manual_seed(seed)
-        drop_last = n_train >= cfg.batch_size
-        n_batches = n_train // cfg.batch_size if drop_last else math.ceil(n_train / cfg.batch_size)
-
-        def batches():
-            perm = torch.randperm(n_train, generator=g)
-            for i in range(n_batches):
-                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                yield train_x[idx], train_y[idx]
-
-        forward = method.adapt_image_features
-
-        def validate() -> float:
-            was_training = method.training
-            method.eval()
-            with torch.no_grad(), autocast(device, cfg.precision):
-                text = method.text_features()
-                out = [method.logits(method.adapt_image_features(val_x[i:i + cfg.eval_batch_size].to(device)), text)
-                       .float().cpu() for i in range(0, len(val_y), cfg.eval_batch_size)]
-            method.train(was_training)
-            return accuracy(torch.cat(out), val_y)
-    else:
+    def __init__(self, method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device):
+        self.method, self.cfg, self.device = method, cfg, device
         tf = train_transform(method.backbone.image_spec, seed=seed, scale=(cfg.crop_scale, 1.0), flip=cfg.flip)
         ds = ImageDataset(task.train, task.reader, tf, cache=True)
-        g = torch.Generator().manual_seed(seed)
-        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                             drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers)
-        n_batches = len(loader)
-        batches = lambda: loader  # noqa: E731
-        forward = method.image_features
-        val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None
+        self.loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True,
+                                                  generator=torch.Generator().manual_seed(seed),
+                                                  drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers)
+        self.n_batches = len(self.loader)
+        self.val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None
 
-        def validate() -> float:
-            return accuracy(*predict(method, val_loader, device, cfg.precision))
+    def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        return self.loader
 
-    has_val = bool(task.val)
+    def image_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.method.image_features(x)
+
+    def validate(self) -> float:
+        return accuracy(*predict(self.method, self.val_loader, self.device, self.cfg.precision))
+
+
+class FeatureSource:
+    """Batches of image features the frozen encoder computed once (`Method.trains_on_features`); the method's
+    `adapt_image_features` is the only image-side computation per step."""
+
+    def __init__(self, method: Method, train: tuple[torch.Tensor, torch.Tensor],
+                 val: tuple[torch.Tensor, torch.Tensor] | None, cfg: TrainConfig, seed: int, device: torch.device):
+        self.method, self.cfg, self.device = method, cfg, device
+        (self.x, self.y), self.val = train, val
+        self.generator = torch.Generator().manual_seed(seed)
+        n = len(self.y)
+        self.drop_last = n >= cfg.batch_size
+        self.n_batches = n // cfg.batch_size if self.drop_last else math.ceil(n / cfg.batch_size)
+
+    def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        perm = torch.randperm(len(self.y), generator=self.generator)
+        b = self.cfg.batch_size
+        for i in range(self.n_batches):
+            idx = perm[i * b:(i + 1) * b]
+            yield self.x[idx], self.y[idx]
+
+    def image_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.method.adapt_image_features(x)
+
+    def validate(self) -> float:
+        val_x, val_y = self.val
+        m, b = self.method, self.cfg.eval_batch_size
+        was_training = m.training
+        m.eval()
+        with torch.no_grad(), autocast(self.device, self.cfg.precision):
+            text = m.text_features()
+            out = [m.logits(m.adapt_image_features(val_x[i:i + b].to(self.device)), text).float().cpu()
+                   for i in range(0, len(val_y), b)]
+        m.train(was_training)
+        return accuracy(torch.cat(out), val_y)
+
+
+def cached_features(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,
+                    progress: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+    """(train features, labels) and (val features, labels) from the frozen encoder; the method sees the train set."""
+    train = extract_features(method, task, task.train, device, cfg, method.feature_views, seed, progress, "train features")
+    val = extract_features(method, task, task.val, device, cfg, 0, seed, progress, "val features") if task.val else None
+    method.on_features(train[0].to(device), train[1].to(device))
+    return train, val
+
+
+def fit_closed_form(method: Method, train, val, log: Callable[[str], None]) -> FitResult:
+    """A solver fit on cached features (`Method.closed_form`): no SGD, no epochs."""
+    t0 = time.time()
+    res = dict(method.fit_features(*train, *(val or (None, None))))
+    method.eval()
+    history = res.pop("history", [])
+    for rec in history:
+        log(_fmt(rec))
+    return FitResult(0, None, res.pop("val_accuracy", None), history, round(time.time() - t0, 2), res)
+
+
+def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: TrainConfig, device: torch.device,
+                 has_val: bool, log: Callable[[str], None], progress: bool, run: RunDir | None, resume: bool) -> FitResult:
+    """The epoch loop: per-epoch learning rate, steps over the source's batches, validation, checkpoint selection.
+
+    With `run`, the state after every epoch is saved in its checkpoint; `resume` continues from it with the same
+    weights, optimiser state and best-so-far (the order of the remaining batches differs from an uninterrupted run's).
+    """
+    t0 = time.time()
+    if cfg.iterations > 0:  # a budget of optimiser steps: as many epochs as it needs, the last one cut short
+        cfg = dataclasses.replace(cfg, epochs=math.ceil(cfg.iterations / max(1, source.n_batches)))
+    total_steps = cfg.iterations if cfg.iterations > 0 else cfg.epochs * source.n_batches
+    params = list(method.trainable().values())
     opt = make_optimizer(params, cfg)
-    best = {"acc": -1.0, "epoch": None, "state": None}
+    best: dict = {"acc": -1.0, "epoch": None, "state": None}
     history: list[dict] = []
     start = 0
-    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if resume and ckpt is not None and ckpt.exists():
-        start, best, history = load_checkpoint(ckpt, method, opt)
+    if resume and run is not None and run.has_checkpoint:
+        start, tuned, best, history = run.load_checkpoint(opt)
+        method.load_tuned(tuned)
         log(f"resumed after epoch {start}")
-    bar = tqdm(total=cfg.epochs * n_batches, initial=start * n_batches, desc=f"train {method.name}",
+    bar = tqdm(total=total_steps, initial=start * source.n_batches, desc=f"train {method.name}",
                disable=None if progress else True, leave=False)
     static_text = method.text_is_static
     for epoch in range(start, cfg.epochs):
@@ -242,7 +254,12 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
         cached_text = None
         sums: dict[str, float] = {}
         n = 0
-        for x, y in batches():
+        for x, y in source.batches():
+            if epoch * source.n_batches + n >= total_steps:
+                break
+            if cfg.schedule_unit == "step":
+                for grp in opt.param_groups:
+                    grp["lr"] = lr_at(epoch, cfg, n, source.n_batches)
             x, y = x.to(device), y.to(device)
             with autocast(device, cfg.precision):
                 if static_text:
@@ -252,12 +269,12 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
                     text = cached_text
                 else:
                     text = method.text_features()
-                logits = method.logits(forward(x), text)
+                logits = method.logits(source.image_features(x), text)
             loss, parts = method.loss(logits, y, text)
             if not torch.isfinite(loss):
                 raise ClipfitError(f"loss became {float(loss)} at epoch {epoch + 1}; lower --set lr=")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            method.backward(loss)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
@@ -265,23 +282,50 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
             bar.update(1)
-        rec = {"epoch": epoch + 1, "lr": lr_at(epoch, cfg), **{k: v / max(n, 1) for k, v in sums.items()}}
+        method.on_epoch_end(epoch + 1, cfg.epochs)
+        rec = {"epoch": epoch + 1, "lr": lr_at(epoch, cfg, max(n - 1, 0), source.n_batches),
+               **{k: v / max(n, 1) for k, v in sums.items()}}
         last = epoch + 1 == cfg.epochs
         if has_val and (last or (epoch + 1) % max(1, cfg.eval_every) == 0):
-            rec["val_accuracy"] = validate()
+            rec["val_accuracy"] = source.validate()
             if cfg.select == "best" and rec["val_accuracy"] >= best["acc"]:
                 best = {"acc": rec["val_accuracy"], "epoch": epoch + 1, "state": method.tuned_state()}
             bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_accuracy']:.1f}")
         history.append(rec)
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-        if ckpt is not None:
-            save_checkpoint(ckpt, method, opt, epoch + 1, best, history)
+        log(_fmt(rec))
+        if run is not None:
+            run.save_checkpoint(method.tuned_state(), opt, epoch + 1, best, history)
     bar.close()
+    method.on_train_end()
     if cfg.select == "best" and best["state"] is not None:
         method.load_tuned(best["state"])
         chosen, val_acc = best["epoch"], best["acc"]
     else:
         chosen, val_acc = cfg.epochs, history[-1].get("val_accuracy")
     method.eval()
-    return {"epochs": cfg.epochs, "best_epoch": chosen, "val_accuracy": val_acc, "history": history,
-            "train_seconds": round(time.time() - t0, 2)}
+    return FitResult(cfg.epochs, chosen, val_acc, history, round(time.time() - t0, 2))
+
+
+def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,
+        log: Callable[[str], None] = print, progress: bool = True, run: RunDir | None = None,
+        resume: bool = False) -> FitResult:
+    """Train `method` on task.train, validating on task.val; leaves the selected weights loaded."""
+    seed_everything(seed)
+    method.to(device)
+    method.reset_parameters()
+    if not method.closed_form and (cfg.epochs <= 0 or not method.trainable()):
+        return FitResult(0, None, None)
+    method.on_train_start()
+    t0 = time.time()
+    if method.closed_form or method.trains_on_features:
+        train, val = cached_features(method, task, cfg, seed, device, progress)
+        if method.closed_form:
+            result = fit_closed_form(method, train, val, log)
+            result.train_seconds = round(time.time() - t0, 2)
+            return result
+        source: ImageSource | FeatureSource = FeatureSource(method, train, val, cfg, seed, device)
+    else:
+        source = ImageSource(method, task, cfg, seed, device)
+    result = train_epochs(method, source, cfg, device, bool(task.val), log, progress, run, resume)
+    result.train_seconds = round(time.time() - t0, 2)
+    return result

@@ -1,12 +1,4 @@
-"""Run directories: train a method and write everything needed to audit, reload and repeat the run.
-
-RUN_DIR/
-  config.json        model, dataset, method and training settings, classes, template(s), seed, versions
-  items.json         the exact training and validation items ([key, label, classname]) used
-  tuned.safetensors  the tuned weights only (the backbone is reloaded from `model`)
-  metrics.json       validation (selection) and test accuracy, training history
-  log.txt            one line per epoch
-"""
+"""Training runs: resolve a run's settings, train, write the run directory (`rundir`), reload and evaluate it."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,21 +13,21 @@ import torch
 
 from .. import __version__
 from ..backbone import EMBEDDED_MODEL, Backbone
-from ..config import TrainConfig, apply_overrides, to_dict
-from ..data.catalogue import load_task
+from ..config import TrainConfig, to_dict
+from ..data.catalogue import canonical_dataset, load_task
 from ..data.sampling import fewshot, subsample_classes
-from ..data.types import Item, Task
+from ..data.types import Task
 from ..errors import ClipfitError
-from ..io import load_tensors, read_json, save_tensors, write_json
-from ..methods import METHODS, Method, build_method
-from .loop import CHECKPOINT, evaluate, fit, pick_device
-
-FORMAT = 1
+from ..io import read_json
+from ..recipes import Context
+from ..tuners import METHODS, Method, build_method
+from .loop import FitResult, evaluate, fit, pick_device
+from .rundir import RunDir, items_from_json
 
 
 @dataclass
 class RunSpec:
-    """Everything that defines a training run."""
+    """Everything that defines a training run. `settings` are typed method and training settings."""
 
     dataset: str
     method: str = "clipfit"
@@ -46,22 +38,20 @@ class RunSpec:
     subsample: str = "all"
     protocol: str = ""  # '' -> fewshot when subsample=all, base2new otherwise
     template: str | None = None  # overrides the dataset's template
-    overrides: list[str] = field(default_factory=list)  # '--set key=value' strings
+    settings: dict[str, Any] = field(default_factory=dict)
     items: str | None = None  # items.json of an earlier run: reuse its training/validation items
     device: str | None = None
 
-
-def _model_ref(model: str) -> str:
-    """Store local model directories as absolute paths so the run reloads from anywhere."""
-    return str(Path(model).resolve()) if model not in ("", EMBEDDED_MODEL, "mini") and os.path.isdir(model) else model
-
-
-def _items_to_json(items: list[Item]) -> list[list]:
-    return [[it.key, it.label, it.classname] for it in items]
+    @property
+    def resolved_protocol(self) -> str:
+        return self.protocol or ("fewshot" if self.subsample == "all" else "base2new")
 
 
-def _items_from_json(rows: list[list]) -> list[Item]:
-    return [Item(str(k), int(y), str(c)) for k, y, c in rows]
+def _model_ref(model: str | None) -> str:
+    """A model reference that reloads from anywhere: local directories as absolute paths."""
+    if model in (None, "", EMBEDDED_MODEL, "mini"):
+        return EMBEDDED_MODEL
+    return str(Path(model).resolve()) if os.path.isdir(model) else str(model)
 
 
 def prepare_task(spec: RunSpec) -> Task:
@@ -69,7 +59,7 @@ def prepare_task(spec: RunSpec) -> Task:
     task = load_task(spec.dataset, spec.root)
     if spec.items:
         rec = read_json(spec.items)
-        task = task.with_splits(train=_items_from_json(rec["train"]), val=_items_from_json(rec.get("val", [])))
+        task = task.with_splits(train=items_from_json(rec["train"]), val=items_from_json(rec.get("val", [])))
     else:
         task = fewshot(task, spec.shots, spec.seed)
     task = subsample_classes(task, spec.subsample)
@@ -81,25 +71,48 @@ def prepare_task(spec: RunSpec) -> Task:
 
 
 def resolve_configs(spec: RunSpec) -> tuple[Any, TrainConfig]:
-    cls = METHODS.get(spec.method)
-    mcfg = cls.Config()
-    tcfg = TrainConfig(**cls.train_defaults)
-    protocol = spec.protocol or ("fewshot" if spec.subsample == "all" else "base2new")
-    defaults = [f"{k}={v}" for k, v in cls.protocol_defaults(protocol, spec.dataset).items()]
-    apply_overrides([mcfg, tcfg], defaults + list(spec.overrides))
-    return mcfg, tcfg
+    """(method config, training config): defaults < recipe < its rules for this protocol, dataset, shots < preset <
+    the spec's settings."""
+    ctx = Context(spec.resolved_protocol, canonical_dataset(spec.dataset), spec.shots)
+    return METHODS.get(spec.method).configs(ctx, spec.settings)
 
 
-def prepare_out_dir(out: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not resume:
-        if not overwrite:
-            raise ClipfitError(f"run directory {out} already exists and is not empty; choose another --out, "
-                               "pass --resume to continue an interrupted run, or --overwrite to replace it")
-        for name in ("config.json", "items.json", "tuned.safetensors", "metrics.json", "log.txt", CHECKPOINT):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def init_weights(run_dir: str, backbone: Backbone) -> dict[str, torch.Tensor]:
+    """The backbone weights a first-stage run tuned (two-stage training, `init_from=RUN_DIR`)."""
+    first = RunDir(run_dir)
+    if not first.file(RunDir.TUNED).exists():
+        raise ClipfitError(f"init_from={run_dir}: no {RunDir.TUNED} there; train the first stage (e.g. `clipfit train "
+                           "--method layernorm --out DIR`) and pass its run directory")
+    if first.is_run and _model_ref(first.read_config().get("model")) != _model_ref(backbone.source):
+        raise ClipfitError(f"init_from={run_dir}: that run adapted model {first.read_config().get('model')!r}, this one "
+                           f"is {backbone.source!r}; a first stage must use the same model")
+    weights = first.backbone_weights()
+    if not weights:
+        raise ClipfitError(f"init_from={run_dir}: that run tuned no weights of the backbone (use a run of a method such "
+                           "as layernorm, bitfit or clipfit)")
+    return weights
+
+
+def _resume_spec(spec: RunSpec, run: RunDir) -> RunSpec:
+    """The spec of the interrupted run in `run` (its recorded settings and items win over the new command's)."""
+    if not run.has_checkpoint or not run.is_run:
+        raise ClipfitError(f"nothing to resume in {run.path}: no {RunDir.CHECKPOINT} (the run finished, or never "
+                           "completed an epoch)")
+    cfg = run.read_config()
+    return RunSpec(dataset=cfg["dataset"], method=cfg["method"], model=cfg["model"], root=cfg.get("root"),
+                   shots=cfg["shots"], seed=cfg["seed"], subsample=cfg["subsample"], protocol=cfg["protocol"],
+                   template=cfg["templates"][0] if len(cfg["templates"]) == 1 else None,
+                   settings=recorded_settings(cfg), items=str(run.file(RunDir.ITEMS)), device=spec.device)
+
+
+def recorded_settings(config: dict) -> dict[str, Any]:
+    """The user's settings a run recorded (runs of clipfit 0.1 recorded them as 'key=value' strings)."""
+    if "settings" in config:
+        return dict(config["settings"])
+    from ..config import parse_settings
+
+    entry = METHODS.get(config["method"])
+    return parse_settings(config.get("overrides", []), [entry.cls.Config, TrainConfig])
 
 
 def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, progress: bool = True,
@@ -108,56 +121,44 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
 
     The state after every epoch is kept in RUN/checkpoint.safetensors until the run finishes; `resume=True`
     continues an interrupted run from there, on the items recorded in RUN/items.json, with its recorded settings.
+    Returns the metrics written to metrics.json.
     """
+    run = RunDir(out)
     if resume:
-        spec = _resume_spec(spec, Path(out))
+        spec = _resume_spec(spec, run)
     mcfg, tcfg = resolve_configs(spec)
     task = prepare_task(spec)
     if not task.train and tcfg.epochs > 0:
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
-    out = prepare_out_dir(out, overwrite, resume)
+    run.prepare(overwrite, resume)
     device = pick_device(spec.device)
     backbone = backbone or Backbone.from_pretrained(spec.model, device=device)
-    method = build_method(spec.method, backbone, task.classnames, task.template, mcfg).to(device)
-    config = {
-        "format": FORMAT, "clipfit_version": __version__, "torch_version": torch.__version__,
+    first_stage = init_weights(mcfg.init_from, backbone) if mcfg.init_from else None
+    method = build_method(spec.method, backbone, task.classnames, task.template, mcfg, first_stage).to(device)
+    run.write_config({
+        "clipfit_version": __version__, "torch_version": torch.__version__,
         "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "model": _model_ref(spec.model), "dataset": spec.dataset, "root": str(Path(spec.root).resolve()) if spec.root else None,
         "method": spec.method, "shots": spec.shots, "seed": spec.seed, "subsample": spec.subsample,
-        "protocol": spec.protocol or ("fewshot" if spec.subsample == "all" else "base2new"),
-        "classnames": task.classnames, "templates": method.templates,
-        "method_config": to_dict(mcfg), "train_config": to_dict(tcfg), "overrides": list(spec.overrides),
+        "protocol": spec.resolved_protocol, "classnames": task.classnames, "templates": method.templates,
+        "method_config": to_dict(mcfg), "train_config": to_dict(tcfg), "settings": dict(spec.settings),
         "trainable_parameters": method.num_trainable(),
-    }
-    write_json(out / "config.json", config)
-    write_json(out / "items.json", {"train": _items_to_json(task.train), "val": _items_to_json(task.val)})
-    with open(out / "log.txt", "a", encoding="utf-8") as logf:
-        def log(line: str) -> None:
-            logf.write(line + "\n")
-            logf.flush()
-
-        summary = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, checkpoint_dir=out,
-                      resume=resume)
-    save_tensors(out / "tuned.safetensors", method.tuned_state(), metadata={"method": spec.method, "format": str(FORMAT)})
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    metrics: dict[str, Any] = {"val_accuracy": summary["val_accuracy"], "best_epoch": summary["best_epoch"],
-                               "train_seconds": summary["train_seconds"], "trainable_parameters": method.num_trainable()}
+    })
+    run.write_items(task.train, task.val)
+    with run.logger() as log:
+        result: FitResult = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, run=run,
+                                resume=resume)
+    run.write_tuned(method.tuned_state(), spec.method)
+    run.drop_checkpoint()
+    metrics: dict[str, Any] = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
+                               "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
+    if result.extra:
+        metrics["selected"] = result.extra
     if test and task.test:
         metrics["test"] = {spec.subsample: evaluate(method, task, task.test, tcfg, device, progress, "test")}
-    metrics["history"] = summary["history"]
-    write_json(out / "metrics.json", metrics)
+    metrics["history"] = result.history
+    run.write_metrics(metrics)
     return metrics
-
-
-def _resume_spec(spec: RunSpec, out: Path) -> RunSpec:
-    """The spec of the interrupted run in `out` (its recorded settings and items win over the new command's)."""
-    if not (out / CHECKPOINT).exists() or not (out / "config.json").exists():
-        raise ClipfitError(f"nothing to resume in {out}: no {CHECKPOINT} (the run finished, or never completed an epoch)")
-    cfg = read_json(out / "config.json")
-    return RunSpec(dataset=cfg["dataset"], method=cfg["method"], model=cfg["model"], root=cfg.get("root"),
-                   shots=cfg["shots"], seed=cfg["seed"], subsample=cfg["subsample"], protocol=cfg["protocol"],
-                   template=cfg["templates"][0] if len(cfg["templates"]) == 1 else None,
-                   overrides=cfg["overrides"], items=str(out / "items.json"), device=spec.device)
 
 
 @dataclass
@@ -168,22 +169,29 @@ class LoadedRun:
     device: torch.device
 
 
+def _method_config(entry, recorded: dict) -> Any:
+    """The recorded method config as its dataclass (LLU runs of clipfit 0.1 named their ablation in a field)."""
+    recorded = dict(recorded)
+    ablation = recorded.pop("ablation", "none")
+    if ablation != "none":
+        recorded.update(METHODS.get(f"llu:{ablation}").preset)
+    names = {f.name for f in dataclasses.fields(entry.cls.Config)}
+    return entry.cls.Config(**{k: v for k, v in recorded.items() if k in names})
+
+
 def load_run(run_dir: str | os.PathLike, device: str | None = None, backbone: Backbone | None = None) -> LoadedRun:
     """Rebuild a trained method from its run directory (backbone from `model`, then the tuned weights)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise ClipfitError(f"{run_dir} is not a run directory (no config.json); give the --out of `clipfit train`")
-    if not (run_dir / "tuned.safetensors").exists():
-        raise ClipfitError(f"{run_dir} has no tuned.safetensors: the run did not finish; train it again with --overwrite")
-    config = read_json(run_dir / "config.json")
+    run = RunDir(run_dir)
+    run.require_trained()
+    config = run.read_config()
     dev = pick_device(device)
-    cls = METHODS.get(config["method"])
-    mcfg = cls.Config(**config["method_config"])
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    tcfg = TrainConfig(**{k: v for k, v in config["train_config"].items() if k in fields})
+    entry = METHODS.get(config["method"])
+    mcfg = _method_config(entry, config["method_config"])
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    tcfg = TrainConfig(**{k: v for k, v in config["train_config"].items() if k in names})
     backbone = backbone or Backbone.from_pretrained(config["model"], device=dev)
     method = build_method(config["method"], backbone, config["classnames"], config["templates"], mcfg).to(dev)
-    method.load_tuned(load_tensors(run_dir / "tuned.safetensors"))
+    method.load_tuned(run.read_tuned())
     method.eval()
     return LoadedRun(method, config, tcfg, dev)
 
@@ -201,7 +209,8 @@ def eval_run(run_dir: str | os.PathLike, dataset: str | None = None, root: str |
         run.method.templates = [task.template]
     if task.classnames != run.method.classnames or dataset != cfg["dataset"]:
         if not run.method.class_agnostic:
-            raise ClipfitError(f"method {cfg['method']!r} learned class-specific weights; it cannot classify the classes of {dataset} ({subsample})")
+            raise ClipfitError(f"method {cfg['method']!r} learned class-specific weights; it cannot classify the classes "
+                               f"of {dataset} ({subsample})")
         run.method.set_classes(task.classnames)
     items = {"test": task.test, "val": task.val, "train": task.train}.get(split)
     if items is None:

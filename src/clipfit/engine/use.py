@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -10,7 +12,7 @@ from PIL import Image
 from ..backbone import clip_config
 from ..data.transforms import eval_transform
 from ..errors import ClipfitError
-from ..methods import METHODS, build_method
+from ..tuners import METHODS, build_method
 from .run import LoadedRun, load_run
 
 
@@ -26,32 +28,37 @@ def read_classes(spec: str) -> list[str]:
     return names
 
 
+def _open_image(image: str | os.PathLike | Image.Image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    try:
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise ClipfitError(f"image not found: {image}") from None
+    except OSError as e:
+        raise ClipfitError(f"cannot read image {image}: {e}") from None
+
+
 @torch.no_grad()
-def predict_images(run: LoadedRun, paths: list[str], classes: list[str] | None = None, topk: int = 5) -> list[dict]:
-    """Top-k (class, probability) for each image file."""
+def predict_images(run: LoadedRun, images: Sequence[str | os.PathLike | Image.Image], classes: list[str] | None = None,
+                   topk: int = 5) -> list[dict]:
+    """Top-k (class, probability) for each image (a path or a PIL image)."""
     method = run.method
     if classes and classes != method.classnames:
         if not method.class_agnostic:
             raise ClipfitError(f"method {run.config['method']!r} learned weights for its own classes; --classes cannot change them")
         method.set_classes(classes)
     tf = eval_transform(method.backbone.image_spec)
-    images = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                images.append(tf(im.convert("RGB")))
-        except FileNotFoundError:
-            raise ClipfitError(f"image not found: {p}") from None
-        except OSError as e:
-            raise ClipfitError(f"cannot read image {p}: {e}") from None
-    x = torch.stack(images).to(run.device)
+    x = torch.stack([tf(_open_image(im)) for im in images]).to(run.device)
     probs = method.logits(method.image_features(x), method.text_features()).float().softmax(-1).cpu()
     k = min(topk, len(method.classnames))
     out = []
-    for p, row in zip(paths, probs):
+    for im, row in zip(images, probs):
         vals, idx = row.topk(k)
-        out.append({"image": p, "top": [{"class": method.classnames[i], "probability": round(float(v), 6)}
-                                        for v, i in zip(vals.tolist(), idx.tolist())]})
+        name = str(im) if not isinstance(im, Image.Image) else getattr(im, "filename", "") or "<image>"
+        out.append({"image": name, "top": [{"class": method.classnames[i], "probability": round(float(v), 6)}
+                                           for v, i in zip(vals.tolist(), idx.tolist())]})
     return out
 
 
@@ -70,16 +77,17 @@ def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwr
     return str(out)
 
 
-def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10, overrides: list[str] | None = None) -> dict:
+def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
+                     settings: Mapping[str, Any] | None = None) -> dict:
     """Trainable parameters of `method` on `arch`, counted on a random initialisation (no download)."""
     from transformers import CLIPModel
 
     from ..backbone import Backbone
-    from ..config import TrainConfig, apply_overrides
+    from ..config import TrainConfig, apply_settings
 
-    cls = METHODS.get(method)
-    mcfg = cls.Config()
-    apply_overrides([mcfg, TrainConfig()], overrides or [])
+    entry = METHODS.get(method)
+    mcfg = entry.config()
+    apply_settings([mcfg, TrainConfig()], settings or {})
     cfg = clip_config(arch)
     with torch.device("meta"):
         model = CLIPModel(cfg)

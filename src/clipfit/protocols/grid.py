@@ -2,21 +2,25 @@
 
 Each (method, seed) is a run directory OUT/<method>/seed<S>; a finished one (metrics.json with the needed numbers)
 is reused, so an interrupted grid resumes where it stopped. A method written 'X@Y' is trained in two stages: Y
-first (or its finished run reused), then X initialised from it (`init_from`), as seed 003's "LN as init".
+first (or its finished run reused), then X initialised from it (`init_from`), as the LayerNorm tuning paper's
+"LN as init". Settings apply to every method that has them (a setting no method has is an error).
 """
 from __future__ import annotations
 
 import copy
 import statistics
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from ..backbone import Backbone
-from ..errors import ClipfitError
-from ..io import read_json, write_json
-from ..engine.loop import CHECKPOINT, pick_device
+from ..config import TrainConfig
+from ..engine.loop import pick_device
 from ..engine.run import RunSpec, eval_run, load_run, train_run
-from ..methods import METHODS
+from ..engine.rundir import RunDir
+from ..errors import ClipfitError
+from ..io import write_json
+from ..tuners import METHODS
 
 
 def harmonic_mean(b: float, n: float) -> float:
@@ -29,11 +33,30 @@ def mean_std(xs: list[float | None]) -> tuple[float | None, float | None]:
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def settings_for(method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The grid's settings that `method` (or, for 'X@Y', X) has."""
+    entry = METHODS.get(method.partition("@")[0])
+    known = {f.name for f in fields(entry.cls.Config)} | {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in settings.items() if k in known}
+
+
+def check_grid_settings(methods: list[str], settings: dict[str, Any]) -> None:
+    """A one-line error for a setting that no method of the grid has (a typo would otherwise be ignored)."""
+    used = {k for m in methods for k in settings_for(m, settings)}
+    unknown = sorted(set(settings) - used)
+    if unknown:
+        raise ClipfitError(f"setting {unknown[0]}: none of the methods {', '.join(methods)} has it")
+
+
 def run_grid(protocol: str, spec: RunSpec, methods: list[str], seeds: list[int], out: str | Path,
              progress: bool = True, echo=print) -> dict:
     """Train/evaluate every method on every seed; returns {method: {metric: [values per seed]}} plus a table."""
     if protocol not in ("fewshot", "base2new"):
         raise ClipfitError(f"unknown protocol {protocol!r}")
+    for m in methods:
+        for part in m.split("@"):
+            METHODS.get(part)
+    check_grid_settings(methods, spec.settings)
     out = Path(out)
     device = pick_device(spec.device)
     pristine = Backbone.from_pretrained(spec.model, device=device)
@@ -43,24 +66,24 @@ def run_grid(protocol: str, spec: RunSpec, methods: list[str], seeds: list[int],
         """Metrics of OUT/<method>/seed<S>, training (and evaluating) it unless a finished run is there.
         'X@Y' is method X initialised from the run of method Y with the same seed (two-stage training)."""
         name, _, first = method.partition("@")
-        agnostic = METHODS.get(name).class_agnostic
-        run_dir = out / method / f"seed{seed}"
-        m = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else None
+        agnostic = METHODS.get(name).cls.class_agnostic
+        run = RunDir(out / method / f"seed{seed}")
+        m = run.read_metrics()
         if m is None or "test" not in m or (protocol == "base2new" and agnostic and "new" not in m["test"]):
-            overrides = list(spec.overrides)
+            settings = settings_for(method, spec.settings)
             if first:
                 ensure(first, seed)
-                overrides.append(f"init_from={out / first / f'seed{seed}'}")
-            s = replace(spec, method=name, seed=seed, protocol=protocol, overrides=overrides,
+                settings["init_from"] = str(out / first / f"seed{seed}")
+            s = replace(spec, method=name, seed=seed, protocol=protocol, settings=settings,
                         subsample="base" if protocol == "base2new" else "all")
-            resume = (run_dir / CHECKPOINT).exists()  # an interrupted run continues from its last epoch
-            m = train_run(s, run_dir, overwrite=not resume, resume=resume, progress=progress,
+            resume = run.has_checkpoint  # an interrupted run continues from its last epoch
+            m = train_run(s, run.path, overwrite=not resume, resume=resume, progress=progress,
                           backbone=copy.deepcopy(pristine))
             if protocol == "base2new" and agnostic:
-                loaded = load_run(run_dir, spec.device, backbone=copy.deepcopy(pristine))
-                m["test"]["new"] = {k: v for k, v in eval_run(run_dir, subsample="new", loaded=loaded,
+                loaded = load_run(run.path, spec.device, backbone=copy.deepcopy(pristine))
+                m["test"]["new"] = {k: v for k, v in eval_run(run.path, subsample="new", loaded=loaded,
                                                                progress=progress).items() if k in ("accuracy", "n")}
-                write_json(run_dir / "metrics.json", m)
+                run.write_metrics(m)
         return m
 
     for method in methods:

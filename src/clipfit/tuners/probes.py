@@ -1,12 +1,12 @@
 """Linear probes: classes learned as weights on image features; the text encoder is not used (class-specific).
 
-- `linear_probe` (seed 003, Sec. 3.2): a Linear layer on the image encoder's pooled output *before* the projection
+- `linear_probe` (LayerNorm tuning paper, Sec. 3.2): a Linear layer on the image encoder's pooled output *before* the projection
   (768 + 1 = 769 parameters per class on ViT-B/16), trained like the paper's other methods (AdamW 5e-4, weight
   decay 0.02, cosine, best epoch on validation). With the backbone frozen it trains on features the frozen image
   encoder computed once (no back-propagation through CLIP); `views=N` caches N augmented views per image instead
   of one un-augmented view. `linear_probe+ln` / `layernorm=true` tunes the image encoder's LayerNorms with it (the
   text encoder's do not reach the logits), then it trains through CLIP on augmented images each epoch.
-  `init_from=RUN` starts from a LayerNorm-tuned run (seed 003's best combination, Table 1).
+  `init_from=RUN` starts from a LayerNorm-tuned run (that paper's best combination, Table 1).
 - `logreg_probe` (CoOp's linear-probe baseline): scikit-learn's L2 logistic regression (lbfgs) on the normalised
   projected image features, no SGD. The inverse regularisation strength C is chosen on the validation split: the
   grid 1e-6, 1e-4, ..., 1e6 (as CoOp's initial search), then `search_steps` refinements that try the best C times
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import recipes
 from ..config import opt
 from ..errors import ClipfitError
-from .base import Method, register_method
-from .layernorm import PAPER003_TRAIN, LayerNormCombinable, WithLayerNorm
+from .base import Method, MethodConfig, register_method, register_preset
 
 
 class _ClassSpecificHead:
@@ -63,7 +63,7 @@ class _ClassSpecificHead:
 
 
 @dataclass
-class LinearProbeConfig(WithLayerNorm):
+class LinearProbeConfig(MethodConfig):
     views: int = opt(0, "training views per image cached when the backbone is frozen: 0 = one un-augmented view; "
                         "N = N random-crop/flip views")
     layernorm_tower: str = opt("vision", "LayerNorms tuned when layernorm=true (the text encoder does not reach "
@@ -71,18 +71,17 @@ class LinearProbeConfig(WithLayerNorm):
 
 
 @register_method("linear_probe")
-class LinearProbe(_ClassSpecificHead, LayerNormCombinable):
-    """Linear probe on the image encoder's pooled output before projection (seed 003; 769 per class on ViT-B/16)."""
+class LinearProbe(_ClassSpecificHead, Method):
+    """Linear probe on the image encoder's pooled output before projection (LayerNorm tuning paper; 769 per class on ViT-B/16)."""
 
     Config = LinearProbeConfig
-    train_defaults = PAPER003_TRAIN
+    recipe = recipes.LAYERNORM_TUNING
 
     def _feature_dim(self) -> int:
         return self.backbone.model.vision_model.config.hidden_size
 
     def build(self) -> None:
         self.head = None
-        self.tune_layernorm()
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -97,20 +96,12 @@ class LinearProbe(_ClassSpecificHead, LayerNormCombinable):
         return self.backbone.image_pooled(pixel_values)
 
 
-@dataclass
-class LinearProbeLNConfig(LinearProbeConfig):
-    layernorm: bool = opt(True, "also tune the image encoder's LayerNorms, together with the probe (seed 003 'Normal')")
-
-
-@register_method("linear_probe+ln")
-class LinearProbeLN(LinearProbe):
-    """Linear probe with the image encoder's LayerNorms tuned together (seed 003, Table 1 'Normal')."""
-
-    Config = LinearProbeLNConfig
+register_preset("linear_probe+ln", "linear_probe", "linear probe with the image encoder's LayerNorms tuned together "
+                "(LayerNorm tuning paper, Table 1 'Normal'; 39,936 + 769 per class on ViT-B/16)", layernorm=True)
 
 
 @dataclass
-class LogRegConfig:
+class LogRegConfig(MethodConfig):
     C: float = opt(0.0, "inverse L2 regularisation strength; 0 = search on the validation split (see `logreg_probe`)")
     search_steps: int = opt(4, "refinement steps of the C search after the grid 1e-6..1e6")
     max_iter: int = opt(1000, "lbfgs iterations")
@@ -122,7 +113,7 @@ class LogRegProbe(_ClassSpecificHead, Method):
 
     Config = LogRegConfig
     closed_form = True
-    train_defaults = {"epochs": 0}  # no epochs: one solver fit per candidate C
+    recipe = recipes.NO_TRAINING  # no epochs: one solver fit per candidate C
 
     def _feature_dim(self) -> int:
         return self.backbone.model.visual_projection.out_features

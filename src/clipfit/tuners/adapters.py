@@ -1,15 +1,16 @@
-"""Adapters (Houlsby et al. 2019) and compacters (Mahabadi et al. 2021) in the text encoder (seed 003, Sec. 3.2).
+"""Adapters (Houlsby et al. 2019) and compacters (Mahabadi et al. 2021) in the text encoder (LayerNorm tuning paper,
+Sec. 3.2).
 
 A bottleneck block h -> h + up(act(down(h))) is applied to the output of the FFN of every text-encoder layer
 (before the layer's residual sum), through a forward hook on the FFN module: the backbone's parameter names stay
 those of a plain CLIP, and the added weights live in the method (`adapters.<layer>.*`).
 
 Adapter: down Linear(width -> r) and up Linear(r -> width) with biases. ViT-B/16 text width 512, r = 24:
-12 x ((512*24 + 24) + (24*512 + 512)) = 301,344 parameters (seed 003, Fig. 2).
+12 x ((512*24 + 24) + (24*512 + 512)) = 301,344 parameters (its Fig. 2).
 
 Compacter: each projection W (m x d) is a sum of Kronecker products, W = sum_i A_i (x) (s_i t_i^T), with n = 4 global
 n x n matrices A_i shared by every layer and both projections, and layer-local rank-1 factors s_i, t_i.
-ViT-B/16: down 4*(128 + 6) + 24 bias, up 4*(6 + 128) + 512 bias, x 12 layers, + 4*4*4 shared = 19,360 (seed 003).
+ViT-B/16: down 4*(128 + 6) + 24 bias, up 4*(6 + 128) + 512 bias, x 12 layers, + 4*4*4 shared = 19,360 (the paper's count).
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import recipes
 from ..backbone import ffn_linears
 from ..config import opt
 from ..errors import ClipfitError
-from .base import register_method
-from .layernorm import PAPER003_TRAIN, LayerNormCombinable, WithLayerNorm
+from .base import Method, MethodConfig, register_method, register_preset
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -91,17 +92,17 @@ class CompacterBlock(nn.Module):
 
 
 @dataclass
-class AdapterConfig(WithLayerNorm):
-    bottleneck: int = opt(24, "bottleneck width of each adapter (seed 003: 24)")
-    activation: str = opt("relu", "non-linearity between the projections (not given by seed 003)", tuple(ACTIVATIONS))
+class AdapterConfig(MethodConfig):
+    bottleneck: int = opt(24, "bottleneck width of each adapter (the paper's: 24)")
+    activation: str = opt("relu", "non-linearity between the projections (the paper gives none)", tuple(ACTIVATIONS))
 
 
 @register_method("adapter")
-class Adapter(LayerNormCombinable):
-    """Bottleneck adapters (width 24) after the FFN of every text-encoder layer (seed 003; 301,344 on ViT-B/16)."""
+class Adapter(Method):
+    """Bottleneck adapters (width 24) after the FFN of every text-encoder layer (LayerNorm tuning paper; 301,344 on ViT-B/16)."""
 
     Config = AdapterConfig
-    train_defaults = PAPER003_TRAIN
+    recipe = recipes.LAYERNORM_TUNING
     mergeable = False
 
     def _make_block(self, width: int) -> nn.Module:
@@ -126,7 +127,6 @@ class Adapter(LayerNormCombinable):
             module._clipfit_adapter = True
             self._hooks.append(module.register_forward_hook(self._hook(block)))
         self.reset_parameters()
-        self.tune_layernorm()
 
     def _hook(self, block: nn.Module):
         def hook(module, inputs, output):
@@ -149,15 +149,15 @@ class Adapter(LayerNormCombinable):
 
 
 @dataclass
-class CompacterConfig(WithLayerNorm):
-    bottleneck: int = opt(24, "bottleneck width of each compacter (seed 003: 24)")
-    phm_n: int = opt(4, "number n of shared n x n matrices A_i (seed 003: 4 of 4 x 4)")
+class CompacterConfig(MethodConfig):
+    bottleneck: int = opt(24, "bottleneck width of each compacter (the paper's: 24)")
+    phm_n: int = opt(4, "number n of shared n x n matrices A_i (the paper's: 4 of 4 x 4)")
     activation: str = opt("gelu", "non-linearity between the projections (Compacter paper: GELU)", tuple(ACTIVATIONS))
 
 
 @register_method("compacter")
 class Compacter(Adapter):
-    """Compacters (bottleneck 24, 4 shared 4x4 matrices, rank-1 local factors) in the text encoder (seed 003; 19,360)."""
+    """Compacters (bottleneck 24, 4 shared 4x4 matrices, rank-1 local factors) in the text encoder (LayerNorm tuning paper; 19,360)."""
 
     Config = CompacterConfig
 
@@ -184,25 +184,6 @@ class Compacter(Adapter):
                 block.reset_parameters(0.1)
 
 
-@dataclass
-class AdapterLNConfig(AdapterConfig):
-    layernorm: bool = opt(True, "also tune the LayerNorms, together with the adapters (seed 003 'Normal')")
-
-
-@dataclass
-class CompacterLNConfig(CompacterConfig):
-    layernorm: bool = opt(True, "also tune the LayerNorms, together with the compacters (seed 003 'Normal')")
-
-
-@register_method("adapter+ln")
-class AdapterLN(Adapter):
-    """Adapters with the LayerNorms of both encoders tuned together (seed 003, Table 1 'Normal')."""
-
-    Config = AdapterLNConfig
-
-
-@register_method("compacter+ln")
-class CompacterLN(Compacter):
-    """Compacters with the LayerNorms of both encoders tuned together (seed 003, Table 1 'Normal')."""
-
-    Config = CompacterLNConfig
+_NORMAL = "with the LayerNorms of both encoders tuned together (LayerNorm tuning paper, Table 1 'Normal')"
+register_preset("adapter+ln", "adapter", f"adapters {_NORMAL}", layernorm=True)
+register_preset("compacter+ln", "compacter", f"compacters {_NORMAL}", layernorm=True)

@@ -1,7 +1,8 @@
 """Zero-shot CLIP: hand-written prompts, nothing trains.
 
 Templates (`--set templates=...`): `dataset` (the dataset's one template, or `--template`), `imagenet80` (the 80
-prompt templates CLIP's authors engineered for ImageNet; seed 003 evaluates zero-shot CLIP with this ensemble), or
+prompt templates CLIP's authors engineered for ImageNet; the LayerNorm tuning paper evaluates zero-shot CLIP with
+this ensemble), or
 a user list separated by '|', e.g. "a photo of a {}.|a sketch of a {}.". With several templates the class text
 feature is the normalised mean of the templates' normalised features.
 """
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import recipes
 from ..config import opt
 from ..errors import ClipfitError
-from .base import Method, register_method
+from .base import Method, MethodConfig, register_method
 
 # The 80 ImageNet prompt templates of CLIP (Radford et al. 2021, "Prompt_Engineering_for_ImageNet" notebook).
 IMAGENET_TEMPLATES = [
@@ -54,7 +56,7 @@ def resolve_templates(spec: str) -> list[str] | None:
 
 
 @dataclass
-class ZeroShotConfig:
+class ZeroShotConfig(MethodConfig):
     templates: str = opt("dataset", "prompt templates: dataset (its one template), imagenet80 (CLIP's 80-template "
                                     "ensemble, features averaged), or a '|'-separated list with {} for the class name")
 
@@ -64,7 +66,7 @@ class ZeroShot(Method):
     """Zero-shot CLIP with the dataset's template, a template list, or CLIP's 80-template ImageNet ensemble."""
 
     Config = ZeroShotConfig
-    train_defaults = {"epochs": 0}
+    recipe = recipes.NO_TRAINING
 
     def build(self) -> None:
         own = resolve_templates(self.cfg.templates)

@@ -1,4 +1,4 @@
-"""Prompt tuning of the text encoder (seed 003, Sec. 3.2; CoOp-style): n learned context vectors are placed between
+"""Prompt tuning of the text encoder (LayerNorm tuning paper, Sec. 3.2; CoOp-style): n learned context vectors are placed between
 the start token and the class name, with no hand-written template: [SOS] v_1 ... v_n <class name> [EOS].
 
 The text tower is run from input embeddings with the same steps as transformers' CLIPTextTransformer: token
@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import recipes
 from ..backbone import Backbone
 from ..config import opt
 from ..errors import ClipfitError
-from .base import register_method
-from .layernorm import PAPER003_TRAIN, LayerNormCombinable, WithLayerNorm
+from .base import Method, MethodConfig, register_method, register_preset
 
 
 def _attention_mask(text_model: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor):
@@ -55,20 +55,20 @@ def encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attentio
 
 
 @dataclass
-class PromptConfig(WithLayerNorm):
-    n_ctx: int = opt(8, "learned context vectors before the class name (seed 003: 8 vectors of the text width, 4,096 "
-                        "parameters on ViT-B/16)")
+class PromptConfig(MethodConfig):
+    n_ctx: int = opt(8, "learned context vectors before the class name (the LayerNorm tuning paper: 8 vectors of the text "
+                        "width, 4,096 parameters on ViT-B/16)")
     ctx_init: str = opt("", "words whose token embeddings initialise the last context vectors (CoOp's ctx_init, e.g. "
                             "'a photo of a'); the others, and all when empty, ~ N(0, 0.02) as CoOp's generic context")
-    suffix: str = opt("", "text after the class name ('' = the raw class name, seed 003; CoOp appends '.')")
+    suffix: str = opt("", "text after the class name ('' = the raw class name, as the LayerNorm tuning paper; CoOp appends '.')")
 
 
 @register_method("prompt")
-class PromptTuning(LayerNormCombinable):
-    """Prompt tuning (seed 003 / CoOp): 8 learned context vectors before the class name, no template."""
+class PromptTuning(Method):
+    """Prompt tuning (LayerNorm tuning paper / CoOp): 8 learned context vectors before the class name, no template."""
 
     Config = PromptConfig
-    train_defaults = PAPER003_TRAIN
+    recipe = recipes.LAYERNORM_TUNING
     mergeable = False  # the context vectors are not weights of a plain CLIP
 
     def build(self) -> None:
@@ -77,7 +77,6 @@ class PromptTuning(LayerNormCombinable):
         emb = self.backbone.model.text_model.embeddings.token_embedding
         self.ctx = nn.Parameter(torch.zeros(self.cfg.n_ctx, emb.weight.shape[1]))
         self.reset_parameters()
-        self.tune_layernorm()
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -113,13 +112,4 @@ class PromptTuning(LayerNormCombinable):
         return F.normalize(encode_text_embeds(self.backbone, x, m), dim=-1)
 
 
-@dataclass
-class PromptLNConfig(PromptConfig):
-    layernorm: bool = opt(True, "also tune the LayerNorms, together with the prompt (seed 003 'Normal')")
-
-
-@register_method("prompt+ln")
-class PromptTuningLN(PromptTuning):
-    """Prompt tuning with the LayerNorms of both encoders tuned together (seed 003, Table 1 'Normal')."""
-
-    Config = PromptLNConfig
+register_preset("prompt+ln", "prompt", "prompt tuning with the LayerNorms of both encoders tuned together (LayerNorm tuning paper, Table 1 'Normal')", layernorm=True)

@@ -1,74 +1,134 @@
-"""The Method interface: which parameters train, what modules are added, the loss, and default settings."""
+"""The Method interface (which parameters train, what modules are added, the loss, the recipe), the method
+registry, and presets (a name for a method with some settings fixed, e.g. 'prompt+ln')."""
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import recipes
 from ..backbone import Backbone, parameter_group
+from ..config import TrainConfig, apply_settings, opt
 from ..errors import ClipfitError
+from ..recipes import Context, Recipe
 from ..registry import Registry
 
-METHODS: Registry[type["Method"]] = Registry("method")
+LN_GROUPS = {
+    "both": ["text_layernorm", "vision_layernorm"],
+    "text": ["text_layernorm"],
+    "vision": ["vision_layernorm"],
+}
+
+INIT_FROM_HELP = ("run directory of a first stage (e.g. a `layernorm` run) whose tuned backbone weights initialise "
+                  "this run (LayerNorm tuning paper: 'fine-tuned LayerNorm as initialization'); '' = the pre-trained "
+                  "weights")
+
+
+@dataclass
+class MethodConfig:
+    """Settings every method has: two-stage training and LayerNorm tuning alongside the method's own parameters."""
+
+    init_from: str = opt("", INIT_FROM_HELP)
+    layernorm: bool = opt(False, "also tune LayerNorms together with this method's parameters (the '+ln' presets: "
+                                 "the LayerNorm tuning paper's 'Normal' combination, CLIPFit Table 4's '+UL')")
+    layernorm_tower: str = opt("both", "LayerNorms tuned when layernorm=true: of both encoders, or only of the "
+                                       "image (vision) or text encoder", tuple(LN_GROUPS))
+
+
+NoConfig = MethodConfig  # a method with no settings of its own
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """What a method name stands for: a method class and, for a preset, the settings the name fixes."""
+
+    name: str
+    cls: type[Method]
+    preset: Mapping[str, Any]
+    help: str
+
+    @property
+    def base(self) -> str:
+        return self.cls.name
+
+    def config(self) -> Any:
+        """The method config this name starts from: the class defaults with the preset's settings."""
+        cfg = self.cls.Config()
+        apply_settings([cfg], self.preset, what=f"preset {self.name}")
+        return cfg
+
+    def configs(self, ctx: Context, settings: Mapping[str, Any]) -> tuple[Any, TrainConfig]:
+        """(method config, training config) for a run: defaults < recipe < recipe rules < preset < `settings`."""
+        mcfg, tcfg = self.cls.Config(), TrainConfig()
+        apply_settings([mcfg, tcfg], self.cls.recipe.resolve(ctx), what=f"recipe {self.cls.recipe.name}:")
+        apply_settings([mcfg], self.preset, what=f"preset {self.name}")
+        apply_settings([mcfg, tcfg], settings, what="setting")
+        return mcfg, tcfg
+
+
+METHODS: Registry[MethodEntry] = Registry("method")
 
 
 def register_method(name: str):
-    def deco(cls: type["Method"]) -> type["Method"]:
+    """Class decorator: register a Method under `name`. Refuses a method setting that a training setting already
+    names, and a recipe whose settings the method cannot take."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        if not (isinstance(cls.Config, type) and issubclass(cls.Config, MethodConfig)):
+            raise TypeError(f"method {name!r}: its Config must derive from MethodConfig")
+        clash = {f.name for f in fields(cls.Config)} & {f.name for f in fields(TrainConfig)}
+        if clash:
+            raise TypeError(f"method {name!r}: settings {sorted(clash)} collide with training settings")
+        apply_settings([cls.Config(), TrainConfig()], cls.recipe.settings, what=f"recipe {cls.recipe.name}:")
         cls.name = name
-        return METHODS.register(name)(cls)
+        METHODS.add(name, MethodEntry(name, cls, {}, (cls.__doc__ or "").strip().splitlines()[0]))
+        return cls
 
     return deco
 
 
-def _model_key(model: str | None) -> str:
-    """A comparable name for a model reference (run configs store local directories as absolute paths)."""
-    from ..backbone import EMBEDDED_MODEL
-
-    if model in (None, "", EMBEDDED_MODEL, "mini"):
-        return EMBEDDED_MODEL
-    return str(Path(model).resolve()) if os.path.isdir(model) else str(model)
-
-
-@dataclass
-class NoConfig:
-    """This method has no settings of its own."""
+def register_preset(name: str, base: str, help: str, **settings: Any) -> None:
+    """Register `name` as method `base` with `settings` fixed (e.g. 'prompt+ln' = prompt with layernorm=true)."""
+    entry = METHODS.get(base)
+    apply_settings([entry.cls.Config()], settings, what=f"preset {name}")
+    METHODS.add(name, MethodEntry(name, entry.cls, {**entry.preset, **settings}, help))
 
 
 class Method(nn.Module):
     """A way of adapting a CLIP backbone. Subclasses override `build` (choose/add trainable parameters) and, when
-    needed, `text_features`, `image_features`, `loss`, `on_train_start`."""
+    needed, `text_features`, `image_features`, `loss`, `on_train_start`.
+
+    `init_weights` (backbone parameter name -> tensor) are copied into the backbone before `build`: the engine reads
+    them from the first stage of a two-stage run (`init_from`); they are saved with this run's weights."""
 
     name: ClassVar[str] = ""
-    Config: ClassVar[type] = NoConfig
-    train_defaults: ClassVar[dict[str, Any]] = {}  # TrainConfig fields this method sets differently
+    Config: ClassVar[type] = MethodConfig
+    recipe: ClassVar[Recipe] = recipes.DASSL_SGD  # training recipe (clipfit.recipes); each method names its own
     mergeable: ClassVar[bool] = True  # tuned weights are the backbone's own parameters: `export --merged` works
     class_agnostic: ClassVar[bool] = True  # can classify classes never trained on (base-to-new "new")
     closed_form: ClassVar[bool] = False  # fitted by `fit_features` on cached frozen features (no SGD, no epochs)
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str], cfg: Any = None):
+    def __init__(self, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str], cfg: Any = None,
+                 init_weights: Mapping[str, torch.Tensor] | None = None):
         super().__init__()
         self.backbone = backbone
         self.cfg = cfg if cfg is not None else self.Config()
         self.templates = [template] if isinstance(template, str) else list(template)
         backbone.requires_grad_(False)
-        self._init_names: list[str] = []  # backbone parameters taken from an earlier run (config `init_from`)
-        self._init_pending = False
-        if getattr(self.cfg, "init_from", ""):
-            self._init_from_run(self.cfg.init_from)
+        self._init_names: list[str] = []  # backbone parameters taken from an earlier run
+        if init_weights:
+            self._copy_into_backbone(init_weights)
         self.build()
+        if self.cfg.layernorm:
+            if self.closed_form:
+                raise ClipfitError(f"method {self.name!r} is fitted in closed form on frozen features; layernorm=true "
+                                   "cannot train LayerNorms with it (use linear_probe+ln)")
+            self.unfreeze(*LN_GROUPS[self.cfg.layernorm_tower])
         self.set_classes(classnames)
-
-    @classmethod
-    def protocol_defaults(cls, protocol: str, dataset: str) -> dict[str, Any]:
-        """Settings (method or training fields) the papers use for this protocol and dataset; user --set wins."""
-        return {}
 
     # -- what trains -------------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -163,49 +223,34 @@ class Method(nn.Module):
     # -- training ----------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
         """Called once before the first step (e.g. to store frozen zero-shot features). Subclasses call super()."""
-        if self._init_pending:
-            raise ClipfitError(f"init_from={self.cfg.init_from}: no tuned.safetensors there; train the first stage "
-                               "(e.g. `clipfit train --method layernorm --out DIR`) and pass its run directory")
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, text_feats: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         ce = F.cross_entropy(logits, labels)
         return ce, {"ce": float(ce.detach())}
 
-    # -- tuned weights -----------------------------------------------------------------------------------------
-    def _init_from_run(self, run_dir: str) -> None:
-        """Two-stage training: copy the tuned backbone weights of an earlier run (e.g. a `layernorm` run) into the
-        backbone before this method is built. They are saved with this run's weights (see `stored_state`), so the
-        run reloads even when the first run's directory is gone."""
-        from ..io import load_tensors
+    def backward(self, loss: torch.Tensor) -> None:
+        """Fill the trainable parameters' `.grad` from the step's loss (a method that combines the gradients of
+        its loss terms itself, e.g. ProGrad, overrides this)."""
+        loss.backward()
 
-        path = Path(run_dir)
-        if not (path / "tuned.safetensors").exists():
-            # a reloaded run brings these weights in its own tuned.safetensors; training must not start without them
-            self._init_pending = True
-            return
-        cfg_path = path / "config.json"
-        if cfg_path.exists():
-            rec = json.loads(cfg_path.read_text(encoding="utf-8"))
-            if _model_key(rec.get("model")) != _model_key(self.backbone.source):
-                raise ClipfitError(f"init_from={run_dir}: that run adapted model {rec.get('model')!r}, this one is "
-                                   f"{self.backbone.source!r}; a first stage must use the same model")
+    def on_epoch_end(self, epoch: int, epochs: int) -> None:
+        """Called after the last step of each epoch (1-based `epoch` of `epochs`), before validation."""
+
+    def on_train_end(self) -> None:
+        """Called once after the last epoch, before the kept checkpoint is chosen."""
+
+    # -- tuned weights -----------------------------------------------------------------------------------------
+    def _copy_into_backbone(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Copy backbone weights (parameter name -> tensor) in; they are saved with this run (`stored_state`)."""
         params = dict(self.backbone.model.named_parameters())
-        prefix = "backbone.model."
-        names = []
         with torch.no_grad():
-            for k, t in load_tensors(path / "tuned.safetensors").items():
-                n = k[len(prefix):] if k.startswith(prefix) else None
-                if n is None or n not in params:
-                    continue  # the first stage's own modules (adapters, heads) are not carried over
+            for n, t in weights.items():
+                if n not in params:
+                    raise ClipfitError(f"weight {n} is not a parameter of this model")
                 if params[n].shape != t.shape:
-                    raise ClipfitError(f"init_from={run_dir}: weight {n} has shape {tuple(t.shape)}, this model needs "
-                                       f"{tuple(params[n].shape)}")
+                    raise ClipfitError(f"weight {n} has shape {tuple(t.shape)}, this model needs {tuple(params[n].shape)}")
                 params[n].copy_(t.to(params[n].dtype))
-                names.append(n)
-        if not names:
-            raise ClipfitError(f"init_from={run_dir}: that run tuned no weights of the backbone (use a run of a method "
-                               "such as layernorm, bitfit or clipfit)")
-        self._init_names = names
+        self._init_names = sorted(set(self._init_names) | set(weights))
 
     def stored_state(self) -> dict[str, torch.Tensor]:
         """Tensors that belong to a trained method but are not trained by gradient (e.g. stored training features,
@@ -216,22 +261,12 @@ class Method(nn.Module):
     def load_stored_state(self, state: dict[str, torch.Tensor]) -> set[str]:
         """Take what `stored_state` saved from `state`; returns the keys used (the others are 'unexpected').
         Subclasses add the keys they use to those of `super()`."""
-        if not getattr(self.cfg, "init_from", ""):
-            return set()
         params = dict(self.backbone.model.named_parameters())
-        used, names = set(), []
-        with torch.no_grad():
-            for k, t in state.items():
-                n = k.removeprefix("backbone.model.")
-                if k.startswith("backbone.model.") and n in params and not params[n].requires_grad:
-                    if params[n].shape != t.shape:
-                        raise ClipfitError(f"tuned weight {n} has shape {tuple(t.shape)}, model needs {tuple(params[n].shape)}")
-                    params[n].copy_(t.to(params[n].dtype))
-                    used.add(k)
-                    names.append(n)
-        self._init_names = sorted(set(self._init_names) | set(names))
-        self._init_pending = False
-        return used
+        frozen = {k: t for k, t in state.items()
+                  if k.startswith("backbone.model.") and k.removeprefix("backbone.model.") in params
+                  and not params[k.removeprefix("backbone.model.")].requires_grad}
+        self._copy_into_backbone({k.removeprefix("backbone.model."): t for k, t in frozen.items()})
+        return set(frozen)
 
     def tuned_state(self) -> dict[str, torch.Tensor]:
         out = {n: p.detach().clone() for n, p in self.trainable().items()}
@@ -257,5 +292,7 @@ class Method(nn.Module):
 
 
 def build_method(name: str, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str],
-                 cfg: Any = None) -> Method:
-    return METHODS.get(name)(backbone, classnames, template, cfg)
+                 cfg: Any = None, init_weights: Mapping[str, torch.Tensor] | None = None) -> Method:
+    """An instance of method `name` (a preset name gives its base class; `cfg` None: the name's own config)."""
+    entry = METHODS.get(name)
+    return entry.cls(backbone, classnames, template, cfg if cfg is not None else entry.config(), init_weights)

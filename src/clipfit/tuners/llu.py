@@ -1,4 +1,4 @@
-"""Localized Latent Updates (LLU, seed 004): affine maps on CLIP's image and text embeddings, applied only near the
+"""Localized Latent Updates (LLU; Ibing, Lim, Kobbelt, arXiv:2212.06556): affine maps on CLIP's image and text embeddings, applied only near the
 training data.
 
 For a normalised embedding x (image or class text), with g(x) = W x + b initialised to the identity:
@@ -19,10 +19,12 @@ Choices where the paper is silent or ambiguous (each an option):
   identity init; 3.6e-3 after random init, i.e. about 1/512 + 1/(3*512) = the *mean squared* deviation of a
   default-initialised 512x512 Linear from I) are mean squared errors, and with lambda = 1e3 a plain norm would
   push W by lr*lambda = 2 per SGD step. Default `mse`: mean((W - I)^2) + mean(b^2); `norm` is the literal formula.
-- Optimiser: "the same learning rate and number of epochs as CoOp": SGD lr 0.002, momentum 0.9, weight decay 5e-4,
-  batch 32, cosine after one warm-up epoch at 1e-5, 200 epochs (CoOp's 16-shot schedule; 50 for ImageNet).
+- Optimiser: "the same learning rate and number of epochs as CoOp": `clipfit.recipes.LLU`.
 - The training features are one un-augmented view per image (`views=0`); `views=N` caches N augmented views.
 - Dirac mask: alpha = beta where the cosine distance to the nearest stored point is below `dirac_eps`, else 0.
+
+The ablations of the paper's Table 4 are presets: `llu:no_cluster`, `llu:no_damp`, `llu:no_mask`, `llu:dirac`,
+`llu:no_reg`, `llu:rand_init`, `llu:linear`.
 """
 from __future__ import annotations
 
@@ -34,17 +36,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import recipes
 from ..config import opt
 from ..errors import ClipfitError
-from .base import Method, register_method
+from .base import Method, MethodConfig, register_method, register_preset
 
-# Seed 004, Table 4: each ablation as the settings it changes.
+# The paper's Table 4: each ablation as the settings it changes (registered as presets 'llu:<name>' below).
 ABLATIONS: dict[str, dict] = {
-    "none": {},
     "no_cluster": {"clusters": 0},
     "no_damp": {"beta": 1.0},
     "no_mask": {"mask": "none"},
-    "dirac": {"mask": "dirac"},
+    "dirac": {"mask": "dirac", "clusters": 0},  # every training image a stored point, so the mask can hit it
     "no_reg": {"lam": 0.0},
     "rand_init": {"init": "random"},
     "linear": {"mask": "none", "beta": 1.0, "lam": 0.0, "init": "random", "clusters": 0},
@@ -52,7 +54,7 @@ ABLATIONS: dict[str, dict] = {
 
 
 @dataclass
-class LLUConfig:
+class LLUConfig(MethodConfig):
     beta: float = opt(0.5, "global damping of the blend weight alpha (paper: 0.5)")
     gamma: float = opt(20.0, "locality of the blend weight: larger updates only nearer stored points (paper: 20)")
     lam: float = opt(1e3, "weight lambda of the identity regulariser (paper: 1e3)")
@@ -65,9 +67,6 @@ class LLUConfig:
     reg: str = opt("mse", "identity regulariser: mse = mean((W-I)^2) + mean(b^2) (what the paper's Table 4 "
                           "reports); norm = ||W-I||_F + ||b||_2 (its formula)", ("mse", "norm"))
     side: str = opt("both", "embeddings updated: image and text (the paper's), or only one", ("both", "image", "text"))
-    ablation: str = opt("none", "a preset of seed 004's Table 4, overriding the fields it names: no_cluster, no_damp, "
-                                "no_mask, dirac, no_reg, rand_init, linear (a plain Linear map: no mask, no damping, "
-                                "no regulariser, random init)", tuple(ABLATIONS))
     views: int = opt(0, "training views per image in the feature cache: 0 = one un-augmented view; N = N augmented views")
 
 
@@ -100,17 +99,17 @@ class LocalAffine(nn.Module):
             else:
                 self.map.reset_parameters()
 
-    def alpha(self, x: torch.Tensor, cfg: dict) -> torch.Tensor:
-        if cfg["mask"] == "none":
-            return torch.full(x.shape[:-1] + (1,), cfg["beta"], dtype=x.dtype, device=x.device)
+    def alpha(self, x: torch.Tensor, cfg: LLUConfig) -> torch.Tensor:
+        if cfg.mask == "none":
+            return torch.full(x.shape[:-1] + (1,), cfg.beta, dtype=x.dtype, device=x.device)
         if self.bank.shape[0] == 0:
             return torch.zeros(x.shape[:-1] + (1,), dtype=x.dtype, device=x.device)
         sim = (x @ self.bank.to(x.dtype).t()).amax(-1, keepdim=True).clamp(max=1.0)  # max over D of x^T d
-        if cfg["mask"] == "dirac":
-            return cfg["beta"] * (1.0 - sim < cfg["dirac_eps"]).to(x.dtype)
-        return cfg["beta"] * torch.exp(-cfg["gamma"] * (1.0 - sim))  # max_d exp(.) = exp(-gamma (1 - max_d x^T d))
+        if cfg.mask == "dirac":
+            return cfg.beta * (1.0 - sim < cfg.dirac_eps).to(x.dtype)
+        return cfg.beta * torch.exp(-cfg.gamma * (1.0 - sim))  # max_d exp(.) = exp(-gamma (1 - max_d x^T d))
 
-    def forward(self, x: torch.Tensor, cfg: dict) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cfg: LLUConfig) -> torch.Tensor:
         a = self.alpha(x, cfg)
         return F.normalize(a * self.map(x) + (1.0 - a) * x, dim=-1)
 
@@ -124,24 +123,15 @@ class LocalAffine(nn.Module):
 
 @register_method("llu")
 class LLU(Method):
-    """Localized Latent Updates (seed 004): affine maps on image and text embeddings, applied near training data.
+    """Localized Latent Updates (LLU): affine maps on image and text embeddings, applied near training data.
 
     Identity-initialised, blended in only near stored training features; trains on cached embeddings."""
 
     Config = LLUConfig
-    # CoOp's schedule (seed 004: "the same learning rate and number of epochs as CoOp")
-    train_defaults = {"optimizer": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 32,
-                      "epochs": 200, "warmup_epochs": 1, "warmup_lr": 1e-5, "scheduler": "cosine"}
+    recipe = recipes.LLU
     mergeable = False
 
-    @classmethod
-    def protocol_defaults(cls, protocol: str, dataset: str) -> dict:
-        return {"epochs": 50} if dataset.lower() == "imagenet" else {}
-
     def build(self) -> None:
-        eff = {k: getattr(self.cfg, k) for k in ("beta", "gamma", "lam", "clusters", "mask", "dirac_eps", "init", "reg")}
-        eff.update(ABLATIONS[self.cfg.ablation])
-        self.settings = eff
         dim = self.backbone.model.projection_dim if hasattr(self.backbone.model, "projection_dim") else \
             self.backbone.model.visual_projection.out_features
         self.image_map = LocalAffine(dim) if self.cfg.side in ("both", "image") else None
@@ -154,7 +144,7 @@ class LLU(Method):
 
     def reset_parameters(self) -> None:
         for m in self._maps():
-            m.reset_parameters(self.settings["init"])
+            m.reset_parameters(self.cfg.init)
 
     # -- features --------------------------------------------------------------------------------------------
     @property
@@ -175,25 +165,25 @@ class LLU(Method):
 
     def text_features(self) -> torch.Tensor:
         t = self.frozen_text_features()
-        return self.text_map(t, self.settings) if self.text_map is not None else t
+        return self.text_map(t, self.cfg) if self.text_map is not None else t
 
     def adapt_image_features(self, feats: torch.Tensor) -> torch.Tensor:
         feats = feats.float()
-        return self.image_map(feats, self.settings) if self.image_map is not None else feats
+        return self.image_map(feats, self.cfg) if self.image_map is not None else feats
 
     # -- training --------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
         super().on_train_start()
         if self.text_map is not None:
-            self.text_map.bank = cluster_points(self.frozen_text_features().clone(), self.settings["clusters"])
+            self.text_map.bank = cluster_points(self.frozen_text_features().clone(), self.cfg.clusters)
 
     def on_features(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
         if self.image_map is not None:
             feats = F.normalize(feats.float(), dim=-1)
-            self.image_map.bank = cluster_points(feats, self.settings["clusters"]).to(self.image_map.map.weight.device)
+            self.image_map.bank = cluster_points(feats, self.cfg.clusters).to(self.image_map.map.weight.device)
 
     def regulariser(self) -> torch.Tensor:
-        return sum(m.distance_to_identity(self.settings["reg"]) for m in self._maps())
+        return sum(m.distance_to_identity(self.cfg.reg) for m in self._maps())
 
     def loss(self, logits, labels, text_feats):
         ce = F.cross_entropy(logits.float(), labels)
@@ -201,8 +191,8 @@ class LLU(Method):
         total = ce
         reg = self.regulariser()
         parts["reg"] = float(reg.detach())
-        if self.settings["lam"]:
-            total = total + self.settings["lam"] * reg
+        if self.cfg.lam:
+            total = total + self.cfg.lam * reg
         return total, parts
 
     # -- stored sets ------------------------------------------------------------------------------------------
@@ -224,3 +214,13 @@ class LLU(Method):
                 m.bank = t.to(m.map.weight.device, m.map.weight.dtype)
                 used.add(key)
         return used
+
+
+_ABLATION_HELP = {
+    "no_cluster": "every training feature stored, no clustering", "no_damp": "no damping (beta 1)",
+    "no_mask": "no locality: alpha = beta everywhere", "dirac": "alpha = beta only at stored points (no clustering)",
+    "no_reg": "no identity regulariser", "rand_init": "affine maps randomly initialised",
+    "linear": "a plain Linear map: no mask, no damping, no regulariser, random init",
+}
+for _name, _settings in ABLATIONS.items():
+    register_preset(f"llu:{_name}", "llu", f"LLU ablation (the paper's Table 4): {_ABLATION_HELP[_name]}", **_settings)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .. import recipes
 from ..backbone import parameter_group
 from ..config import opt
-from .base import Method, register_method
+from .base import Method, MethodConfig, register_method
 
 BIAS_GROUPS = {
     "ffn_out": ["text_ffn_out_bias"],  # Table 5 (d), CLIPFit's choice
@@ -26,18 +27,14 @@ BIAS_GROUPS = {
 
 
 @dataclass
-class CLIPFitConfig:
+class CLIPFitConfig(MethodConfig):
     bias: str = opt("ffn_out", "text biases tuned (CLIPFit Table 5): ffn_out (d), ffn (c), text (b), text_image (a), none",
                     tuple(BIAS_GROUPS))
     image_layernorm: bool = opt(True, "tune the image encoder's LayerNorms")
     reg: str = opt("kd", "regulariser: kd (cosine to zero-shot text features), mse (on tuned biases), none", ("kd", "mse", "none"))
-    beta: float = opt(8.0, "KD weight (paper: 8 base-to-new and cross-dataset; 2 few-shot and domain shift; 8 few-shot DTD/SUN397)")
+    beta: float = opt(8.0, "KD weight (the recipe sets the paper's: 8 base-to-new and cross-dataset; 2 few-shot and "
+                           "domain shift; 8 few-shot DTD/SUN397)")
     mse_weight: float = opt(1.0, "weight of the bias MSE regulariser when reg=mse (the paper gives no value)")
-
-
-# CLIPFit's optimisation (paper, Sec. 4 and appendix B); BitFit baselines reuse it.
-CLIPFIT_TRAIN = {"optimizer": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 32,
-                 "epochs": 100, "warmup_epochs": 1, "warmup_lr": 1e-5, "scheduler": "cosine"}
 
 
 @register_method("clipfit")
@@ -45,15 +42,7 @@ class CLIPFit(Method):
     """CLIPFit (text FFN output biases + image LayerNorms, KD to zero-shot text features)."""
 
     Config = CLIPFitConfig
-    train_defaults = CLIPFIT_TRAIN
-
-    @classmethod
-    def protocol_defaults(cls, protocol: str, dataset: str) -> dict:
-        d = dataset.lower()
-        out: dict = {"epochs": 10} if d in ("imagenet", "food101") else {}
-        if protocol in ("fewshot", "domainshift"):
-            out["beta"] = 8.0 if (protocol == "fewshot" and d in ("dtd", "sun397")) else 2.0
-        return out
+    recipe = recipes.CLIPFIT
 
     def build(self) -> None:
         groups = list(BIAS_GROUPS[self.cfg.bias])

@@ -1,0 +1,150 @@
+"""Every paper's training recipe, as a named value with its source, and every method's protocol rules.
+
+A `Recipe` is a set of settings (training fields of `TrainConfig`, and method fields) that a paper ran, with the
+paper named. Its `rules(ctx)` add what depends on the protocol, the canonical dataset name (aliases already
+resolved) and the shot count. A method names its recipe when it is registered; a run's settings are, in
+increasing precedence: the config defaults, the recipe's settings, the recipe's rules, a preset's settings
+(`prompt+ln`, ...), and the user's settings (`--set`, or keyword arguments of `clipfit.train`).
+
+Each number here is written once: a recipe that reuses another's numbers derives from it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+# The papers, as the code and the docs cite them.
+CLIPFIT_PAPER = ("CLIPFit: M. Li, J. Zhong, C. Li, L. Li, N. Lin, M. Sugiyama, \"Vision-Language Model Fine-Tuning via "
+                 "Simple Parameter-Efficient Modification\", EMNLP 2024 (arXiv:2409.16718)")
+LAYERNORM_PAPER = ("K. Kim, M. Laskin, I. Mordatch, D. Pathak, \"How to Adapt Your Large-Scale Vision-and-Language "
+                   "Model\", OpenReview (ICLR 2022 submission)")
+LLU_PAPER = ("M. Ibing, I. Lim, L. Kobbelt, \"Localized Latent Updates for Fine-Tuning Vision-Language Models\", "
+             "arXiv:2212.06556")
+COOP_PAPER = "CoOp: K. Zhou, J. Yang, C. C. Loy, Z. Liu, \"Learning to Prompt for Vision-Language Models\", IJCV 2022"
+
+PROTOCOLS = ("fewshot", "base2new", "crossdataset", "domainshift")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a recipe's rules may depend on."""
+
+    protocol: str  # one of PROTOCOLS
+    dataset: str  # canonical catalogue name (aliases resolved), or the spec of a user dataset ('imagefolder:...')
+    shots: int  # training images per class (0: all)
+
+
+Rules = Callable[[Context], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A paper's training recipe: settings by field name, their source, and rules by protocol, dataset and shots."""
+
+    name: str
+    source: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    rules: Rules | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+
+    def derive(self, name: str, source: str, rules: Rules | None = None, **changes: Any) -> Recipe:
+        """Another paper's recipe that reuses this one's numbers, changing `changes` (and the rules, if given)."""
+        return replace(self, name=name, source=source, settings={**self.settings, **changes},
+                       rules=rules if rules is not None else self.rules)
+
+    def resolve(self, ctx: Context) -> dict[str, Any]:
+        """The settings this recipe gives for one run: its own, then its rules' for `ctx`."""
+        return {**self.settings, **(self.rules(ctx) if self.rules else {})}
+
+
+# -- Dassl / CoOp ----------------------------------------------------------------------------------------------------
+
+DASSL_SGD = Recipe(
+    "dassl_sgd",
+    f"{COOP_PAPER}; the Dassl.pytorch defaults its configs use: SGD, momentum 0.9, weight decay 5e-4, batch 32, "
+    "cosine per epoch after one warm-up epoch at constant 1e-5",
+    dict(optimizer="sgd", lr=0.002, momentum=0.9, weight_decay=5e-4, batch_size=32, warmup_epochs=1,
+         warmup_lr=1e-5, scheduler="cosine"),
+)
+
+# CoOp's few-shot schedule: epochs by shots (its configs vit_b16_ep50 / ep100 / vit_b16); ImageNet 50 for all shots.
+COOP_EPOCHS_BY_SHOTS = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
+COOP_IMAGENET_EPOCHS = 50
+
+
+def coop_epochs(ctx: Context) -> int:
+    """CoOp's epochs for a shot count (the next listed count up; more than 16 shots: 200), ImageNet 50."""
+    if ctx.dataset == "imagenet":
+        return COOP_IMAGENET_EPOCHS
+    shots = ctx.shots if ctx.shots > 0 else max(COOP_EPOCHS_BY_SHOTS)
+    for k in sorted(COOP_EPOCHS_BY_SHOTS):
+        if shots <= k:
+            return COOP_EPOCHS_BY_SHOTS[k]
+    return COOP_EPOCHS_BY_SHOTS[max(COOP_EPOCHS_BY_SHOTS)]
+
+
+# -- CLIPFit ---------------------------------------------------------------------------------------------------------
+
+CLIPFIT_SHORT_DATASETS = ("imagenet", "food101")  # 10 epochs instead of 100 (CLIPFit, appendix)
+CLIPFIT_SHORT_EPOCHS = 10
+CLIPFIT_BETA = {"base2new": 8.0, "crossdataset": 8.0, "fewshot": 2.0, "domainshift": 2.0}
+CLIPFIT_FEWSHOT_BETA8 = ("dtd", "sun397")  # few-shot: beta 8 for DTD and SUN397, 2 for the others
+
+
+def clipfit_schedule(ctx: Context) -> dict[str, Any]:
+    """CLIPFit's epochs: 10 for ImageNet and Food101, the recipe's 100 otherwise."""
+    return {"epochs": CLIPFIT_SHORT_EPOCHS} if ctx.dataset in CLIPFIT_SHORT_DATASETS else {}
+
+
+def clipfit_rules(ctx: Context) -> dict[str, Any]:
+    """CLIPFit's epochs, and its KD weight beta by protocol (8 for DTD and SUN397 in few-shot)."""
+    beta = CLIPFIT_BETA.get(ctx.protocol, CLIPFIT_BETA["fewshot"])
+    if ctx.protocol == "fewshot" and ctx.dataset in CLIPFIT_FEWSHOT_BETA8:
+        beta = CLIPFIT_BETA["base2new"]
+    return {**clipfit_schedule(ctx), "beta": beta}
+
+
+CLIPFIT = DASSL_SGD.derive(
+    "clipfit", f"{CLIPFIT_PAPER}, Sec. 4 and appendix B: CoOp's optimiser and augmentation, 100 epochs "
+    "(10 for ImageNet and Food101)", rules=clipfit_rules, epochs=100)
+
+# BitFit on CLIP as CLIPFit's Table 5 runs it: CLIPFit's optimiser and epochs, cross-entropy only.
+BITFIT = CLIPFIT.derive("bitfit", f"{CLIPFIT_PAPER}, Table 5: CLIPFit's recipe without the KD term",
+                        rules=clipfit_schedule)
+
+# -- "How to Adapt Your Large-Scale Vision-and-Language Model" -----------------------------------------------------
+
+LAYERNORM_TUNING = Recipe(
+    "layernorm_tuning",
+    f"{LAYERNORM_PAPER}, appendix A.3: one recipe for every fine-tuning method: AdamW lr 5e-4, weight decay 0.02, "
+    "cosine annealing, best epoch on validation, 100 epochs in the low-data regime. No batch size or warm-up is "
+    "given: batch 32, no warm-up",
+    dict(optimizer="adamw", lr=5e-4, weight_decay=0.02, scheduler="cosine", warmup_epochs=0, epochs=100,
+         batch_size=32),
+)
+
+# -- Localized Latent Updates ----------------------------------------------------------------------------------------
+
+
+def llu_rules(ctx: Context) -> dict[str, Any]:
+    """LLU uses CoOp's number of epochs: 50 for ImageNet."""
+    return {"epochs": COOP_IMAGENET_EPOCHS} if ctx.dataset == "imagenet" else {}
+
+
+LLU = DASSL_SGD.derive("llu", f"{LLU_PAPER}: \"the same learning rate and number of epochs as CoOp\" (CoOp's "
+                       "16-shot schedule: 200 epochs, ImageNet 50)", rules=llu_rules, epochs=200)
+
+# -- methods that do not train ---------------------------------------------------------------------------------------
+
+NO_TRAINING = Recipe("no_training", "nothing is trained by gradient (zero-shot, or a solver fit on features)",
+                     dict(epochs=0))
+
+# -- CoOp's family: CoOp, CoCoOp, KgCoOp, ProGrad -------------------------------------------------------------------
+
+# -- deep prompts: MaPLe, PromptSRC ----------------------------------------------------------------------------------
+
+# -- adapters on features and low-rank updates: CLIP-Adapter, Tip-Adapter(-F), CLIP-LoRA ------------------------------
