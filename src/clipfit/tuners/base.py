@@ -291,6 +291,16 @@ class Method(nn.Module):
                 p.copy_(state[n].to(p.dtype))
 
 
+class GroupTuning(Method):
+    """A method that tunes existing parameter groups of the backbone (`backbone.parameter_group` names), chosen by
+    its config's `tower` setting: GROUPS maps each `tower` value to the groups it unfreezes."""
+
+    GROUPS: ClassVar[dict[str, list[str]]] = {}
+
+    def build(self) -> None:
+        self.unfreeze(*self.GROUPS[self.cfg.tower])
+
+
 def build_method(name: str, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str],
                  cfg: Any = None, init_weights: Mapping[str, torch.Tensor] | None = None) -> Method:
     """An instance of method `name` (a preset name gives its base class; `cfg` None: the name's own config)."""
