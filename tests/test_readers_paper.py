@@ -134,8 +134,10 @@ def cifar_root(tmp_path: Path) -> Path:
         write_py2_pickle(d / f"data_batch_{b}", {"batch_label": f"training batch {b} of 5", "labels": ys,
                                                  "data": cifar_rows([(b, i, 250) for i in range(10)]),
                                                  "filenames": [f"img_{b}_{i}.png" for i in range(10)]})
-    write_py2_pickle(d / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": [3, 1],
-                                        "data": cifar_rows([(10, 20, 30), (40, 50, 60)]), "filenames": ["t0.png", "t1.png"]})
+    test = cifar_rows([(10, 20, 30), (40, 50, 60)])
+    test[1, :1024] = np.arange(1024) % 256  # red plane of test image 1: pixel (row r, column c) = 32 r + c
+    write_py2_pickle(d / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": [3, 1], "data": test,
+                                        "filenames": ["t0.png", "t1.png"]})
     c100 = tmp_path / "cifar-100-python"
     fine = [f"class_{i}" for i in range(99)] + ["aquarium_fish"]
     write_py2_pickle(c100 / "meta", {"fine_label_names": fine, "coarse_label_names": [f"super_{i}" for i in range(20)]})
@@ -155,7 +157,8 @@ def test_cifar10(cifar_root: Path):
     im = np.asarray(t.reader("train/23"))
     assert im.shape == (32, 32, 3) and im[5, 7].tolist() == [3, 3, 250]
     assert {it.key: it.label for it in t.train + t.val}["train/23"] == 3
-    assert np.asarray(t.reader("test/1"))[0, 0].tolist() == [40, 50, 60] and labels(t.test) == [3, 1]
+    im = np.asarray(t.reader("test/1"))
+    assert im[0, 0].tolist() == [0, 50, 60] and im[5, 7].tolist() == [167, 50, 60] and labels(t.test) == [3, 1]
 
 
 def test_cifar100_fine_labels(cifar_root: Path):
