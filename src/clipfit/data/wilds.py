@@ -73,8 +73,9 @@ def _task(name: str, classnames: list[str], template: str, base: Path, rows: lis
 
 
 def _utc(ts: str, path: Path, n: int) -> datetime:
+    ts = ts.strip()
     try:
-        t = datetime.fromisoformat(ts.strip())
+        t = datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)  # Python 3.10 reads no 'Z'
     except ValueError:
         raise ClipfitError(f"{path}, row {n}: timestamp {ts!r} is not an ISO date") from None
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
