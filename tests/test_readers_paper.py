@@ -281,6 +281,9 @@ def test_groups_survive_sampling_and_subsets(wilds_root: Path):
 
 
 def test_wilds_errors(wilds_root: Path):
+    meta = wilds_root / "fmow_v1.1" / "rgb_metadata.csv"
+    meta.write_text(meta.read_text().replace("2010-05-01T10:00:00Z", "May 2010"))
+    one_line_error(lambda: load_task("fmow", str(wilds_root)), str(meta), "row 2", "'May 2010' is not an ISO date")
     os.remove(wilds_root / "fmow_v1.1" / "country_code_mapping.csv")
     one_line_error(lambda: load_task("fmow", str(wilds_root)), "country_code_mapping.csv", "not found", "WILDS")
     meta = wilds_root / "camelyon17_v1.0" / "metadata.csv"
