@@ -25,6 +25,7 @@ from ..data.transforms import ImageDataset, eval_transform, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
 from ..tuners.base import Method
+from . import metrics
 from .rundir import RunDir
 
 
@@ -100,11 +101,12 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def evaluate(method: Method, task: Task, items: list[Item], cfg: TrainConfig, device: torch.device,
              progress: bool = False, desc: str = "eval") -> dict:
+    """{"accuracy", "n"} and every metric task.metrics names (engine/metrics.py), in percent."""
     if not items:
         raise ClipfitError(f"nothing to evaluate: the {desc} split of {task.name} is empty")
     logits, labels = predict(method, eval_loader(items, task, method, cfg.eval_batch_size, cfg.num_workers), device,
                              cfg.precision, progress, desc)
-    return {"accuracy": accuracy(logits, labels), "n": len(labels)}
+    return {**metrics.evaluate_all(task, items, logits, labels), "accuracy": accuracy(logits, labels), "n": len(labels)}
 
 
 @torch.no_grad()
