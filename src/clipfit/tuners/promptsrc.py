@@ -39,6 +39,7 @@ from .zeroshot import IMAGENET_TEMPLATES, resolve_templates
 PROMPTSRC_TEMPLATES = IMAGENET_TEMPLATES[:60]
 GPA_PREFIX = "gpa_sum."  # the running GPA sum while training (kept in the checkpoint, so --resume continues it)
 _B2N_GPA = recipes.PROMPTSRC_GPA["base2new"]
+TEACHER_BATCH = 1024  # prompts per forward pass when encoding the teacher's template x class prompts
 
 
 def gpa_weights(epochs: int, mean: float, std: float) -> torch.Tensor:
@@ -111,11 +112,12 @@ class PromptSRC(DeepPromptMethod):
 
     def on_train_start(self) -> None:
         super().on_train_start()
-        bb = self.backbone
+        bb, templates = self.backbone, self.teacher_templates()
+        texts = [t.format(c) for t in templates for c in self.classnames]
         with torch.no_grad():  # the prompts are off outside text_features: this is the frozen text tower
-            feats = [bb.encode_text(bb.tokenize([t.format(c) for c in self.classnames]), normalize=False).float()
-                     for t in self.teacher_templates()]
-            self._zs_text = F.normalize(torch.stack(feats).mean(0), dim=-1)
+            feats = torch.cat([bb.encode_text(bb.tokenize(texts[i:i + TEACHER_BATCH]), normalize=False).float()
+                               for i in range(0, len(texts), TEACHER_BATCH)])
+            self._zs_text = F.normalize(feats.view(len(templates), len(self.classnames), -1).mean(0), dim=-1)
         self._frozen_vision = {n.removeprefix("vision_model."): p.detach().clone()
                                for n, p in bb.model.named_parameters() if p.requires_grad and n.startswith("vision_model.")}
 
