@@ -147,4 +147,56 @@ NO_TRAINING = Recipe("no_training", "nothing is trained by gradient (zero-shot, 
 
 # -- deep prompts: MaPLe, PromptSRC ----------------------------------------------------------------------------------
 
+MAPLE_PAPER = ("MaPLe: M. U. Khattak, H. Rasheed, M. Maaz, S. Khan, F. S. Khan, \"MaPLe: Multi-modal Prompt Learning\", "
+               "CVPR 2023")
+PROMPTSRC_PAPER = ("PromptSRC: M. U. Khattak, S. T. Wasim, M. Naseer, S. Khan, M.-H. Yang, F. S. Khan, \"Self-regulating "
+                   "Prompts: Foundational Model Adaptation without Forgetting\", ICCV 2023")
+
+# Cross-dataset (ImageNet source) and domain shift train one shallower model (MaPLe's *_cross_datasets config:
+# depth 3, lr 0.0026, 2 epochs; PromptSRC's: depth 3 in both towers, GPA mean 6, std 10).
+DEEP_PROMPT_TRANSFER = ("crossdataset", "domainshift")
+DEEP_PROMPT_TRANSFER_DEPTH = 3  # both papers
+MAPLE_TRANSFER = {"depth": DEEP_PROMPT_TRANSFER_DEPTH, "lr": 0.0026, "epochs": 2}
+PROMPTSRC_FEWSHOT_EPOCHS = 50  # its few-shot config (vit_b16_c2_ep50_batch4_4+4ctx_few_shot), every shot count
+# GPA (mean, std) over epochs, by protocol; few-shot by dataset (its few-shot config: (45, 5) for these five, (30, 30)
+# for ImageNet, Caltech101, OxfordPets, Food101, UCF101, SUN397, and here for datasets outside the benchmark).
+PROMPTSRC_GPA = {"base2new": (15.0, 1.0), "crossdataset": (6.0, 10.0), "domainshift": (6.0, 10.0),
+                 "fewshot": (30.0, 30.0)}
+PROMPTSRC_FEWSHOT_SHARP = ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")
+PROMPTSRC_FEWSHOT_SHARP_GPA = (45.0, 5.0)
+
+
+def maple_rules(ctx: Context) -> dict[str, Any]:
+    """MaPLe: depth 3, lr 0.0026, 2 epochs for cross-dataset and domain shift; few-shot (no MaPLe config exists):
+    the base-to-new optimiser for PromptSRC's few-shot epochs (50)."""
+    if ctx.protocol in DEEP_PROMPT_TRANSFER:
+        return dict(MAPLE_TRANSFER)
+    if ctx.protocol == "fewshot":
+        return {"epochs": PROMPTSRC_FEWSHOT_EPOCHS}
+    return {}
+
+
+def promptsrc_rules(ctx: Context) -> dict[str, Any]:
+    """PromptSRC: GPA mean/std by protocol (few-shot: (45, 5) for Cars, Flowers, Aircraft, DTD, EuroSAT, else (30, 30));
+    50 epochs few-shot; depth 3 in both towers for cross-dataset and domain shift."""
+    mean, std = PROMPTSRC_GPA.get(ctx.protocol, PROMPTSRC_GPA["fewshot"])
+    out: dict[str, Any] = {}
+    if ctx.protocol == "fewshot":
+        out["epochs"] = PROMPTSRC_FEWSHOT_EPOCHS
+        if ctx.dataset in PROMPTSRC_FEWSHOT_SHARP:
+            mean, std = PROMPTSRC_FEWSHOT_SHARP_GPA
+    if ctx.protocol in DEEP_PROMPT_TRANSFER:
+        out.update(depth=DEEP_PROMPT_TRANSFER_DEPTH, depth_vision=DEEP_PROMPT_TRANSFER_DEPTH)
+    return {**out, "gpa_mean": mean, "gpa_std": std}
+
+
+# Both train with Dassl's SGD at batch 4 and test the last epoch (no selection). MaPLe: base-to-new config
+# vit_b16_c2_ep5_batch4_2ctx (lr 0.0035, 5 epochs; PromptSRC's copy of that file says 2 epochs, MaPLe's own says 5).
+MAPLE = DASSL_SGD.derive("maple", f"{MAPLE_PAPER}; its configs vit_b16_c2_ep5_batch4_2ctx (base-to-new) and "
+                         "..._cross_datasets", rules=maple_rules, lr=0.0035, batch_size=4, epochs=5, select="last")
+# PromptSRC: vit_b16_c2_ep20_batch4_4+4ctx (base-to-new; the cross-dataset config also trains 20 epochs).
+PROMPTSRC = MAPLE.derive("promptsrc", f"{PROMPTSRC_PAPER}; its configs vit_b16_c2_ep20_batch4_4+4ctx (base-to-new), "
+                         "..._cross_datasets and vit_b16_c2_ep50_batch4_4+4ctx_few_shot", rules=promptsrc_rules,
+                         lr=0.0025, epochs=20)
+
 # -- adapters on features and low-rank updates: CLIP-Adapter, Tip-Adapter(-F), CLIP-LoRA ------------------------------

@@ -54,6 +54,19 @@ def encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attentio
     return backbone.model.text_projection(pooled)
 
 
+def encode_with_context(backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+    """Normalised text features of token ids [C, T] (right padding) with context vectors ctx [n, H] spliced in
+    after the start token: [SOS] ctx_1 .. ctx_n <the rest of the ids>."""
+    emb = backbone.model.text_model.embeddings.token_embedding
+    dev = emb.weight.device
+    ids, mask = ids.to(dev), mask.to(dev)
+    tok = emb(ids)
+    c, n = ids.shape[0], ctx.shape[0]
+    x = torch.cat([tok[:, :1], ctx.to(tok.dtype)[None].expand(c, -1, -1), tok[:, 1:]], dim=1)
+    m = torch.cat([mask[:, :1], mask.new_ones(c, n), mask[:, 1:]], dim=1)
+    return F.normalize(encode_text_embeds(backbone, x, m), dim=-1)
+
+
 @dataclass
 class PromptConfig(MethodConfig):
     n_ctx: int = opt(8, "learned context vectors before the class name (the LayerNorm tuning paper: 8 vectors of the text "
@@ -101,15 +114,7 @@ class PromptTuning(Method):
         self._ids, self._mask = tok["input_ids"], tok["attention_mask"]
 
     def text_features(self) -> torch.Tensor:
-        emb = self.backbone.model.text_model.embeddings.token_embedding
-        dev = emb.weight.device
-        ids, mask = self._ids.to(dev), self._mask.to(dev)
-        tok = emb(ids)
-        c = ids.shape[0]
-        ctx = self.ctx.to(tok.dtype)[None].expand(c, -1, -1)
-        x = torch.cat([tok[:, :1], ctx, tok[:, 1:]], dim=1)  # [SOS] context <class name> [EOS] padding
-        m = torch.cat([mask[:, :1], mask.new_ones(c, self.cfg.n_ctx), mask[:, 1:]], dim=1)
-        return F.normalize(encode_text_embeds(self.backbone, x, m), dim=-1)
+        return encode_with_context(self.backbone, self._ids, self._mask, self.ctx)  # [SOS] context <class name> [EOS]
 
 
 register_preset("prompt+ln", "prompt", "prompt tuning with the LayerNorms of both encoders tuned together (LayerNorm tuning paper, Table 1 'Normal')", layernorm=True)
