@@ -130,6 +130,12 @@ class Method(nn.Module):
             self.unfreeze(*LN_GROUPS[self.cfg.layernorm_tower])
         self.set_classes(classnames)
 
+    @classmethod
+    def agnostic_for(cls, cfg: Any) -> bool:
+        """Whether this method with settings `cfg` can classify classes it was not trained on (default:
+        `class_agnostic`; CoOp's class-specific context depends on a setting)."""
+        return cls.class_agnostic
+
     # -- what trains -------------------------------------------------------------------------------------------
     def build(self) -> None:
         """Unfreeze backbone parameters and/or add modules. Default: nothing trains (zero-shot)."""
