@@ -231,7 +231,7 @@ class Method(nn.Module):
         """Called once before the first step (e.g. to store frozen zero-shot features). Subclasses call super()."""
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, text_feats: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        ce = F.cross_entropy(logits, labels)
+        ce = F.cross_entropy(logits.float(), labels)  # fp32 whatever the autocast precision of the logits
         return ce, {"ce": float(ce.detach())}
 
     def backward(self, loss: torch.Tensor) -> None:
