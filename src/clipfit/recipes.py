@@ -145,6 +145,55 @@ NO_TRAINING = Recipe("no_training", "nothing is trained by gradient (zero-shot, 
 
 # -- CoOp's family: CoOp, CoCoOp, KgCoOp, ProGrad -------------------------------------------------------------------
 
+COCOOP_PAPER = ("CoCoOp: K. Zhou, J. Yang, C. C. Loy, Z. Liu, \"Conditional Prompt Learning for Vision-Language Models\", "
+                "CVPR 2022")
+KGCOOP_PAPER = ("KgCoOp: H. Yao, R. Zhang, C. Xu, \"Visual-Language Prompt Tuning with Knowledge-guided Context "
+                "Optimization\", CVPR 2023")
+PROGRAD_PAPER = ("ProGrad: B. Zhu, Y. Niu, Y. Han, Y. Wu, H. Zhang, \"Prompt-aligned Gradient for Prompt Tuning\", "
+                 "ICCV 2023")
+
+COOP_N_CTX = 16  # CoOp's few-shot context length (its headline variant: 16 vectors, class name at the end, shared)
+# The CoCoOp paper's context ("ctxv1" configs): the words "a photo of a", so 4 vectors. CoOp in base-to-new and
+# cross-dataset transfer, CoCoOp, and KgCoOp use it.
+COOP_CTX_INIT = "a photo of a"
+COOP_CTXV1 = {"n_ctx": len(COOP_CTX_INIT.split()), "ctx_init": COOP_CTX_INIT}
+COCOOP_EPOCHS, COCOOP_BATCH = 10, 1  # vit_b16_c4_ep10_batch1_ctxv1, for every protocol
+KGCOOP_EPOCHS, KGCOOP_BATCH = 100, 128  # vit_b16_ep100_ctxv1, for every protocol
+KGCOOP_WEIGHT = 8.0  # lambda of KgCoOp's code form, lambda * (1 - mean cos) (TRAINER.COOP.W in its scripts)
+PROGRAD_LAMBDA, PROGRAD_T = 1.0, 1.0
+# ProGrad's README: lambda 0.8 for 8 and 16 shots on Flowers102, DTD and EuroSAT (the paper's few-shot numbers).
+PROGRAD_LOW_LAMBDA, PROGRAD_LOW_LAMBDA_SHOTS = 0.8, 8
+PROGRAD_LOW_LAMBDA_DATASETS = ("oxford_flowers", "dtd", "eurosat")
+
+
+def coop_rules(ctx: Context) -> dict[str, Any]:
+    """CoOp's epochs by shots (1: 50, 2-4: 100, 8-16: 200; ImageNet 50); few-shot: 16 random context vectors (the
+    CoOp paper); base-to-new, cross-dataset and domain shift: 4 vectors from 'a photo of a' (the CoCoOp paper's CoOp)."""
+    return {"epochs": coop_epochs(ctx), **({} if ctx.protocol == "fewshot" else COOP_CTXV1)}
+
+
+def prograd_rules(ctx: Context) -> dict[str, Any]:
+    """CoOp's epochs by shots (ProGrad's configs follow CoOp's); lambda 0.8 for few-shot with 8 or more shots on
+    Flowers102, DTD and EuroSAT (ProGrad's README), 1 otherwise."""
+    low = (ctx.protocol == "fewshot" and ctx.shots >= PROGRAD_LOW_LAMBDA_SHOTS
+           and ctx.dataset in PROGRAD_LOW_LAMBDA_DATASETS)
+    return {"epochs": coop_epochs(ctx), **({"prograd_lambda": PROGRAD_LOW_LAMBDA} if low else {})}
+
+
+# The CoOp protocol tests the last epoch (Dassl's TEST.FINAL_MODEL = last_step), so the family keeps it.
+COOP = DASSL_SGD.derive(
+    "coop", f"{COOP_PAPER}, configs vit_b16_ep50 / _ep100 / vit_b16 (few-shot) and vit_b16_ctxv1 (base-to-new and "
+    "cross-dataset, as the CoCoOp paper ran CoOp); the last epoch is tested", rules=coop_rules, select="last")
+COCOOP = DASSL_SGD.derive(
+    "cocoop", f"{COCOOP_PAPER}, config vit_b16_c4_ep10_batch1_ctxv1 (every protocol); the last epoch is tested",
+    epochs=COCOOP_EPOCHS, batch_size=COCOOP_BATCH, select="last")
+KGCOOP = DASSL_SGD.derive(
+    "kgcoop", f"{KGCOOP_PAPER}, config vit_b16_ep100_ctxv1 and scripts (lambda 8, every protocol); the last epoch "
+    "is tested", epochs=KGCOOP_EPOCHS, batch_size=KGCOOP_BATCH, select="last")
+PROGRAD = COOP.derive(
+    "prograd", f"{PROGRAD_PAPER}, repository BeierZhu/Prompt-align (ProGrad configs: CoOp's optimiser and epochs, "
+    "16 context vectors initialised from the template, lambda 1, T 1); the last epoch is tested", rules=prograd_rules)
+
 # -- deep prompts: MaPLe, PromptSRC ----------------------------------------------------------------------------------
 
 MAPLE_PAPER = ("MaPLe: M. U. Khattak, H. Rasheed, M. Maaz, S. Khan, F. S. Khan, \"MaPLe: Multi-modal Prompt Learning\", "

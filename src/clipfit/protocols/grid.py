@@ -16,7 +16,7 @@ from typing import Any
 from ..backbone import Backbone
 from ..config import TrainConfig
 from ..engine.loop import pick_device
-from ..engine.run import RunSpec, eval_run, load_run, train_run
+from ..engine.run import RunSpec, eval_run, load_run, resolve_configs, train_run
 from ..engine.rundir import RunDir
 from ..errors import ClipfitError
 from ..io import write_json
@@ -66,11 +66,12 @@ def run_grid(protocol: str, spec: RunSpec, methods: list[str], seeds: list[int],
         """Metrics of OUT/<method>/seed<S>, training (and evaluating) it unless a finished run is there.
         'X@Y' is method X initialised from the run of method Y with the same seed (two-stage training)."""
         name, _, first = method.partition("@")
-        agnostic = METHODS.get(name).cls.class_agnostic
+        settings = settings_for(method, spec.settings)
+        mcfg = resolve_configs(replace(spec, method=name, protocol=protocol, settings=settings))[0]
+        agnostic = METHODS.get(name).cls.agnostic_for(mcfg)  # e.g. not for CoOp with a context per class
         run = RunDir(out / method / f"seed{seed}")
         m = run.read_metrics()
         if m is None or "test" not in m or (protocol == "base2new" and agnostic and "new" not in m["test"]):
-            settings = settings_for(method, spec.settings)
             if first:
                 ensure(first, seed)
                 settings["init_from"] = str(out / first / f"seed{seed}")

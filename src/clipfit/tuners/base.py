@@ -130,6 +130,12 @@ class Method(nn.Module):
             self.unfreeze(*LN_GROUPS[self.cfg.layernorm_tower])
         self.set_classes(classnames)
 
+    @classmethod
+    def agnostic_for(cls, cfg: Any) -> bool:
+        """Whether this method with settings `cfg` can classify classes it was not trained on (default:
+        `class_agnostic`; CoOp's class-specific context depends on a setting)."""
+        return cls.class_agnostic
+
     # -- what trains -------------------------------------------------------------------------------------------
     def build(self) -> None:
         """Unfreeze backbone parameters and/or add modules. Default: nothing trains (zero-shot)."""
@@ -225,7 +231,7 @@ class Method(nn.Module):
         """Called once before the first step (e.g. to store frozen zero-shot features). Subclasses call super()."""
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, text_feats: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        ce = F.cross_entropy(logits.float(), labels)  # fp32 under bf16 autocast
+        ce = F.cross_entropy(logits.float(), labels)  # fp32 whatever the autocast precision of the logits
         return ce, {"ce": float(ce.detach())}
 
     def backward(self, loss: torch.Tensor) -> None:
