@@ -317,6 +317,7 @@ def test_tip_adapter_f_trains_keys_initialised_from_the_cache(tiny_clip, tiny_fo
                   progress=False)
     keys = load_tensors(tmp_path / "f" / "tuned.safetensors")["keys"]
     assert m["trainable_parameters"] == 3 * 2 * 32 == keys.numel()  # N x K x D
+    assert json.loads((tmp_path / "f" / "config.json").read_text())["trainable_parameters"] == keys.numel()
     assert not torch.allclose(keys, cache, atol=1e-4)
     assert keys.norm(dim=-1).sub(1).abs().max() > 1e-4  # not re-normalised while training
     with pytest.raises(ClipfitError, match="layernorm"):
@@ -377,6 +378,17 @@ def test_clip_lora_merged_export_computes_the_same_logits(tiny_clip, tiny_folder
     with torch.no_grad():
         zs = plain(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"], pixel_values=x).logits_per_image
     assert not torch.allclose(theirs, zs, atol=1e-3)  # the export carries the update
+    from PIL import Image
+    from transformers import pipeline
+
+    from clipfit.engine.use import predict_images
+
+    img = f"{tiny_folder}/green/01.png"
+    clf = pipeline("zero-shot-image-classification", model=str(merged), device="cpu")
+    got = {g["label"]: g["score"] for g in clf(Image.open(img), candidate_labels=run.method.classnames,
+                                                 hypothesis_template=run.method.templates[0])}
+    ours_p = {t["class"]: t["probability"] for t in predict_images(run, [img], topk=3)[0]["top"]}
+    assert got == pytest.approx(ours_p, abs=1e-3)
     # the merged method itself computes the same (hooks removed, W + s B A in place)
     run.method.merge_into_backbone()
     assert torch.allclose(_logits(run.method, x), ours, atol=1e-4)

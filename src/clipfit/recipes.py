@@ -182,8 +182,7 @@ TIP_ADAPTER_F_EPOCHS = {"eurosat": 100}  # configs/eurosat.yaml; every other con
 
 
 def tip_adapter_rules(ctx: Context) -> dict[str, Any]:
-    """Tip-Adapter's per-dataset search ranges and initial alpha, beta (configs/<dataset>.yaml); other datasets: the
-    median of the eleven configs."""
+    """Tip-Adapter's per-dataset search ranges and initial alpha, beta (configs/*.yaml); others: the configs' median."""
     beta_max, alpha_max, beta, alpha = TIP_ADAPTER_CONFIGS.get(ctx.dataset, TIP_ADAPTER_DEFAULT)
     return {"beta_max": float(beta_max), "alpha_max": float(alpha_max), "beta": float(beta), "alpha": float(alpha)}
 

@@ -68,7 +68,8 @@ class TipAdapterConfig(MethodConfig):
     alpha_steps: int = opt(20, "number of alpha values searched (the reference's 20)")
     beta_steps: int = opt(200, "number of beta values searched (the reference's 200)")
     views: int = opt(10, "augmented passes over the training images whose raw features are averaged into the keys "
-                         "(the reference's augment_epoch 10; 0: one un-augmented view)")
+                         "(the reference's augment_epoch 10; 0: one un-augmented view); Tip-Adapter-F trains on "
+                         "them, epoch e on view e mod views")
 
 
 @register_method("tip_adapter")
