@@ -249,3 +249,78 @@ PROMPTSRC = MAPLE.derive("promptsrc", f"{PROMPTSRC_PAPER}; its configs vit_b16_c
                          lr=0.0025, epochs=20)
 
 # -- adapters on features and low-rank updates: CLIP-Adapter, Tip-Adapter(-F), CLIP-LoRA ------------------------------
+
+CLIP_ADAPTER_PAPER = ("CLIP-Adapter: P. Gao, S. Geng, R. Zhang, T. Ma, R. Fang, Y. Zhang, H. Li, Y. Qiao, \"CLIP-Adapter: "
+                      "Better Vision-Language Models with Feature Adapters\", IJCV 2023 (arXiv:2110.04544)")
+TIP_ADAPTER_PAPER = ("Tip-Adapter: R. Zhang, W. Zhang, R. Fang, P. Gao, K. Li, J. Dai, Y. Qiao, H. Li, \"Tip-Adapter: "
+                     "Training-free Adaption of CLIP for Few-shot Classification\", ECCV 2022 (arXiv:2111.03930)")
+CLIP_LORA_PAPER = ("CLIP-LoRA: M. Zanella, I. Ben Ayed, \"Low-Rank Few-Shot Adaptation of Vision-Language Models\", "
+                   "CVPR Workshops 2024 (arXiv:2405.18541)")
+
+
+def coop_schedule(ctx: Context) -> dict[str, Any]:
+    """CoOp's few-shot epochs by shots: 50 / 100 / 100 / 200 / 200 for 1 / 2 / 4 / 8 / 16 shots, ImageNet 50."""
+    return {"epochs": coop_epochs(ctx)}
+
+
+# CLIP-Adapter's code is one Dassl trainer file with no config; CLIPFit ran it with CoOp's optimiser. Our choice:
+# that optimiser with CoOp's few-shot epochs (no number of its own).
+CLIP_ADAPTER = DASSL_SGD.derive(
+    "clip_adapter", f"{CLIP_ADAPTER_PAPER}: its code runs in CoOp's Dassl trainer and gives no settings; {CLIPFIT_PAPER} "
+    "compares with it under CoOp's optimiser (SGD lr 0.002, batch 32). Our choice: that optimiser and CoOp's few-shot "
+    "epochs by shots", rules=coop_schedule)
+
+# Tip-Adapter's configs/<dataset>.yaml: (search_scale beta, search_scale alpha, init_beta, init_alpha). Canonical names.
+TIP_ADAPTER_CONFIGS: dict[str, tuple[float, float, float, float]] = {
+    "imagenet": (7, 3, 1, 1.17), "caltech101": (12, 5, 1, 3), "dtd": (13, 13, 1, 2), "eurosat": (12, 10, 1, 2),
+    "fgvc_aircraft": (30, 30, 1, 5), "food101": (10, 10, 1, 1.17), "oxford_flowers": (50, 50, 1, 10),
+    "oxford_pets": (7, 3, 1, 1.17), "stanford_cars": (20, 10, 1, 3), "sun397": (12, 10, 1, 1.17),
+    "ucf101": (7, 3, 1, 3),
+}
+# Other datasets: the median of each entry over the eleven configs (which happens to be EuroSAT's).
+TIP_ADAPTER_DEFAULT = tuple(sorted(c)[len(c) // 2] for c in zip(*TIP_ADAPTER_CONFIGS.values()))
+TIP_ADAPTER_F_EPOCHS = {"eurosat": 100}  # configs/eurosat.yaml; every other config trains 20 epochs
+
+
+def tip_adapter_rules(ctx: Context) -> dict[str, Any]:
+    """Tip-Adapter's per-dataset search ranges and initial alpha, beta (configs/*.yaml); others: the configs' median."""
+    beta_max, alpha_max, beta, alpha = TIP_ADAPTER_CONFIGS.get(ctx.dataset, TIP_ADAPTER_DEFAULT)
+    return {"beta_max": float(beta_max), "alpha_max": float(alpha_max), "beta": float(beta), "alpha": float(alpha)}
+
+
+def tip_adapter_f_rules(ctx: Context) -> dict[str, Any]:
+    """Tip-Adapter's per-dataset search ranges and initial alpha, beta; 100 epochs for EuroSAT (20 otherwise)."""
+    out = tip_adapter_rules(ctx)
+    if ctx.dataset in TIP_ADAPTER_F_EPOCHS:
+        out["epochs"] = TIP_ADAPTER_F_EPOCHS[ctx.dataset]
+    return out
+
+
+# The cache is built from 10 augmented passes over the training images with crops of 0.5-1 of the area.
+TIP_ADAPTER = NO_TRAINING.derive(
+    "tip_adapter", f"{TIP_ADAPTER_PAPER}, its code (main.py, configs/*.yaml): cache from 10 augmented views (random "
+    "resized crop 0.5-1, flip); alpha and beta searched on the validation split", rules=tip_adapter_rules,
+    crop_scale=0.5)
+TIP_ADAPTER_F = Recipe(
+    "tip_adapter_f", f"{TIP_ADAPTER_PAPER}, its code: AdamW lr 0.001, eps 1e-4 (weight decay: PyTorch's default "
+    "0.01), batch 256, cosine per step, 20 epochs (EuroSAT 100); the epoch and then alpha, beta chosen on validation",
+    dict(optimizer="adamw", lr=0.001, adam_eps=1e-4, weight_decay=0.01, batch_size=256, epochs=20, warmup_epochs=0,
+         scheduler="cosine", schedule_unit="step", min_lr=0.0, crop_scale=TIP_ADAPTER.settings["crop_scale"]),
+    rules=tip_adapter_f_rules,
+)
+
+CLIP_LORA_ITERATIONS_PER_SHOT = 500
+
+
+def clip_lora_rules(ctx: Context) -> dict[str, Any]:
+    """CLIP-LoRA's step budget: 500 x shots iterations (all images, shots 0: the recipe's epochs)."""
+    return {"iterations": CLIP_LORA_ITERATIONS_PER_SHOT * ctx.shots} if ctx.shots > 0 else {}
+
+
+CLIP_LORA = Recipe(
+    "clip_lora", f"{CLIP_LORA_PAPER}, its code (main.py, lora.py): AdamW lr 2e-4, weight decay 0.01, betas (0.9, "
+    "0.999), batch 32, cosine per iteration to 1e-6 over 500 x shots iterations, no validation: the last iterate",
+    dict(optimizer="adamw", lr=2e-4, weight_decay=0.01, batch_size=32, warmup_epochs=0, scheduler="cosine",
+         schedule_unit="step", min_lr=1e-6, select="last"),
+    rules=clip_lora_rules,
+)

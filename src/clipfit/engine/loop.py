@@ -59,8 +59,9 @@ def lr_at(epoch: int, cfg: TrainConfig, step: int = 0, steps_per_epoch: int = 1)
         return cfg.warmup_lr
     if cfg.scheduler == "constant":
         return cfg.lr
-    if cfg.schedule_unit == "step":
-        t, total = (epoch - cfg.warmup_epochs) * steps_per_epoch + step, cfg.epochs * steps_per_epoch
+    if cfg.schedule_unit == "step":  # over the step budget when there is one (CLIP-LoRA: 500 x shots)
+        t = (epoch - cfg.warmup_epochs) * steps_per_epoch + step
+        total = cfg.iterations if cfg.iterations > 0 else cfg.epochs * steps_per_epoch
     else:
         t, total = epoch - cfg.warmup_epochs, cfg.epochs
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t / max(1, total)))
@@ -70,7 +71,7 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     raise ClipfitError(f"unknown optimizer {cfg.optimizer!r}")
 
 
@@ -172,23 +173,29 @@ class ImageSource:
 
 class FeatureSource:
     """Batches of image features the frozen encoder computed once (`Method.trains_on_features`); the method's
-    `adapt_image_features` is the only image-side computation per step."""
+    `adapt_image_features` is the only image-side computation per step. With several cached views and
+    `Method.view_per_epoch`, epoch e draws its batches from view e mod V of every image."""
 
     def __init__(self, method: Method, train: tuple[torch.Tensor, torch.Tensor],
                  val: tuple[torch.Tensor, torch.Tensor] | None, cfg: TrainConfig, seed: int, device: torch.device):
         self.method, self.cfg, self.device = method, cfg, device
-        (self.x, self.y), self.val = train, val
+        (x, y), self.val = train, val
+        self.views = max(1, method.feature_views) if method.view_per_epoch else 1
+        n = len(y) // self.views
+        self.x, self.y = x.reshape(self.views, n, *x.shape[1:]), y.reshape(self.views, n)  # view-major rows
+        self.epoch = 0
         self.generator = torch.Generator().manual_seed(seed)
-        n = len(self.y)
         self.drop_last = n >= cfg.batch_size
         self.n_batches = n // cfg.batch_size if self.drop_last else math.ceil(n / cfg.batch_size)
 
     def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(self.y), generator=self.generator)
+        x, y = self.x[self.epoch % self.views], self.y[self.epoch % self.views]
+        self.epoch += 1
+        perm = torch.randperm(len(y), generator=self.generator)
         b = self.cfg.batch_size
         for i in range(self.n_batches):
             idx = perm[i * b:(i + 1) * b]
-            yield self.x[idx], self.y[idx]
+            yield x[idx], y[idx]
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.adapt_image_features(x)
@@ -224,6 +231,20 @@ def fit_closed_form(method: Method, train, val, log: Callable[[str], None]) -> F
     for rec in history:
         log(_fmt(rec))
     return FitResult(0, None, res.pop("val_accuracy", None), history, round(time.time() - t0, 2), res)
+
+
+def select_after_training(method: Method, val, result: FitResult, log: Callable[[str], None]) -> None:
+    """What a method that trained on features chooses on the validation features afterwards
+    (`Method.select_on_validation`), recorded in `result`."""
+    chosen = dict(method.select_on_validation(*(val or (None, None))))
+    method.eval()
+    for rec in chosen.pop("history", []):
+        log(_fmt(rec))
+    if "val_accuracy" in chosen:
+        result.val_accuracy = chosen.pop("val_accuracy")
+    if chosen:
+        log("selected on validation: " + _fmt(chosen))
+        result.extra.update(chosen)
 
 
 def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: TrainConfig, device: torch.device,
@@ -329,5 +350,7 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
     else:
         source = ImageSource(method, task, cfg, seed, device)
     result = train_epochs(method, source, cfg, device, bool(task.val), log, progress, run, resume)
+    if isinstance(source, FeatureSource):
+        select_after_training(method, source.val, result, log)
     result.train_seconds = round(time.time() - t0, 2)
     return result
