@@ -268,7 +268,8 @@ def coop_schedule(ctx: Context) -> dict[str, Any]:
 CLIP_ADAPTER = DASSL_SGD.derive(
     "clip_adapter", f"{CLIP_ADAPTER_PAPER}: its code runs in CoOp's Dassl trainer and gives no settings; {CLIPFIT_PAPER} "
     "compares with it under CoOp's optimiser (SGD lr 0.002, batch 32). Our choice: that optimiser and CoOp's few-shot "
-    "epochs by shots", rules=coop_schedule)
+    "epochs by shots; the last epoch is tested, as Dassl (and its code, which keeps no other) does",
+    rules=coop_schedule, select="last")
 
 # Tip-Adapter's configs/<dataset>.yaml: (search_scale beta, search_scale alpha, init_beta, init_alpha). Canonical names.
 TIP_ADAPTER_CONFIGS: dict[str, tuple[float, float, float, float]] = {
