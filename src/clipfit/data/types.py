@@ -38,6 +38,8 @@ class Task:
     val: list[Item]
     test: list[Item]
     reader: ImageReader = field(repr=False)
+    groups: dict[str, str] | None = field(default=None, repr=False)
+    metrics: tuple[str, ...] = ("accuracy",)
 
     def prompts(self, template: str | None = None) -> list[str]:
         t = template or self.template

@@ -99,11 +99,14 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def evaluate(method: Method, task: Task, items: list[Item], cfg: TrainConfig, device: torch.device,
-             progress: bool = False, desc: str = "eval") -> dict:
+             progress: bool = False, desc: str = "eval", columns: list[int] | None = None) -> dict:
+    """`columns`: score only these of the method's classes (label i of `items` is column columns[i])."""
     if not items:
         raise ClipfitError(f"nothing to evaluate: the {desc} split of {task.name} is empty")
     logits, labels = predict(method, eval_loader(items, task, method, cfg.eval_batch_size, cfg.num_workers), device,
                              cfg.precision, progress, desc)
+    if columns is not None:
+        logits = logits[:, columns]
     return {"accuracy": accuracy(logits, labels), "n": len(labels)}
 
 
@@ -170,19 +173,25 @@ class ImageSource:
 
 class FeatureSource:
     """Batches of image features the frozen encoder computed once (`Method.trains_on_features`); the method's
-    `adapt_image_features` is the only image-side computation per step."""
+    `adapt_image_features` is the only image-side computation per step. With a pool of `views` augmented views per
+    image (view-major, as `extract_features` gives them), each epoch draws one view of every image, so an epoch has
+    as many steps as an epoch over the images."""
 
     def __init__(self, method: Method, train: tuple[torch.Tensor, torch.Tensor],
-                 val: tuple[torch.Tensor, torch.Tensor] | None, cfg: TrainConfig, seed: int, device: torch.device):
+                 val: tuple[torch.Tensor, torch.Tensor] | None, cfg: TrainConfig, seed: int, device: torch.device,
+                 views: int = 1):
         self.method, self.cfg, self.device = method, cfg, device
         (self.x, self.y), self.val = train, val
         self.generator = torch.Generator().manual_seed(seed)
-        n = len(self.y)
+        self.views = max(1, views)
+        self.n = n = len(self.y) // self.views
         self.drop_last = n >= cfg.batch_size
         self.n_batches = n // cfg.batch_size if self.drop_last else math.ceil(n / cfg.batch_size)
 
     def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(self.y), generator=self.generator)
+        perm = torch.randperm(self.n, generator=self.generator)
+        if self.views > 1:
+            perm = perm + self.n * torch.randint(0, self.views, (self.n,), generator=self.generator)
         b = self.cfg.batch_size
         for i in range(self.n_batches):
             idx = perm[i * b:(i + 1) * b]
@@ -323,7 +332,8 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
             result = fit_closed_form(method, train, val, log)
             result.train_seconds = round(time.time() - t0, 2)
             return result
-        source: ImageSource | FeatureSource = FeatureSource(method, train, val, cfg, seed, device)
+        source: ImageSource | FeatureSource = FeatureSource(method, train, val, cfg, seed, device,
+                                                            views=method.feature_views)
     else:
         source = ImageSource(method, task, cfg, seed, device)
     result = train_epochs(method, source, cfg, device, bool(task.val), log, progress, run, resume)
