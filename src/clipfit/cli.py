@@ -328,7 +328,7 @@ def cmd_methods(args) -> None:
             if r.settings:
                 print(f"    recipe {r.name}: " + ", ".join(f"{k}={v}" for k, v in r.settings.items()))
             if r.rules:
-                print(f"    rules: {(r.rules.__doc__ or '').strip()}")
+                print(f"    rules: {' '.join((r.rules.__doc__ or '').split())}")
             print(f"    source: {r.source}")
     if args.details:
         print("settings of every method:")

@@ -159,7 +159,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     run.write_tuned(method.tuned_state(), spec.method)
     run.drop_checkpoint()
     metrics: dict[str, Any] = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
-                               "select": tcfg.select if result.best_epoch is not None else None,
+                               # the checkpoint rule that chose it (without a validation split: the last epoch)
+                               "select": (tcfg.select if task.val else "last") if result.best_epoch is not None else None,
                                "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
     if result.extra:
         metrics["selected"] = result.extra
