@@ -20,7 +20,7 @@ import math
 import re
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def check_datasets(names: Sequence[str], root: str | None, skip_missing: bool = 
 
 def headline_metric(task: Task) -> str:
     """The metric a dataset's row shows: the first its paper reports (iWildCam: macro F1), else accuracy."""
-    return task.metrics[0] if getattr(task, "metrics", None) else "accuracy"
+    return task.metrics[0] if task.metrics else "accuracy"
 
 
 # -- runs ---------------------------------------------------------------------------------------------------------
@@ -291,7 +291,10 @@ def run_cells(cells: list[Cell], values: Callable[[Cell, dict], dict[str, Any]],
               echo: Callable[[str], None] = print,
               executor: Callable[[list[RunJob], bool], list[dict]] | None = None) -> list[dict[str, Any]]:
     """Ensure every cell's run (each run once, first stages first), then each cell's values from its metrics.
-    `executor(jobs, progress)` may run the jobs elsewhere (same order, one metrics dict each); default: here."""
+
+    `executor(jobs, progress)` may run the jobs elsewhere and return one metrics dict per job, in order; each job is
+    `ensure_run(job, progress)`. The jobs are listed first stages first: a job whose `first` is set must start after
+    the job with that directory has finished. Default: one after the other, here."""
     jobs: dict[str, RunJob] = {}
     for c in cells:
         _merge(jobs, c.job)
@@ -459,7 +462,6 @@ class GridArgs:
     echo: Callable[[str], None] = print
     skip_missing: bool = False
     executor: Callable[[list[RunJob], bool], list[dict]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def header(self, protocol: str) -> dict[str, Any]:
         """The part of results.json every protocol writes."""
