@@ -309,8 +309,9 @@ def datasets() -> list[dict]:
              "help": e.help} for e in list_datasets()]
 
 
-def params(method: str, arch: str = "ViT-B/16", classes: int = 10, **settings: Any) -> dict:
-    """Trainable parameters of `method` on a named architecture (random initialisation, no download)."""
+def params(method: str, arch: str = "ViT-B/16", classes: int = 10, shots: int = 16, **settings: Any) -> dict:
+    """Trainable parameters of `method` on a named architecture (random initialisation, no download); `shots`
+    matters only for a method whose parameters grow with the training set (Tip-Adapter-F)."""
     from .engine.use import count_parameters
 
-    return count_parameters(method, arch, classes, settings)
+    return count_parameters(method, arch, classes, settings, shots)

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("method")
     p.add_argument("--arch", default="ViT-B/16", choices=list(ARCHS))
     p.add_argument("--classes", type=int, default=10, help="number of classes (for class-specific methods)")
+    p.add_argument("--shots", type=int, default=16, help="training images per class (for methods that grow with "
+                                                         "the training set: Tip-Adapter-F)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
@@ -234,7 +236,7 @@ def cmd_export(args) -> None:
 def cmd_params(args) -> None:
     from . import api
 
-    r = api.params(args.method, args.arch, args.classes, **_settings(args, [args.method]))
+    r = api.params(args.method, args.arch, args.classes, args.shots, **_settings(args, [args.method]))
     _emit(args, r, str(r["trainable"]))
 
 

@@ -49,6 +49,7 @@ class TrainConfig:
     eval_batch_size: int = opt(256, "batch size for evaluation")
     precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", ("auto", "fp32", "bf16"))
     num_workers: int = opt(0, "DataLoader worker processes")
+    adam_eps: float = opt(1e-8, "AdamW's epsilon (Tip-Adapter-F: 1e-4)")
     grad_clip: float = opt(0.0, "clip gradient norm to this value (0: off)")
     crop_scale: float = opt(0.08, "smallest area fraction of the random resized crop (CoOp: 0.08; 1: no cropping)")
     flip: bool = opt(True, "random horizontal flips during training")

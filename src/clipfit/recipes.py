@@ -173,7 +173,7 @@ LAYERNORM_TUNING = Recipe(
 )
 
 # Its linear probe trains like its other methods, on augmented views: with the backbone frozen, on a cached pool of
-# this many random-crop views per image, one drawn per image and epoch.
+# this many random-crop views per image, epoch e on view e mod N of every image.
 LINEAR_PROBE_VIEWS = 10
 LINEAR_PROBE = LAYERNORM_TUNING.derive(
     "linear_probe", f"{LAYERNORM_PAPER}, appendix A.3 (the recipe of its other methods); augmented views from a cached "
@@ -208,6 +208,182 @@ ZERO_SHOT = NO_TRAINING.derive("zero_shot", f"nothing trains; one hand-written t
 
 # -- CoOp's family: CoOp, CoCoOp, KgCoOp, ProGrad -------------------------------------------------------------------
 
+COCOOP_PAPER = ("CoCoOp: K. Zhou, J. Yang, C. C. Loy, Z. Liu, \"Conditional Prompt Learning for Vision-Language Models\", "
+                "CVPR 2022")
+KGCOOP_PAPER = ("KgCoOp: H. Yao, R. Zhang, C. Xu, \"Visual-Language Prompt Tuning with Knowledge-guided Context "
+                "Optimization\", CVPR 2023")
+PROGRAD_PAPER = ("ProGrad: B. Zhu, Y. Niu, Y. Han, Y. Wu, H. Zhang, \"Prompt-aligned Gradient for Prompt Tuning\", "
+                 "ICCV 2023")
+
+COOP_N_CTX = 16  # CoOp's few-shot context length (its headline variant: 16 vectors, class name at the end, shared)
+# The CoCoOp paper's context ("ctxv1" configs): the words "a photo of a", so 4 vectors. CoOp in base-to-new and
+# cross-dataset transfer, CoCoOp, and KgCoOp use it.
+COOP_CTX_INIT = "a photo of a"
+COOP_CTXV1 = {"n_ctx": len(COOP_CTX_INIT.split()), "ctx_init": COOP_CTX_INIT}
+COCOOP_EPOCHS, COCOOP_BATCH = 10, 1  # vit_b16_c4_ep10_batch1_ctxv1, for every protocol
+KGCOOP_EPOCHS, KGCOOP_BATCH = 100, 128  # vit_b16_ep100_ctxv1, for every protocol
+KGCOOP_WEIGHT = 8.0  # lambda of KgCoOp's code form, lambda * (1 - mean cos) (TRAINER.COOP.W in its scripts)
+PROGRAD_LAMBDA, PROGRAD_T = 1.0, 1.0
+# ProGrad's README: lambda 0.8 for 8 and 16 shots on Flowers102, DTD and EuroSAT (the paper's few-shot numbers).
+PROGRAD_LOW_LAMBDA, PROGRAD_LOW_LAMBDA_SHOTS = 0.8, 8
+PROGRAD_LOW_LAMBDA_DATASETS = ("oxford_flowers", "dtd", "eurosat")
+
+
+def coop_rules(ctx: Context) -> dict[str, Any]:
+    """CoOp's epochs by shots (1: 50, 2-4: 100, 8-16: 200; ImageNet 50); few-shot: 16 random context vectors (the
+    CoOp paper); base-to-new, cross-dataset and domain shift: 4 vectors from 'a photo of a' (the CoCoOp paper's CoOp)."""
+    return {"epochs": coop_epochs(ctx), **({} if ctx.protocol == "fewshot" else COOP_CTXV1)}
+
+
+def prograd_rules(ctx: Context) -> dict[str, Any]:
+    """CoOp's epochs by shots (ProGrad's configs follow CoOp's); lambda 0.8 for few-shot with 8 or more shots on
+    Flowers102, DTD and EuroSAT (ProGrad's README), 1 otherwise."""
+    low = (ctx.protocol == "fewshot" and ctx.shots >= PROGRAD_LOW_LAMBDA_SHOTS
+           and ctx.dataset in PROGRAD_LOW_LAMBDA_DATASETS)
+    return {"epochs": coop_epochs(ctx), **({"prograd_lambda": PROGRAD_LOW_LAMBDA} if low else {})}
+
+
+# The CoOp protocol tests the last epoch (Dassl's TEST.FINAL_MODEL = last_step), so the family keeps it.
+COOP = DASSL_SGD.derive(
+    "coop", f"{COOP_PAPER}, configs vit_b16_ep50 / _ep100 / vit_b16 (few-shot) and vit_b16_ctxv1 (base-to-new and "
+    "cross-dataset, as the CoCoOp paper ran CoOp); the last epoch is tested", rules=coop_rules, select="last")
+COCOOP = DASSL_SGD.derive(
+    "cocoop", f"{COCOOP_PAPER}, config vit_b16_c4_ep10_batch1_ctxv1 (every protocol); the last epoch is tested",
+    epochs=COCOOP_EPOCHS, batch_size=COCOOP_BATCH, select="last")
+KGCOOP = DASSL_SGD.derive(
+    "kgcoop", f"{KGCOOP_PAPER}, config vit_b16_ep100_ctxv1 and scripts (lambda 8, every protocol); the last epoch "
+    "is tested", epochs=KGCOOP_EPOCHS, batch_size=KGCOOP_BATCH, select="last")
+PROGRAD = COOP.derive(
+    "prograd", f"{PROGRAD_PAPER}, repository BeierZhu/Prompt-align (ProGrad configs: CoOp's optimiser and epochs, "
+    "16 context vectors initialised from the template, lambda 1, T 1); the last epoch is tested", rules=prograd_rules)
+
 # -- deep prompts: MaPLe, PromptSRC ----------------------------------------------------------------------------------
 
+MAPLE_PAPER = ("MaPLe: M. U. Khattak, H. Rasheed, M. Maaz, S. Khan, F. S. Khan, \"MaPLe: Multi-modal Prompt Learning\", "
+               "CVPR 2023")
+PROMPTSRC_PAPER = ("PromptSRC: M. U. Khattak, S. T. Wasim, M. Naseer, S. Khan, M.-H. Yang, F. S. Khan, \"Self-regulating "
+                   "Prompts: Foundational Model Adaptation without Forgetting\", ICCV 2023")
+
+# Cross-dataset (ImageNet source) and domain shift train one shallower model (MaPLe's *_cross_datasets config:
+# depth 3, lr 0.0026, 2 epochs; PromptSRC's: depth 3 in both towers, GPA mean 6, std 10).
+DEEP_PROMPT_TRANSFER = ("crossdataset", "domainshift")
+DEEP_PROMPT_TRANSFER_DEPTH = 3  # both papers
+MAPLE_TRANSFER = {"depth": DEEP_PROMPT_TRANSFER_DEPTH, "lr": 0.0026, "epochs": 2}
+PROMPTSRC_FEWSHOT_EPOCHS = 50  # its few-shot config (vit_b16_c2_ep50_batch4_4+4ctx_few_shot), every shot count
+# GPA (mean, std) over epochs, by protocol; few-shot by dataset (its few-shot config: (45, 5) for these five, (30, 30)
+# for ImageNet, Caltech101, OxfordPets, Food101, UCF101, SUN397, and here for datasets outside the benchmark).
+PROMPTSRC_GPA = {"base2new": (15.0, 1.0), "crossdataset": (6.0, 10.0), "domainshift": (6.0, 10.0),
+                 "fewshot": (30.0, 30.0)}
+PROMPTSRC_FEWSHOT_SHARP = ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")
+PROMPTSRC_FEWSHOT_SHARP_GPA = (45.0, 5.0)
+
+
+def maple_rules(ctx: Context) -> dict[str, Any]:
+    """MaPLe: depth 3, lr 0.0026, 2 epochs for cross-dataset and domain shift; few-shot (no MaPLe config exists):
+    the base-to-new optimiser for PromptSRC's few-shot epochs (50)."""
+    if ctx.protocol in DEEP_PROMPT_TRANSFER:
+        return dict(MAPLE_TRANSFER)
+    if ctx.protocol == "fewshot":
+        return {"epochs": PROMPTSRC_FEWSHOT_EPOCHS}
+    return {}
+
+
+def promptsrc_rules(ctx: Context) -> dict[str, Any]:
+    """PromptSRC: GPA mean/std by protocol (few-shot: (45, 5) for Cars, Flowers, Aircraft, DTD, EuroSAT, else (30, 30));
+    50 epochs few-shot; depth 3 in both towers for cross-dataset and domain shift."""
+    mean, std = PROMPTSRC_GPA.get(ctx.protocol, PROMPTSRC_GPA["fewshot"])
+    out: dict[str, Any] = {}
+    if ctx.protocol == "fewshot":
+        out["epochs"] = PROMPTSRC_FEWSHOT_EPOCHS
+        if ctx.dataset in PROMPTSRC_FEWSHOT_SHARP:
+            mean, std = PROMPTSRC_FEWSHOT_SHARP_GPA
+    if ctx.protocol in DEEP_PROMPT_TRANSFER:
+        out.update(depth=DEEP_PROMPT_TRANSFER_DEPTH, depth_vision=DEEP_PROMPT_TRANSFER_DEPTH)
+    return {**out, "gpa_mean": mean, "gpa_std": std}
+
+
+# Both train with Dassl's SGD at batch 4 and test the last epoch (no selection). MaPLe: base-to-new config
+# vit_b16_c2_ep5_batch4_2ctx (lr 0.0035, 5 epochs; PromptSRC's copy of that file says 2 epochs, MaPLe's own says 5).
+MAPLE = DASSL_SGD.derive("maple", f"{MAPLE_PAPER}; its configs vit_b16_c2_ep5_batch4_2ctx (base-to-new) and "
+                         "..._cross_datasets", rules=maple_rules, lr=0.0035, batch_size=4, epochs=5, select="last")
+# PromptSRC: vit_b16_c2_ep20_batch4_4+4ctx (base-to-new; the cross-dataset config also trains 20 epochs).
+PROMPTSRC = MAPLE.derive("promptsrc", f"{PROMPTSRC_PAPER}; its configs vit_b16_c2_ep20_batch4_4+4ctx (base-to-new), "
+                         "..._cross_datasets and vit_b16_c2_ep50_batch4_4+4ctx_few_shot", rules=promptsrc_rules,
+                         lr=0.0025, epochs=20)
+
 # -- adapters on features and low-rank updates: CLIP-Adapter, Tip-Adapter(-F), CLIP-LoRA ------------------------------
+
+CLIP_ADAPTER_PAPER = ("CLIP-Adapter: P. Gao, S. Geng, R. Zhang, T. Ma, R. Fang, Y. Zhang, H. Li, Y. Qiao, \"CLIP-Adapter: "
+                      "Better Vision-Language Models with Feature Adapters\", IJCV 2023 (arXiv:2110.04544)")
+TIP_ADAPTER_PAPER = ("Tip-Adapter: R. Zhang, W. Zhang, R. Fang, P. Gao, K. Li, J. Dai, Y. Qiao, H. Li, \"Tip-Adapter: "
+                     "Training-free Adaption of CLIP for Few-shot Classification\", ECCV 2022 (arXiv:2111.03930)")
+CLIP_LORA_PAPER = ("CLIP-LoRA: M. Zanella, I. Ben Ayed, \"Low-Rank Few-Shot Adaptation of Vision-Language Models\", "
+                   "CVPR Workshops 2024 (arXiv:2405.18541)")
+
+
+def coop_schedule(ctx: Context) -> dict[str, Any]:
+    """CoOp's few-shot epochs by shots: 50 / 100 / 100 / 200 / 200 for 1 / 2 / 4 / 8 / 16 shots, ImageNet 50."""
+    return {"epochs": coop_epochs(ctx)}
+
+
+# CLIP-Adapter's code is one Dassl trainer file with no config; CLIPFit ran it with CoOp's optimiser. Our choice:
+# that optimiser with CoOp's few-shot epochs (no number of its own).
+CLIP_ADAPTER = DASSL_SGD.derive(
+    "clip_adapter", f"{CLIP_ADAPTER_PAPER}: its code runs in CoOp's Dassl trainer and gives no settings; {CLIPFIT_PAPER} "
+    "compares with it under CoOp's optimiser (SGD lr 0.002, batch 32). Our choice: that optimiser and CoOp's few-shot "
+    "epochs by shots", rules=coop_schedule)
+
+# Tip-Adapter's configs/<dataset>.yaml: (search_scale beta, search_scale alpha, init_beta, init_alpha). Canonical names.
+TIP_ADAPTER_CONFIGS: dict[str, tuple[float, float, float, float]] = {
+    "imagenet": (7, 3, 1, 1.17), "caltech101": (12, 5, 1, 3), "dtd": (13, 13, 1, 2), "eurosat": (12, 10, 1, 2),
+    "fgvc_aircraft": (30, 30, 1, 5), "food101": (10, 10, 1, 1.17), "oxford_flowers": (50, 50, 1, 10),
+    "oxford_pets": (7, 3, 1, 1.17), "stanford_cars": (20, 10, 1, 3), "sun397": (12, 10, 1, 1.17),
+    "ucf101": (7, 3, 1, 3),
+}
+# Other datasets: the median of each entry over the eleven configs (which happens to be EuroSAT's).
+TIP_ADAPTER_DEFAULT = tuple(sorted(c)[len(c) // 2] for c in zip(*TIP_ADAPTER_CONFIGS.values()))
+TIP_ADAPTER_F_EPOCHS = {"eurosat": 100}  # configs/eurosat.yaml; every other config trains 20 epochs
+
+
+def tip_adapter_rules(ctx: Context) -> dict[str, Any]:
+    """Tip-Adapter's per-dataset search ranges and initial alpha, beta (configs/*.yaml); others: the configs' median."""
+    beta_max, alpha_max, beta, alpha = TIP_ADAPTER_CONFIGS.get(ctx.dataset, TIP_ADAPTER_DEFAULT)
+    return {"beta_max": float(beta_max), "alpha_max": float(alpha_max), "beta": float(beta), "alpha": float(alpha)}
+
+
+def tip_adapter_f_rules(ctx: Context) -> dict[str, Any]:
+    """Tip-Adapter's per-dataset search ranges and initial alpha, beta; 100 epochs for EuroSAT (20 otherwise)."""
+    out = tip_adapter_rules(ctx)
+    if ctx.dataset in TIP_ADAPTER_F_EPOCHS:
+        out["epochs"] = TIP_ADAPTER_F_EPOCHS[ctx.dataset]
+    return out
+
+
+# The cache is built from 10 augmented passes over the training images with crops of 0.5-1 of the area.
+TIP_ADAPTER = NO_TRAINING.derive(
+    "tip_adapter", f"{TIP_ADAPTER_PAPER}, its code (main.py, configs/*.yaml): cache from 10 augmented views (random "
+    "resized crop 0.5-1, flip); alpha and beta searched on the validation split", rules=tip_adapter_rules,
+    crop_scale=0.5)
+TIP_ADAPTER_F = Recipe(
+    "tip_adapter_f", f"{TIP_ADAPTER_PAPER}, its code: AdamW lr 0.001, eps 1e-4 (weight decay: PyTorch's default "
+    "0.01), batch 256, cosine per step, 20 epochs (EuroSAT 100); the epoch and then alpha, beta chosen on validation",
+    dict(optimizer="adamw", lr=0.001, adam_eps=1e-4, weight_decay=0.01, batch_size=256, epochs=20, warmup_epochs=0,
+         scheduler="cosine", schedule_unit="step", min_lr=0.0, crop_scale=TIP_ADAPTER.settings["crop_scale"]),
+    rules=tip_adapter_f_rules,
+)
+
+CLIP_LORA_ITERATIONS_PER_SHOT = 500
+
+
+def clip_lora_rules(ctx: Context) -> dict[str, Any]:
+    """CLIP-LoRA's step budget: 500 x shots iterations (all images, shots 0: the recipe's epochs)."""
+    return {"iterations": CLIP_LORA_ITERATIONS_PER_SHOT * ctx.shots} if ctx.shots > 0 else {}
+
+
+CLIP_LORA = Recipe(
+    "clip_lora", f"{CLIP_LORA_PAPER}, its code (main.py, lora.py): AdamW lr 2e-4, weight decay 0.01, betas (0.9, "
+    "0.999), batch 32, cosine per iteration to 1e-6 over 500 x shots iterations, no validation: the last iterate",
+    dict(optimizer="adamw", lr=2e-4, weight_decay=0.01, batch_size=32, warmup_epochs=0, scheduler="cosine",
+         schedule_unit="step", min_lr=1e-6, select="last"),
+    rules=clip_lora_rules,
+)

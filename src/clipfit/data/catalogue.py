@@ -42,5 +42,5 @@ def load_task(spec: str, root: str | None = None) -> Task:
         )
     entry = DATASETS.get(spec)
     if entry.needs_root and not root:
-        raise ClipfitError(f"dataset {entry.name!r} is read from disk: pass --root DIR (the folder holding its CoOp-layout directory)")
+        raise ClipfitError(f"dataset {entry.name!r} is read from disk: pass --root DIR (the folder holding its dataset folder; `clipfit datasets` names it)")
     return entry.builder(root)

@@ -58,11 +58,16 @@ def subsample_classes(task: Task, which: str = "all") -> Task:
         raise ClipfitError(f"--subsample must be all, base, new or train, not {which!r}")
     labels = sorted({it.label for it in (task.train or task.test)})
     m = math.ceil(len(labels) / 2)
-    selected = labels if which == "train" else labels[:m] if which == "base" else labels[m:]
-    relabel = {y: i for i, y in enumerate(selected)}
+    return keep_classes(task, labels if which == "train" else labels[:m] if which == "base" else labels[m:])
+
+
+def keep_classes(task: Task, labels: list[int]) -> Task:
+    """The task restricted to `labels` (in that order), relabelled 0..len-1; items of other classes are dropped
+    from every split. E.g. an episodic set's base classes: keep_classes(task, task.split_labels("train"))."""
+    relabel = {y: i for i, y in enumerate(labels)}
 
     def keep(items: list[Item]) -> list[Item]:
         return [Item(it.key, relabel[it.label], it.classname) for it in items if it.label in relabel]
 
-    classnames = [task.classnames[y] for y in selected]
+    classnames = [task.classnames[y] for y in labels]
     return task.with_splits(train=keep(task.train), val=keep(task.val), test=keep(task.test), classnames=classnames)

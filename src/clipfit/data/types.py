@@ -29,7 +29,13 @@ class ImageReader(Protocol):
 
 @dataclass
 class Task:
-    """A classification task: class names, a prompt template, and train/val/test items."""
+    """A classification task: class names, a prompt template, and train/val/test items.
+
+    `groups` maps an item's key to its group (FMoW region, Camelyon17 hospital, iWildCam location) for sets whose
+    paper reports per-group metrics; `metrics` names the metrics the dataset's paper reports (engine/metrics.py),
+    first the headline one. Both follow the items through `with_splits`, few-shot sampling and class subsets,
+    since keys do not change. Episodic sets (Mini-ImageNet, CUB) list every class in `classnames`; each split's
+    items carry only that split's classes (`split_labels`)."""
 
     name: str
     classnames: list[str]
@@ -47,6 +53,12 @@ class Task:
 
     def with_splits(self, **kw) -> Task:
         return replace(self, **kw)
+
+    def split_labels(self, split: str) -> list[int]:
+        """The sorted labels that occur in split 'train', 'val' or 'test' (for episodic sets: that split's classes)."""
+        if split not in ("train", "val", "test"):
+            raise ClipfitError(f"split must be train, val or test, not {split!r}")
+        return sorted({it.label for it in getattr(self, split)})
 
 
 class FileReader:

@@ -25,6 +25,7 @@ from ..data.transforms import ImageDataset, eval_transform, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
 from ..tuners.base import Method
+from . import metrics
 from .rundir import RunDir
 
 
@@ -58,8 +59,9 @@ def lr_at(epoch: int, cfg: TrainConfig, step: int = 0, steps_per_epoch: int = 1)
         return cfg.warmup_lr
     if cfg.scheduler == "constant":
         return cfg.lr
-    if cfg.schedule_unit == "step":
-        t, total = (epoch - cfg.warmup_epochs) * steps_per_epoch + step, cfg.epochs * steps_per_epoch
+    if cfg.schedule_unit == "step":  # over the step budget when there is one (CLIP-LoRA: 500 x shots)
+        t = (epoch - cfg.warmup_epochs) * steps_per_epoch + step
+        total = cfg.iterations if cfg.iterations > 0 else cfg.epochs * steps_per_epoch
     else:
         t, total = epoch - cfg.warmup_epochs, cfg.epochs
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t / max(1, total)))
@@ -69,7 +71,7 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     raise ClipfitError(f"unknown optimizer {cfg.optimizer!r}")
 
 
@@ -100,14 +102,15 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def evaluate(method: Method, task: Task, items: list[Item], cfg: TrainConfig, device: torch.device,
              progress: bool = False, desc: str = "eval", columns: list[int] | None = None) -> dict:
-    """`columns`: score only these of the method's classes (label i of `items` is column columns[i])."""
+    """{"accuracy", "n"} and every metric task.metrics names (engine/metrics.py), in percent. `columns`: score only
+    these of the method's classes (label i of `items` is column columns[i])."""
     if not items:
         raise ClipfitError(f"nothing to evaluate: the {desc} split of {task.name} is empty")
     logits, labels = predict(method, eval_loader(items, task, method, cfg.eval_batch_size, cfg.num_workers), device,
                              cfg.precision, progress, desc)
     if columns is not None:
         logits = logits[:, columns]
-    return {"accuracy": accuracy(logits, labels), "n": len(labels)}
+    return {**metrics.evaluate_all(task, items, logits, labels), "accuracy": accuracy(logits, labels), "n": len(labels)}
 
 
 @torch.no_grad()
@@ -173,29 +176,29 @@ class ImageSource:
 
 class FeatureSource:
     """Batches of image features the frozen encoder computed once (`Method.trains_on_features`); the method's
-    `adapt_image_features` is the only image-side computation per step. With a pool of `views` augmented views per
-    image (view-major, as `extract_features` gives them), each epoch draws one view of every image, so an epoch has
-    as many steps as an epoch over the images."""
+    `adapt_image_features` is the only image-side computation per step. With several cached views and
+    `Method.view_per_epoch`, epoch e draws its batches from view e mod V of every image."""
 
     def __init__(self, method: Method, train: tuple[torch.Tensor, torch.Tensor],
-                 val: tuple[torch.Tensor, torch.Tensor] | None, cfg: TrainConfig, seed: int, device: torch.device,
-                 views: int = 1):
+                 val: tuple[torch.Tensor, torch.Tensor] | None, cfg: TrainConfig, seed: int, device: torch.device):
         self.method, self.cfg, self.device = method, cfg, device
-        (self.x, self.y), self.val = train, val
+        (x, y), self.val = train, val
+        self.views = max(1, method.feature_views) if method.view_per_epoch else 1
+        n = len(y) // self.views
+        self.x, self.y = x.reshape(self.views, n, *x.shape[1:]), y.reshape(self.views, n)  # view-major rows
+        self.epoch = 0
         self.generator = torch.Generator().manual_seed(seed)
-        self.views = max(1, views)
-        self.n = n = len(self.y) // self.views
         self.drop_last = n >= cfg.batch_size
         self.n_batches = n // cfg.batch_size if self.drop_last else math.ceil(n / cfg.batch_size)
 
     def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(self.n, generator=self.generator)
-        if self.views > 1:
-            perm = perm + self.n * torch.randint(0, self.views, (self.n,), generator=self.generator)
+        x, y = self.x[self.epoch % self.views], self.y[self.epoch % self.views]
+        self.epoch += 1
+        perm = torch.randperm(len(y), generator=self.generator)
         b = self.cfg.batch_size
         for i in range(self.n_batches):
             idx = perm[i * b:(i + 1) * b]
-            yield self.x[idx], self.y[idx]
+            yield x[idx], y[idx]
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.adapt_image_features(x)
@@ -231,6 +234,20 @@ def fit_closed_form(method: Method, train, val, log: Callable[[str], None]) -> F
     for rec in history:
         log(_fmt(rec))
     return FitResult(0, None, res.pop("val_accuracy", None), history, round(time.time() - t0, 2), res)
+
+
+def select_after_training(method: Method, val, result: FitResult, log: Callable[[str], None]) -> None:
+    """What a method that trained on features chooses on the validation features afterwards
+    (`Method.select_on_validation`), recorded in `result`."""
+    chosen = dict(method.select_on_validation(*(val or (None, None))))
+    method.eval()
+    for rec in chosen.pop("history", []):
+        log(_fmt(rec))
+    if "val_accuracy" in chosen:
+        result.val_accuracy = chosen.pop("val_accuracy")
+    if chosen:
+        log("selected on validation: " + _fmt(chosen))
+        result.extra.update(chosen)
 
 
 def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: TrainConfig, device: torch.device,
@@ -332,10 +349,11 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
             result = fit_closed_form(method, train, val, log)
             result.train_seconds = round(time.time() - t0, 2)
             return result
-        source: ImageSource | FeatureSource = FeatureSource(method, train, val, cfg, seed, device,
-                                                            views=method.feature_views)
+        source: ImageSource | FeatureSource = FeatureSource(method, train, val, cfg, seed, device)
     else:
         source = ImageSource(method, task, cfg, seed, device)
     result = train_epochs(method, source, cfg, device, bool(task.val), log, progress, run, resume)
+    if isinstance(source, FeatureSource):
+        select_after_training(method, source.val, result, log)
     result.train_seconds = round(time.time() - t0, 2)
     return result

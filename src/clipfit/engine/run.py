@@ -143,6 +143,7 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     backbone = backbone or Backbone.from_pretrained(spec.model, device=device)
     first_stage = init_weights(mcfg.init_from, backbone) if mcfg.init_from else None
     method = build_method(spec.method, backbone, task.classnames, task.template, mcfg, first_stage).to(device)
+    method.size_for(len(task.train))  # parameters that grow with the training set exist before they are counted
     run.write_config({
         "clipfit_version": __version__, "torch_version": torch.__version__,
         "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

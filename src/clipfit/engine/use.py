@@ -68,8 +68,7 @@ def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwr
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ClipfitError(f"{out} already exists and is not empty; choose another directory or pass --overwrite")
     run = load_run(run_dir, device="cpu")
-    if not run.method.mergeable:
-        raise ClipfitError(f"method {run.config['method']!r} adds modules of its own; its weights cannot be merged into a plain CLIP checkpoint")
+    run.method.merge_into_backbone()  # refuses a method that cannot be merged; CLIP-LoRA folds s B A into W
     bb = run.method.backbone
     bb.model.save_pretrained(out)
     bb.tokenizer.save_pretrained(out)
@@ -78,8 +77,9 @@ def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwr
 
 
 def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
-                     settings: Mapping[str, Any] | None = None) -> dict:
-    """Trainable parameters of `method` on `arch`, counted on a random initialisation (no download)."""
+                     settings: Mapping[str, Any] | None = None, shots: int = 16) -> dict:
+    """Trainable parameters of `method` on `arch`, counted on a random initialisation (no download); a method whose
+    parameters grow with the training set (Tip-Adapter-F) is counted for `shots` images per class."""
     from transformers import CLIPModel
 
     from ..backbone import Backbone
@@ -104,8 +104,10 @@ def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
 
     bb = Backbone(model, _Tok(), _Proc(), source=arch)
     m = build_method(method, bb, [f"class {i}" for i in range(num_classes)], "a photo of a {}.", mcfg)
+    m.size_for(num_classes * shots)
     by_group: dict[str, int] = {}
     for n, p in m.trainable().items():
         key = n.split(".")[2] if n.startswith("backbone.model.") else n.split(".")[0]
         by_group[key] = by_group.get(key, 0) + p.numel()
-    return {"method": method, "arch": arch, "classes": num_classes, "trainable": m.num_trainable(), "by_part": by_group}
+    return {"method": method, "arch": arch, "classes": num_classes, "shots": shots, "trainable": m.num_trainable(),
+            "by_part": by_group}

@@ -136,6 +136,12 @@ def trains_nothing(spec: RunSpec) -> bool:
     return recipe_tcfg.epochs <= 0 and not mcfg.layernorm and not mcfg.init_from
 
 
+def class_agnostic(spec: RunSpec) -> bool:
+    """Whether the run's method can classify classes it never trained on (with its settings: CoOp with a context per
+    class cannot)."""
+    return METHODS.get(spec.method).cls.agnostic_for(resolve_configs(spec)[0])
+
+
 def settings_for(method: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The grid's settings that `method` (or, for 'X@Y', X) has."""
     entry = METHODS.get(method.partition("@")[0])

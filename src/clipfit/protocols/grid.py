@@ -9,10 +9,10 @@ the same seed (the LayerNorm-tuning paper's "LN as initialization").
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..errors import ClipfitError
-from ..tuners import METHODS
 from .core import (
     Cell,
     Eval,
@@ -20,6 +20,7 @@ from .core import (
     average_label,
     check_datasets,
     check_methods,
+    class_agnostic,
     fmt,
     harmonic_mean,
     headline_metric,
@@ -50,9 +51,10 @@ def run_grid(protocol: str, args: GridArgs, datasets: list[str], shots: list[int
     for d in tasks:
         for k in shots:
             for method in args.methods:
-                evals = (Eval("new", subsample="new"),) if protocol == "base2new" and _agnostic(method) else ()
                 for seed in args.seeds:
-                    job = make_job(args.base, args.out, d, method, k, seed, protocol, subsample, evals)
+                    job = make_job(args.base, args.out, d, method, k, seed, protocol, subsample)
+                    if protocol == "base2new" and class_agnostic(job.spec):  # class-specific: no new classes
+                        job = replace(job, evals=(Eval("new", subsample="new"),))
                     cells.append(Cell({"dataset": d, "shots": k, "method": method}, seed, job))
     primary = {d: headline_metric(t) for d, t in tasks.items()}
 
@@ -84,10 +86,6 @@ def hm_of_means(rows: list[dict]) -> list[dict]:
         mt["hm"] = {"mean": harmonic_mean(mt["base"]["mean"], mt["new"]["mean"]), "std": None,
                     "values": mt["hm"]["values"]}
     return rows
-
-
-def _agnostic(method: str) -> bool:
-    return METHODS.get(method.partition("@")[0]).cls.class_agnostic
 
 
 def _title(s: dict, what: str) -> str:

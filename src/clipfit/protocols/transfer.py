@@ -11,11 +11,11 @@ cannot score other classes: n/a.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..engine.run import class_subset
 from ..errors import ClipfitError
-from ..tuners import METHODS
 from .core import (
     SUITES,
     Cell,
@@ -24,6 +24,7 @@ from .core import (
     average_label,
     check_datasets,
     check_methods,
+    class_agnostic,
     fmt,
     headline_metric,
     layout,
@@ -55,10 +56,10 @@ def run_transfer(protocol: str, args: GridArgs, source: str, targets: list[str],
     present = [t for t in targets if t in tasks]
     cells = []
     for method in args.methods:
-        scorable = [t for t in present if _can_score(method, src.classnames, tasks[t].classnames)]
-        evals = tuple(Eval(t, dataset=t, subsample="all") for t in scorable)
         for seed in args.seeds:
-            job = make_job(args.base, args.out, source, method, shots, seed, protocol, "all", evals)
+            job = make_job(args.base, args.out, source, method, shots, seed, protocol, "all")
+            scorable = [t for t in present if _can_score(job.spec, src.classnames, tasks[t].classnames)]
+            job = replace(job, evals=tuple(Eval(t, dataset=t, subsample="all") for t in scorable))
             cells.append(Cell({"method": method}, seed, job))
     primary = {d: headline_metric(t) for d, t in tasks.items()}
 
@@ -73,11 +74,9 @@ def run_transfer(protocol: str, args: GridArgs, source: str, targets: list[str],
     return write_results(args.out, summary)
 
 
-def _can_score(method: str, source_classes: list[str], target_classes: list[str]) -> bool:
+def _can_score(spec, source_classes: list[str], target_classes: list[str]) -> bool:
     """Class-agnostic methods score any classes; class-specific ones only a subset of their own (ImageNet-A/-R)."""
-    if METHODS.get(method.partition("@")[0]).cls.class_agnostic:
-        return True
-    return class_subset(source_classes, target_classes) is not None
+    return class_agnostic(spec) or class_subset(source_classes, target_classes) is not None
 
 
 def _table(s: dict) -> str:

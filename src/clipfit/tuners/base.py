@@ -130,6 +130,12 @@ class Method(nn.Module):
             self.unfreeze(*LN_GROUPS[self.cfg.layernorm_tower])
         self.set_classes(classnames)
 
+    @classmethod
+    def agnostic_for(cls, cfg: Any) -> bool:
+        """Whether this method with settings `cfg` can classify classes it was not trained on (default:
+        `class_agnostic`; CoOp's class-specific context depends on a setting)."""
+        return cls.class_agnostic
+
     # -- what trains -------------------------------------------------------------------------------------------
     def build(self) -> None:
         """Unfreeze backbone parameters and/or add modules. Default: nothing trains (zero-shot)."""
@@ -151,14 +157,19 @@ class Method(nn.Module):
         return sum(p.numel() for p in self.trainable().values())
 
     @property
+    def text_tower_trains(self) -> bool:
+        """True when a parameter of the text encoder or of its projection is trainable."""
+        tower = self.backbone.model.text_model
+        proj = self.backbone.model.text_projection
+        return any(p.requires_grad for p in list(tower.parameters()) + list(proj.parameters()))
+
+    @property
     def text_is_static(self) -> bool:
         """True when nothing that trains affects the class text features (the engine then caches them).
 
         Default: no trainable parameter of the text tower and no trainable parameter outside the backbone (a
         method whose own modules do not touch the text features says so by overriding this)."""
-        tower = self.backbone.model.text_model
-        proj = self.backbone.model.text_projection
-        if any(p.requires_grad for p in list(tower.parameters()) + list(proj.parameters())):
+        if self.text_tower_trains:
             return False
         return not any(p.requires_grad for n, p in self.named_parameters() if not n.startswith("backbone."))
 
@@ -180,14 +191,33 @@ class Method(nn.Module):
         N randomly augmented views (train transform). Read from the method config's `views` when it has one."""
         return int(getattr(self.cfg, "views", 0) or 0)
 
+    @property
+    def view_per_epoch(self) -> bool:
+        """With N > 1 cached views per image: True = each epoch trains on one view of every image (view e mod N),
+        so that an epoch is one pass over the training set as it is on images (the N views stand in for fresh
+        augmentations); False = every epoch trains on all N views."""
+        return False
+
     def on_features(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
-        """Called with the cached training features [N, D] and labels [N] before training on features."""
+        """Called with the cached training features [N, D] and labels [N] before training on features. With V
+        views (`feature_views`) the rows are view-major: row v * n + i is view v of training image i."""
+
+    def size_for(self, n_train: int) -> None:
+        """Allocate what grows with the training set for `n_train` training images (Tip-Adapter-F: one trainable
+        key per image); `clipfit params --shots K` counts with it. Default: nothing grows."""
 
     def fit_features(self, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor | None,
                      val_y: torch.Tensor | None) -> dict[str, Any]:
         """Closed-form / solver fit on cached features (closed_form methods). Returns at least
         {'val_accuracy': float | None} and may add 'history' (one record per candidate) and other fields."""
         raise NotImplementedError(f"method {self.name!r} is not fitted in closed form")
+
+    def select_on_validation(self, val_x: torch.Tensor | None, val_y: torch.Tensor | None) -> dict[str, Any]:
+        """Called after the epoch loop of a method that trains on features, with the cached validation features
+        (None without a validation split): a method may choose settings on validation here (Tip-Adapter-F: its
+        alpha and beta). Returns what it chose, recorded in metrics.json 'selected' ('history': lines for the log;
+        'val_accuracy': replaces the kept checkpoint's). Default: nothing to choose."""
+        return {}
 
     # -- classes and features ----------------------------------------------------------------------------------
     def set_classes(self, classnames: Sequence[str]) -> None:
@@ -225,7 +255,7 @@ class Method(nn.Module):
         """Called once before the first step (e.g. to store frozen zero-shot features). Subclasses call super()."""
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, text_feats: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        ce = F.cross_entropy(logits, labels)
+        ce = F.cross_entropy(logits.float(), labels)  # fp32 whatever the autocast precision of the logits
         return ce, {"ce": float(ce.detach())}
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -240,6 +270,14 @@ class Method(nn.Module):
         """Called once after the last epoch, before the kept checkpoint is chosen."""
 
     # -- tuned weights -----------------------------------------------------------------------------------------
+    def merge_into_backbone(self) -> None:
+        """Fold the method into the backbone's own parameters, so that the plain backbone computes the method's
+        logits (`export --merged`). Nothing to do when the tuned weights are backbone parameters; a mergeable
+        method with modules of its own (CLIP-LoRA: W + s B A) overrides this."""
+        if not self.mergeable:
+            raise ClipfitError(f"method {self.name!r} adds modules of its own; its weights cannot be merged into a "
+                               "plain CLIP checkpoint")
+
     def _copy_into_backbone(self, weights: Mapping[str, torch.Tensor]) -> None:
         """Copy backbone weights (parameter name -> tensor) in; they are saved with this run (`stored_state`)."""
         params = dict(self.backbone.model.named_parameters())
@@ -289,6 +327,16 @@ class Method(nn.Module):
                 if p.shape != state[n].shape:
                     raise ClipfitError(f"tuned weight {n} has shape {tuple(state[n].shape)}, model needs {tuple(p.shape)}")
                 p.copy_(state[n].to(p.dtype))
+
+
+class GroupTuning(Method):
+    """A method that tunes existing parameter groups of the backbone (`backbone.parameter_group` names), chosen by
+    its config's `tower` setting: GROUPS maps each `tower` value to the groups it unfreezes."""
+
+    GROUPS: ClassVar[dict[str, list[str]]] = {}
+
+    def build(self) -> None:
+        self.unfreeze(*self.GROUPS[self.cfg.tower])
 
 
 def build_method(name: str, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .. import recipes
 from ..config import opt
-from .base import Method, MethodConfig, register_method
+from .base import GroupTuning, MethodConfig, register_method
 
 BITFIT_GROUPS = {"both": ["text_bias", "vision_bias"], "text": ["text_bias"], "vision": ["vision_bias"]}
 FULL_GROUPS = {"both": ["all"], "text": ["text_all"], "vision": ["vision_all"]}
@@ -28,14 +28,12 @@ class BitFitConfig(MethodConfig):
 
 
 @register_method("bitfit")
-class BitFit(Method):
+class BitFit(GroupTuning):
     """BitFit on CLIP: every bias of both encoders (or of one, `tower=text`), cross-entropy only (CLIPFit Table 5)."""
 
     Config = BitFitConfig
     recipe = recipes.BITFIT
-
-    def build(self) -> None:
-        self.unfreeze(*BITFIT_GROUPS[self.cfg.tower])
+    GROUPS = BITFIT_GROUPS
 
 
 @dataclass
@@ -45,11 +43,9 @@ class FullConfig(MethodConfig):
 
 
 @register_method("full")
-class FullFineTune(Method):
+class FullFineTune(GroupTuning):
     """Full fine-tuning: every parameter of the model (the LayerNorm tuning paper's baseline; 149,620,737 on ViT-B/16)."""
 
     Config = FullConfig
     recipe = recipes.LAYERNORM_TUNING
-
-    def build(self) -> None:
-        self.unfreeze(*FULL_GROUPS[self.cfg.tower])
+    GROUPS = FULL_GROUPS

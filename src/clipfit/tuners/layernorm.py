@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .. import recipes
 from ..config import opt
-from .base import LN_GROUPS, Method, MethodConfig, register_method
+from .base import LN_GROUPS, GroupTuning, MethodConfig, register_method
 
 
 @dataclass
@@ -25,11 +25,9 @@ class LayerNormConfig(MethodConfig):
 
 
 @register_method("layernorm")
-class LayerNormTuning(Method):
+class LayerNormTuning(GroupTuning):
     """LayerNorm tuning ("How to Adapt Your Large-Scale Vision-and-Language Model"): every LayerNorm of both encoders."""
 
     Config = LayerNormConfig
     recipe = recipes.LAYERNORM_TUNING
-
-    def build(self) -> None:
-        self.unfreeze(*LN_GROUPS[self.cfg.tower])
+    GROUPS = LN_GROUPS

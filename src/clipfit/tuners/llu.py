@@ -20,8 +20,7 @@ Choices where the paper is silent or ambiguous (each an option):
   default-initialised 512x512 Linear from I) are mean squared errors, and with lambda = 1e3 a plain norm would
   push W by lr*lambda = 2 per SGD step. Default `mse`: mean((W - I)^2) + mean(b^2); `norm` is the literal formula.
 - Optimiser: "the same learning rate and number of epochs as CoOp": `clipfit.recipes.LLU`.
-- The training features are one un-augmented view per image (`views=0`); `views=N` caches N augmented views and
-  each epoch draws one of them per image.
+- The training features are one un-augmented view per image (`views=0`); `views=N` caches N augmented views.
 - Dirac mask: alpha = beta where the cosine distance to the nearest stored point is below `dirac_eps`, else 0. It
   needs every training image stored (clusters=0; clustering is refused with it), so that each one is updated.
 
@@ -69,8 +68,7 @@ class LLUConfig(MethodConfig):
     reg: str = opt("mse", "identity regulariser: mse = mean((W-I)^2) + mean(b^2) (what the paper's Table 4 "
                           "reports); norm = ||W-I||_F + ||b||_2 (its formula)", ("mse", "norm"))
     side: str = opt("both", "embeddings updated: image and text (the paper's), or only one", ("both", "image", "text"))
-    views: int = opt(0, "training views per image in the feature cache: 0 = one un-augmented view; N = a pool of N "
-                        "augmented views, one per image drawn each epoch")
+    views: int = opt(0, "training views per image in the feature cache: 0 = one un-augmented view; N = N augmented views")
 
 
 def cluster_points(x: torch.Tensor, k: int) -> torch.Tensor:

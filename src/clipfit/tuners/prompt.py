@@ -1,5 +1,11 @@
-"""Prompt tuning of the text encoder (LayerNorm tuning paper, Sec. 3.2; CoOp-style): n learned context vectors are placed between
-the start token and the class name, with no hand-written template: [SOS] v_1 ... v_n <class name> [EOS].
+"""Prompt tuning of the text encoder with learned context vectors (CoOp's prompt learner), used by the LayerNorm
+tuning paper's `prompt` method and by CoOp's family (`clipfit.tuners.coop`).
+
+A class prompt is a sequence of token embeddings: [SOS], M learned context vectors, the class name, a fixed suffix
+(CoOp: "."), [EOS]. The class name sits after the context ('end', CoOp's default), in its middle ('middle': the
+first floor(M/2) vectors, the name, the rest) or before it ('front'). The context is one set shared by all classes,
+or one set per class (CoOp's class-specific context, `csc`). It is initialised from the token embeddings of words
+(`ctx_init`, placed in the last positions) and N(0, 0.02^2) or zeros elsewhere.
 
 The text tower is run from input embeddings with the same steps as transformers' CLIPTextTransformer: token
 embeddings (with the context spliced in) + position embeddings -> encoder with the causal and padding mask ->
@@ -19,6 +25,9 @@ from ..backbone import Backbone
 from ..config import opt
 from ..errors import ClipfitError
 from .base import Method, MethodConfig, register_method, register_preset
+
+POSITIONS = ("end", "middle", "front")
+FROM_TEMPLATE = "template"  # ctx_init / suffix taken from the dataset's template (the text before / after '{}')
 
 
 def _attention_mask(text_model: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor):
@@ -54,13 +63,46 @@ def encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attentio
     return backbone.model.text_projection(pooled)
 
 
+def encode_with_context(backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+    """Normalised text features of token ids [C, T] (right padding) with context vectors ctx [n, H] spliced in
+    after the start token: [SOS] ctx_1 .. ctx_n <the rest of the ids>."""
+    emb = backbone.model.text_model.embeddings.token_embedding
+    dev = emb.weight.device
+    ids, mask = ids.to(dev), mask.to(dev)
+    tok = emb(ids)
+    c, n = ids.shape[0], ctx.shape[0]
+    x = torch.cat([tok[:, :1], ctx.to(tok.dtype)[None].expand(c, -1, -1), tok[:, 1:]], dim=1)
+    m = torch.cat([mask[:, :1], mask.new_ones(c, n), mask[:, 1:]], dim=1)
+    return F.normalize(encode_text_embeds(backbone, x, m), dim=-1)
+
+
+def insert_context(token_embeds: torch.Tensor, ctx: torch.Tensor, ctx_pos: torch.Tensor) -> torch.Tensor:
+    """Token embeddings [..., C, T, H] with rows `ctx_pos` [C, M] of each class replaced by the context `ctx`
+    (broadcastable to [..., C, M, H]: [M, H] shared, [C, M, H] per class, [B, 1, M, H] per image)."""
+    lead = torch.broadcast_shapes(token_embeds.shape[:-2], ctx.shape[:-2])
+    t, h = token_embeds.shape[-2:]
+    m = ctx_pos.shape[-1]
+    x = token_embeds.expand(*lead, t, h)
+    src = ctx.to(x.dtype).expand(*lead, m, h)
+    index = ctx_pos.to(x.device).expand(*lead, m)[..., None].expand(*lead, m, h)
+    return x.scatter(-2, index, src)
+
+
 @dataclass
 class PromptConfig(MethodConfig):
-    n_ctx: int = opt(8, "learned context vectors before the class name (the LayerNorm tuning paper: 8 vectors of the text "
-                        "width, 4,096 parameters on ViT-B/16)")
+    n_ctx: int = opt(8, "learned context vectors (the LayerNorm tuning paper: 8 vectors of the text width, 4,096 "
+                        "parameters on ViT-B/16)")
     ctx_init: str = opt("", "words whose token embeddings initialise the last context vectors (CoOp's ctx_init, e.g. "
-                            "'a photo of a'); the others, and all when empty, ~ N(0, 0.02) as CoOp's generic context")
-    suffix: str = opt("", "text after the class name ('' = the raw class name, as the LayerNorm tuning paper; CoOp appends '.')")
+                            "'a photo of a'; 'template' = the dataset template's words before '{}', as ProGrad); "
+                            "the other vectors, and all when empty, as ctx_rest says")
+    ctx_rest: str = opt("normal", "context vectors ctx_init does not cover: normal = N(0, 0.02^2) (CoOp's generic "
+                                  "context), zeros (ProGrad)", ("normal", "zeros"))
+    suffix: str = opt("", "text after the class name ('' = the raw class name, as the LayerNorm tuning paper; CoOp "
+                          "appends '.'; 'template' = the dataset template's text after '{}')")
+    class_token_position: str = opt("end", "where the class name goes: after the context (end), between its two "
+                                           "halves (middle), before it (front) (CoOp)", POSITIONS)
+    csc: bool = opt(False, "class-specific context: one set of n_ctx vectors per class (CoOp's CSC); the method then "
+                           "cannot classify classes it was not trained on")
 
 
 @register_method("prompt")
@@ -71,45 +113,122 @@ class PromptTuning(Method):
     recipe = recipes.LAYERNORM_TUNING
     mergeable = False  # the context vectors are not weights of a plain CLIP
 
+    @classmethod
+    def agnostic_for(cls, cfg) -> bool:
+        return not cfg.csc
+
     def build(self) -> None:
         if self.cfg.n_ctx < 1:
             raise ClipfitError(f"--set n_ctx={self.cfg.n_ctx}: need at least one context vector")
-        emb = self.backbone.model.text_model.embeddings.token_embedding
-        self.ctx = nn.Parameter(torch.zeros(self.cfg.n_ctx, emb.weight.shape[1]))
-        self.reset_parameters()
+        self.class_agnostic = self.agnostic_for(self.cfg)
+        self.ctx = None  # created with the classes (its shape depends on them when class-specific)
+
+    def _template_parts(self) -> tuple[str, str]:
+        """The dataset template's text before and after '{}'."""
+        before, sep, after = self.templates[0].partition("{}")
+        if not sep:
+            raise ClipfitError(f"template {self.templates[0]!r} has no '{{}}' where the class name goes")
+        return before.strip(), after
+
+    def _init_words(self) -> str:
+        words = self.cfg.ctx_init.strip()
+        return self._template_parts()[0] if words == FROM_TEMPLATE else words
 
     def reset_parameters(self) -> None:
+        if self.ctx is None:
+            return
         with torch.no_grad():
-            self.ctx.normal_(0.0, 0.02)
-            words = self.cfg.ctx_init.strip()
+            if self.cfg.ctx_rest == "zeros":
+                self.ctx.zero_()
+            else:
+                self.ctx.normal_(0.0, 0.02)
+            words = self._init_words()
             emb = self.backbone.model.text_model.embeddings.token_embedding
             if words and not emb.weight.is_meta:
                 ids = self.backbone.tokenizer([words], add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-                ids = ids[-self.cfg.n_ctx:].to(emb.weight.device)
-                self.ctx[self.cfg.n_ctx - len(ids):] = emb(ids).to(self.ctx.dtype).to(self.ctx.device)
+                if len(ids) > self.cfg.n_ctx:
+                    raise ClipfitError(f"ctx_init {words!r} is {len(ids)} tokens; set n_ctx to at least {len(ids)}")
+                vecs = emb(ids.to(emb.weight.device)).to(self.ctx.dtype).to(self.ctx.device)
+                self.ctx[..., self.cfg.n_ctx - len(ids):, :] = vecs
 
     @property
     def uses_dataset_template(self) -> bool:
         return False
 
-    def set_classes(self, classnames: Sequence[str]) -> None:
-        self.classnames = list(classnames)
-        n_pos = self.backbone.model.text_model.config.max_position_embeddings
-        texts = [f"{c}{self.cfg.suffix}" for c in self.classnames]
-        tok = self.backbone.tokenizer(texts, padding=True, truncation=True, max_length=n_pos - self.cfg.n_ctx,
-                                      return_tensors="pt")
-        self._ids, self._mask = tok["input_ids"], tok["attention_mask"]
+    def _layout(self, classnames: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token ids [C, T], attention mask [C, T] and the positions of the context rows [C, M] of the prompts.
 
-    def text_features(self) -> torch.Tensor:
+        The name and the suffix are tokenised together (as CoOp tokenises 'X X X X name.'); the name's own token
+        count splits them for the middle and front positions. Context rows hold a placeholder id. A prompt longer
+        than the text encoder's positions loses name/suffix tokens at its end (the context and [EOS] stay)."""
+        m, pos = self.cfg.n_ctx, self.cfg.class_token_position
+        suffix = self._template_parts()[1] if self.cfg.suffix == FROM_TEMPLATE else self.cfg.suffix
+        tok = self.backbone.tokenizer
+        full = tok([f"{c}{suffix}" for c in classnames])["input_ids"]
+        names = tok(list(classnames))["input_ids"]
+        n_pos = self.backbone.model.text_model.config.max_position_embeddings
+        if m + 2 > n_pos:
+            raise ClipfitError(f"--set n_ctx={m}: the text encoder has {n_pos} positions, room for at most {n_pos - 2} "
+                               "context vectors")
+        rows, ctx_rows = [], []
+        for seq, name in zip(full, names):
+            seq = [int(i) for i in seq]
+            sos, body, eos = seq[0], seq[1:-1], seq[-1]
+            body = body[:n_pos - 2 - m]
+            k = min(max(len(name) - 2, 0), len(body))  # the name's tokens at the start of `body`
+            if pos == "end":
+                parts = [[None] * m, body]
+            elif pos == "middle":
+                parts = [[None] * (m // 2), body[:k], [None] * (m - m // 2), body[k:]]
+            else:
+                parts = [body[:k], [None] * m, body[k:]]
+            row = [sos] + [i for p in parts for i in p] + [eos]
+            ctx_rows.append([j for j, i in enumerate(row) if i is None])
+            rows.append([sos if i is None else i for i in row])
+        t = max(map(len, rows))
+        ids = torch.tensor([r + [r[-1]] * (t - len(r)) for r in rows], dtype=torch.long)
+        mask = torch.tensor([[1] * len(r) + [0] * (t - len(r)) for r in rows], dtype=torch.long)
+        return ids, mask, torch.tensor(ctx_rows, dtype=torch.long)
+
+    def set_classes(self, classnames: Sequence[str]) -> None:
+        classnames = list(classnames)
+        if self.ctx is not None and self.cfg.csc and len(classnames) != self.ctx.shape[0]:
+            raise ClipfitError(f"method {self.name!r} learned a context per class (csc=true); it cannot classify "
+                               "other classes")
+        self._ids, self._mask, self._ctx_pos = self._layout(classnames)
+        self.classnames = classnames
+        if self.ctx is None:
+            width = self.backbone.model.text_model.embeddings.token_embedding.weight.shape[1]
+            shape = (len(classnames), self.cfg.n_ctx, width) if self.cfg.csc else (self.cfg.n_ctx, width)
+            self.ctx = nn.Parameter(torch.zeros(shape))
+            self.reset_parameters()
+
+    def prompt_embeds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings of the class prompts [C, T, H] (context rows not yet filled) and their mask [C, T]."""
         emb = self.backbone.model.text_model.embeddings.token_embedding
         dev = emb.weight.device
-        ids, mask = self._ids.to(dev), self._mask.to(dev)
-        tok = emb(ids)
-        c = ids.shape[0]
-        ctx = self.ctx.to(tok.dtype)[None].expand(c, -1, -1)
-        x = torch.cat([tok[:, :1], ctx, tok[:, 1:]], dim=1)  # [SOS] context <class name> [EOS] padding
-        m = torch.cat([mask[:, :1], mask.new_ones(c, self.cfg.n_ctx), mask[:, 1:]], dim=1)
-        return F.normalize(encode_text_embeds(self.backbone, x, m), dim=-1)
+        return emb(self._ids.to(dev)), self._mask.to(dev)
+
+    def encode_prompts(self, ctx: torch.Tensor, token_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Normalised text features [..., C, D] of the prompts with context `ctx` (see `insert_context`)."""
+        x = insert_context(token_embeds, ctx, self._ctx_pos)
+        lead, (t, h) = x.shape[:-2], x.shape[-2:]
+        feats = encode_text_embeds(self.backbone, x.reshape(-1, t, h), mask.expand(*lead, t).reshape(-1, t))
+        return F.normalize(feats, dim=-1).reshape(*lead, -1)
+
+    def text_features(self) -> torch.Tensor:
+        return self.encode_prompts(self.ctx, *self.prompt_embeds())
+
+    @torch.no_grad()
+    def zero_shot_text_features(self) -> torch.Tensor:
+        """Normalised class features [C, D] of the hand-written template(s) with the current (frozen) text encoder,
+        through the same forward as the learned prompts (a teacher for KgCoOp and ProGrad)."""
+        emb = self.backbone.model.text_model.embeddings.token_embedding
+        feats = []
+        for t in self.templates:
+            tok = self.backbone.tokenize([t.format(c) for c in self.classnames])
+            feats.append(F.normalize(encode_text_embeds(self.backbone, emb(tok["input_ids"]), tok["attention_mask"]), dim=-1))
+        return feats[0] if len(feats) == 1 else F.normalize(torch.stack(feats).mean(0), dim=-1)
 
 
 register_preset("prompt+ln", "prompt", "prompt tuning with the LayerNorms of both encoders tuned together (LayerNorm tuning paper, Table 1 'Normal')", layernorm=True)
