@@ -54,15 +54,15 @@ def _model_ref(model: str | None) -> str:
     return str(Path(model).resolve()) if os.path.isdir(model) else str(model)
 
 
-def prepare_task(spec: RunSpec, val_shots: int | None = None) -> Task:
-    """Load the dataset, draw the few-shot sets (or reuse recorded ones), and apply the base/new split.
-    `val_shots`: validation images per class (None: the protocol's rule, `recipes.validation_shots`)."""
+def prepare_task(spec: RunSpec) -> Task:
+    """Load the dataset, draw the few-shot sets (or reuse recorded ones), and apply the base/new split. Validation
+    images per class: the run's `val_shots`, by default the protocol's rule (`recipes.validation_shots`)."""
     task = load_task(spec.dataset, spec.root)
     if spec.items:
         rec = read_json(spec.items)
         task = task.with_splits(train=items_from_json(rec["train"]), val=items_from_json(rec.get("val", [])))
     else:
-        task = fewshot(task, spec.shots, spec.seed, validation_shots(run_context(spec)) if val_shots is None else val_shots)
+        task = fewshot(task, spec.shots, spec.seed, resolve_configs(spec)[1].val_shots)
     task = subsample_classes(task, spec.subsample)
     if spec.template:
         if "{}" not in spec.template:
@@ -135,7 +135,7 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     if resume:
         spec = _resume_spec(spec, run)
     mcfg, tcfg = resolve_configs(spec)
-    task = prepare_task(spec, tcfg.val_shots)
+    task = prepare_task(spec)
     if not task.train and tcfg.epochs > 0:
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
     run.prepare(overwrite, resume)
