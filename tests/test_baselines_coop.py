@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import clipfit
 from clipfit.backbone import Backbone, parameter_group
 from clipfit.cli import main
 from clipfit.engine.loop import make_optimizer, seed_everything
 from clipfit.engine.run import RunSpec, eval_run, load_run, resolve_configs, train_run
 from clipfit.errors import ClipfitError
 from clipfit.io import load_tensors
-from clipfit.protocols.grid import run_grid
 from clipfit.tuners import METHODS, build_method
 from clipfit.tuners.coop import prograd_direction
 from clipfit.tuners.prompt import insert_context
@@ -121,10 +121,10 @@ def test_class_specific_context(tiny_clip, tiny_folder, tmp_path):
     with pytest.raises(ClipfitError, match="context per class"):
         m.set_classes(["red", "green"])
     # a class-specific run cannot score new classes: the base-to-new grid reports n/a instead of failing
-    spec = RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, shots=2,
-                   settings={**FAST, "epochs": 1, "n_ctx": 4, "csc": True})
-    res = run_grid("base2new", spec, ["coop"], [1], tmp_path / "grid", progress=False, echo=lambda s: None)
-    assert res["results"]["coop"]["new"]["mean"] is None and res["results"]["coop"]["base"]["mean"] is not None
+    res = clipfit.base2new(tiny_clip, dataset=f"imagefolder:{tiny_folder}", methods=["coop"], seeds=[1], shots=2,
+                           out=tmp_path / "grid", progress=False, **{**FAST, "epochs": 1, "n_ctx": 4, "csc": True})
+    r = res.summary["results"]["coop"]
+    assert r["new"]["mean"] is None and r["base"]["mean"] is not None
 
 
 # -- CoCoOp ---------------------------------------------------------------------------------------------------------

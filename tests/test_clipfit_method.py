@@ -174,13 +174,14 @@ def test_base2new_grid_prints_table_and_resumes(tiny_clip, tiny_folder, tmp_path
     assert r["clipfit"]["hm"]["values"][0] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
     assert len(r["clipfit"]["base"]["values"]) == 2
     # base is the first ceil(3/2) = 2 classes, new the last one
-    cfg = json.loads((tmp_path / "grid" / "clipfit" / "seed1" / "config.json").read_text())
+    run_dir = next((tmp_path / "grid").glob("imagefolder-*/4shot/clipfit/seed1"))  # OUT/<dataset>/<K>shot/<method>/seed<S>
+    cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["classnames"] == ["blue", "green"] and cfg["method_config"]["beta"] == 8.0
-    stamp = (tmp_path / "grid" / "clipfit" / "seed1" / "tuned.safetensors").stat().st_mtime_ns
+    stamp = (run_dir / "tuned.safetensors").stat().st_mtime_ns
     assert main([a for a in args if a != "--json"]) == 0  # a finished grid is reused, not retrained; table printed as text
     out = capsys.readouterr().out
     assert "base2new" in out and "± " in out and "clipfit" in out
-    assert (tmp_path / "grid" / "clipfit" / "seed1" / "tuned.safetensors").stat().st_mtime_ns == stamp
+    assert (run_dir / "tuned.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_base2new_reports_new_as_na_for_class_specific_methods(tiny_clip, tiny_folder, tmp_path, capsys):
@@ -201,9 +202,10 @@ def test_grid_two_stage_method_starts_from_first_stage(tiny_clip, tiny_folder, t
     assert main(args) == 0
     r = json.loads(capsys.readouterr().out)["results"]
     assert set(r) == {"prompt@layernorm"}
-    cfg = json.loads((tmp_path / "g" / "prompt@layernorm" / "seed1" / "config.json").read_text())
-    assert cfg["method"] == "prompt" and cfg["method_config"]["init_from"] == str(tmp_path / "g" / "layernorm" / "seed1")
-    assert (tmp_path / "g" / "layernorm" / "seed1" / "tuned.safetensors").exists()
+    shots_dir = next((tmp_path / "g").glob("imagefolder-*/4shot"))
+    cfg = json.loads((shots_dir / "prompt@layernorm" / "seed1" / "config.json").read_text())
+    assert cfg["method"] == "prompt" and cfg["method_config"]["init_from"] == str(shots_dir / "layernorm" / "seed1")
+    assert (shots_dir / "layernorm" / "seed1" / "tuned.safetensors").exists()
 
 
 def test_interrupted_run_resumes_from_last_epoch(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):

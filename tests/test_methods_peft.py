@@ -184,10 +184,10 @@ def test_init_from_a_run_without_backbone_weights_is_refused(tiny_clip, tiny_fol
 
 def test_linear_probe_is_class_specific(tiny_clip, tiny_folder, tmp_path):
     out = tmp_path / "run"
-    train_run(_spec(tiny_clip, tiny_folder, "linear_probe", {"lr": 0.05}), out, progress=False)
+    train_run(_spec(tiny_clip, tiny_folder, "linear_probe", {"lr": 0.05}, subsample="base"), out, progress=False)
     run = load_run(out)
     assert not run.method.class_agnostic and not run.method.mergeable
-    assert run.method.head.weight.shape == (3, Backbone.from_pretrained(tiny_clip).model.vision_model.config.hidden_size)
+    assert run.method.head.weight.shape == (2, Backbone.from_pretrained(tiny_clip).model.vision_model.config.hidden_size)
     with pytest.raises(ClipfitError, match="cannot classify"):
         eval_run(out, subsample="new", progress=False, loaded=run)
 

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ClipfitError
-
-PROTOCOLS = ("fewshot", "base2new")
+from .recipes import PROTOCOLS  # noqa: F401  (the protocols a run can name)
 
 
 def _quiet(_: str) -> None:
@@ -63,11 +62,7 @@ class Run:
 
         if self._loaded is None:
             self._loaded = load_run(self.dir, self.device)
-        m, cfg = self._loaded.method, self._loaded.config
-        if m.templates != cfg["templates"] or m.classnames != cfg["classnames"]:
-            m.templates = list(cfg["templates"])
-            m.set_classes(cfg["classnames"])
-        return self._loaded
+        return self._loaded.reset()
 
     def predict(self, images: Sequence[str | os.PathLike | Any], classes: Sequence[str] | None = None,
                 topk: int = 5) -> list[dict]:
@@ -119,57 +114,158 @@ def train(model: str | None = None, *, dataset: str | None = None, out: str | os
 
 @dataclass
 class GridResult:
-    """The results of a protocol grid (methods x seeds): `table()` is the text the command line prints, `rows()`
-    one plain dict per method, `summary` what results.json holds."""
+    """The results of a protocol grid: `table()` is the text the command line prints (the paper's layout), `rows()`
+    one plain dict per row of results (its labels, then each metric's mean, `_std` and per-seed `_values`),
+    `summary` what results.json holds."""
 
     summary: dict
     dir: Path
 
     def table(self) -> str:
-        from .protocols.grid import format_table
+        from .protocols.core import format_table
 
         return format_table(self.summary)
 
     def rows(self) -> list[dict]:
         out = []
-        for method, res in self.summary["results"].items():
-            row: dict[str, Any] = {"method": method}
-            for metric, v in res.items():
+        for rec in self.summary["rows"]:
+            row: dict[str, Any] = {k: v for k, v in rec.items() if k != "metrics"}
+            for metric, v in rec["metrics"].items():
                 row[metric], row[f"{metric}_std"], row[f"{metric}_values"] = v["mean"], v["std"], v["values"]
+                if "ci95" in v:
+                    row[f"{metric}_ci95"] = v["ci95"]
             out.append(row)
         return out
 
 
-def _grid(protocol: str, model: str | None, dataset: str, out: str | os.PathLike, methods: Sequence[str],
-          seeds: Sequence[int], shots: int, root: str | None, template: str | None, device: str | None,
-          progress: bool, echo: Callable[[str], None], settings: dict[str, Any]) -> GridResult:
+Executor = Callable[[list, bool], list[dict]]
+
+
+def _args(model: str | None, out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int], root: str | None,
+          template: str | None, device: str | None, progress: bool, echo: Callable[[str], None], skip_missing: bool,
+          executor: Executor | None, settings: dict[str, Any]):
     from .backbone import EMBEDDED_MODEL
     from .engine.run import RunSpec
-    from .protocols.grid import run_grid
+    from .protocols.core import GridArgs
 
     if not methods:
         raise ClipfitError("give at least one method")
-    spec = RunSpec(dataset=dataset, method=methods[0], model=model or EMBEDDED_MODEL, root=root, shots=shots,
-                   template=template, settings=settings, device=device)
-    summary = run_grid(protocol, spec, list(methods), list(seeds), out, progress=progress, echo=echo)
+    if not seeds:
+        raise ClipfitError("give at least one seed")
+    base = RunSpec(dataset="", method=methods[0], model=model or EMBEDDED_MODEL, root=root, template=template,
+                   settings=dict(settings), device=device)
+    return GridArgs(base, Path(out), list(methods), list(seeds), progress, echo, skip_missing, executor)
+
+
+def _ints(x: int | Sequence[int]) -> list[int]:
+    return [x] if isinstance(x, int) else list(x)
+
+
+def _grid(protocol: str, model: str | None, dataset: str | None, datasets: str | Sequence[str] | None,
+          out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int], shots: int | Sequence[int],
+          root: str | None, template: str | None, device: str | None, progress: bool, echo: Callable[[str], None],
+          skip_missing: bool, executor: Executor | None, settings: dict[str, Any]) -> GridResult:
+    from .protocols.core import expand_datasets
+    from .protocols.grid import run_grid
+
+    if bool(dataset) == bool(datasets):
+        raise ClipfitError(f"{protocol} needs a dataset or a list of datasets (one of them)")
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
+    summary = run_grid(protocol, args, expand_datasets(datasets or [dataset]), _ints(shots))
     return GridResult(summary, Path(out))
 
 
-def fewshot(model: str | None = None, *, dataset: str, out: str | os.PathLike,
-            methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3), shots: int = 16,
-            root: str | None = None, template: str | None = None, device: str | None = None, progress: bool = True,
-            echo: Callable[[str], None] = _quiet, **settings: Any) -> GridResult:
-    """Few-shot protocol: every method on every seed, test accuracy mean ± std. Finished runs under `out` are
-    reused, so an interrupted grid resumes."""
-    return _grid("fewshot", model, dataset, out, methods, seeds, shots, root, template, device, progress, echo, settings)
+def fewshot(model: str | None = None, *, dataset: str | None = None, datasets: str | Sequence[str] | None = None,
+            out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3),
+            shots: int | Sequence[int] = 16, root: str | None = None, template: str | None = None,
+            device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
+            skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+    """Few-shot protocol: every method on every dataset (`dataset`, or `datasets`: names or suites such as
+    "coop11"), shot count and seed; test accuracy mean ± std, and the papers' Average row over datasets. Finished
+    runs under `out` are reused, so an interrupted grid resumes."""
+    return _grid("fewshot", model, dataset, datasets, out, methods, seeds, shots, root, template, device, progress,
+                 echo, skip_missing, executor, settings)
 
 
-def base2new(model: str | None = None, *, dataset: str, out: str | os.PathLike,
-             methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3), shots: int = 16,
+def base2new(model: str | None = None, *, dataset: str | None = None, datasets: str | Sequence[str] | None = None,
+             out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3),
+             shots: int | Sequence[int] = 16, root: str | None = None, template: str | None = None,
+             device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
+             skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+    """Base-to-new protocol: train on the base half of the classes, test on base and new; HM of the mean base and
+    mean new accuracies."""
+    return _grid("base2new", model, dataset, datasets, out, methods, seeds, shots, root, template, device, progress,
+                 echo, skip_missing, executor, settings)
+
+
+def _transfer(protocol: str, model, source, targets, out, methods, seeds, shots, root, template, device, progress,
+              echo, skip_missing, executor, settings) -> GridResult:
+    from .protocols.core import expand_datasets
+    from .protocols.transfer import DEFAULT_TARGETS, run_transfer
+
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
+    summary = run_transfer(protocol, args, expand_datasets([source])[0],
+                           expand_datasets(targets if targets is not None else DEFAULT_TARGETS[protocol]), shots)
+    return GridResult(summary, Path(out))
+
+
+def crossdataset(model: str | None = None, *, source: str = "imagenet", targets: str | Sequence[str] | None = None,
+                 out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"),
+                 seeds: Sequence[int] = (1, 2, 3), shots: int = 16, root: str | None = None,
+                 template: str | None = None, device: str | None = None, progress: bool = True,
+                 echo: Callable[[str], None] = _quiet, skip_missing: bool = False, executor: Executor | None = None,
+                 **settings: Any) -> GridResult:
+    """Cross-dataset transfer (CLIPFit Table 9): train on `source` once per seed, test on every target (default:
+    CoOp's 10 other datasets) with the target's classes and template; Average of the targets."""
+    return _transfer("crossdataset", model, source, targets, out, methods, seeds, shots, root, template, device,
+                     progress, echo, skip_missing, executor, settings)
+
+
+def domainshift(model: str | None = None, *, source: str = "imagenet", targets: str | Sequence[str] | None = None,
+                out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"),
+                seeds: Sequence[int] = (1, 2, 3), shots: int = 16, root: str | None = None,
+                template: str | None = None, device: str | None = None, progress: bool = True,
+                echo: Callable[[str], None] = _quiet, skip_missing: bool = False, executor: Executor | None = None,
+                **settings: Any) -> GridResult:
+    """Domain shift (CLIPFit Table 3): train on `source` (ImageNet), test on its shifted versions (default
+    ImageNet-V2, -Sketch, -A, -R; -A and -R on their 200-class subset); Average of source and targets."""
+    return _transfer("domainshift", model, source, targets, out, methods, seeds, shots, root, template, device,
+                     progress, echo, skip_missing, executor, settings)
+
+
+REGIME_METHODS = ("zeroshot", "linear_probe", "prompt", "layernorm", "adapter", "compacter", "full")
+
+
+def regimes(model: str | None = None, *, datasets: str | Sequence[str] = "layernorm10", out: str | os.PathLike,
+            methods: Sequence[str] = REGIME_METHODS, seeds: Sequence[int] = (1, 2, 3),
+            regimes: Sequence[str] = ("low", "high"), low_shots: Sequence[int] | None = None,
+            high_shots: Sequence[int] | None = None, root: str | None = None, template: str | None = None,
+            device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
+            skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+    """The LayerNorm-tuning paper's regimes (Figures 3-4, Table 1): low data (1-16 shots) and high data (256/512;
+    CIFAR-100 450), low and high similarity by zero-shot accuracy at 55%."""
+    from .protocols.core import expand_datasets
+    from .protocols.regimes import run_regimes
+
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
+    summary = run_regimes(args, expand_datasets(datasets), list(regimes), list(low_shots) if low_shots else None,
+                          list(high_shots) if high_shots else None)
+    return GridResult(summary, Path(out))
+
+
+def episodic(model: str | None = None, *, dataset: str, out: str | os.PathLike,
+             methods: Sequence[str] = ("zeroshot", "layernorm"), seeds: Sequence[int] = (1, 2, 3), ways: int = 5,
+             shots: int | Sequence[int] = (1, 5), queries: int = 15, episodes: int = 600, base_shots: int = 0,
              root: str | None = None, template: str | None = None, device: str | None = None, progress: bool = True,
-             echo: Callable[[str], None] = _quiet, **settings: Any) -> GridResult:
-    """Base-to-new protocol: train on the base half of the classes, test on base and new, harmonic mean."""
-    return _grid("base2new", model, dataset, out, methods, seeds, shots, root, template, device, progress, echo, settings)
+             echo: Callable[[str], None] = _quiet, executor: Executor | None = None, **settings: Any) -> GridResult:
+    """Episodic few-shot (the LayerNorm-tuning paper's Tables 3-4): adapt on the base classes (`base_shots` per
+    class, 0: all), then N-way K-shot episodes on the novel classes with the Classifier-Baseline; mean ± 95% CI."""
+    from .protocols.core import expand_datasets
+    from .protocols.episodic import run_episodic
+
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, False, executor, settings)
+    summary = run_episodic(args, expand_datasets([dataset])[0], ways, _ints(shots), queries, episodes, base_shots)
+    return GridResult(summary, Path(out))
 
 
 DEMO_SETTINGS = {"crop_scale": 0.5}  # 32x32 images: CoOp's 0.08 crops often cut the object out

@@ -9,14 +9,17 @@ import sys
 
 from .backbone import ARCHS, EMBEDDED_MODEL
 from .errors import ClipfitError
+from .recipes import PROTOCOLS
 
 
-def _add_run_args(p: argparse.ArgumentParser, shots: int = 16) -> None:
+def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: bool = True) -> None:
     p.add_argument("--model", default=EMBEDDED_MODEL,
                    help=f"Hugging Face hub id or local directory of a CLIP model (default: the embedded {EMBEDDED_MODEL})")
-    p.add_argument("--dataset", help="catalogue name (see `clipfit datasets`), imagefolder:PATH or hf:NAME_OR_PATH")
+    if dataset:
+        p.add_argument("--dataset", help="catalogue name (see `clipfit datasets`), imagefolder:PATH or hf:NAME_OR_PATH")
     p.add_argument("--root", help="folder holding the datasets in CoOp's layout (catalogue datasets read from disk)")
-    p.add_argument("--shots", type=int, default=shots, help="training images per class (0: all)")
+    if shots is not None:
+        p.add_argument("--shots", type=int, default=shots, help="training images per class (0: all)")
     p.add_argument("--template", help="prompt template with {} for the class name (default: the dataset's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a method or training setting (repeatable); see `clipfit methods --details`")
@@ -35,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="clipfit", help="adaptation method (see `clipfit methods`)")
     p.add_argument("--seed", type=int, default=1, help="seed of the few-shot draw and of training")
     p.add_argument("--subsample", default="all", choices=["all", "base", "new"], help="classes: all, base half, new half")
-    p.add_argument("--protocol", default="", choices=["", "fewshot", "base2new", "crossdataset", "domainshift"],
+    p.add_argument("--protocol", default="", choices=["", *PROTOCOLS],
                    help="protocol whose paper defaults to use (default: fewshot for --subsample all, else base2new)")
     p.add_argument("--items", help="items.json of an earlier run: train on exactly its images")
     p.add_argument("--out", required=True, help="run directory to create")
@@ -80,14 +83,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
 
-    for name, hlp in (("fewshot", "few-shot protocol: methods x seeds, test accuracy mean ± std"),
+    for name, hlp in (("fewshot", "few-shot protocol: datasets x shots x methods x seeds, test accuracy"),
                       ("base2new", "base-to-new protocol: train on base classes, test on base and new, HM")):
         p = sub.add_parser(name, help=hlp)
-        _add_run_args(p)
-        p.add_argument("--methods", default="zeroshot,clipfit", help="comma-separated methods")
-        p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
-        p.add_argument("--out", required=True, help="folder for the runs and results.json (finished runs are reused)")
+        _add_grid_args(p, shots=None)
+        p.add_argument("--datasets", help="several datasets in one grid, comma-separated, or a suite: "
+                                          + ", ".join(_suites()) + " (the table gets the papers' Average row)")
+        p.add_argument("--shots", default="16", help="training images per class, comma-separated for several (0: all)")
         p.set_defaults(func=lambda a, proto=name: cmd_grid(a, proto))
+
+    for name, hlp, targets in (
+            ("crossdataset", "cross-dataset transfer: train on --source, test on every target (CLIPFit Table 9)",
+             "coop10"),
+            ("domainshift", "domain shift: train on --source, test on its shifted versions (CLIPFit Table 3)",
+             "imagenet_shifts")):
+        p = sub.add_parser(name, help=hlp)
+        _add_grid_args(p, shots=16, dataset=False)
+        p.add_argument("--source", default="imagenet", help="dataset trained on (default: imagenet)")
+        p.add_argument("--targets", default=targets, help=f"comma-separated datasets or a suite (default: {targets})")
+        p.set_defaults(func=lambda a, proto=name: cmd_transfer(a, proto))
+
+    p = sub.add_parser("regimes", help="the LayerNorm-tuning paper's low/high-data x low/high-similarity regimes")
+    _add_grid_args(p, shots=None, dataset=False, methods="zeroshot,linear_probe,prompt,layernorm,adapter,compacter,full")
+    p.add_argument("--datasets", default="layernorm10", help="comma-separated datasets or a suite (default: layernorm10)")
+    p.add_argument("--regimes", default="low,high", help="low (1-16 shots), high (256/512 shots), or both")
+    p.add_argument("--low-shots", help="shot counts of the low-data regime (default: 1,2,4,8,16)")
+    p.add_argument("--high-shots", help="shot counts of the high-data regime (default: 256,512; CIFAR-100 256,450)")
+    p.set_defaults(func=cmd_regimes)
+
+    p = sub.add_parser("episodic", help="episodic few-shot: adapt on base classes, Classifier-Baseline episodes on novel ones")
+    _add_grid_args(p, shots=None, methods="zeroshot,layernorm", skip=False)
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", default="1,5", help="support images per class in an episode, comma-separated")
+    p.add_argument("--queries", type=int, default=15, help="query images per class in an episode")
+    p.add_argument("--episodes", type=int, default=600, help="episodes per seed")
+    p.add_argument("--base-shots", type=int, default=0, help="training images per base class in stage one (0: all)")
+    p.set_defaults(func=cmd_episodic)
 
     p = sub.add_parser("demo", help="base-to-new with CLIPFit on the embedded model and a shifted task (no download)")
     _add_run_args(p)
@@ -110,6 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     except (ImportError, AttributeError):
         pass
     return ap
+
+
+def _add_grid_args(p: argparse.ArgumentParser, shots: int | None, dataset: bool = True,
+                   methods: str = "zeroshot,clipfit", skip: bool = True) -> None:
+    _add_run_args(p, shots, dataset)
+    p.add_argument("--methods", default=methods, help=f"comma-separated methods (default: {methods})")
+    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
+    p.add_argument("--out", required=True, help="folder for the runs and results.json (finished runs are reused)")
+    if skip:
+        p.add_argument("--skip-missing", action="store_true",
+                       help="list a dataset missing under --root as missing instead of stopping")
+
+
+def _suites() -> list[str]:
+    from .protocols.core import SUITES
+
+    return list(SUITES)
 
 
 def _ints(s: str, what: str) -> list[int]:
@@ -192,15 +240,56 @@ def cmd_params(args) -> None:
     _emit(args, r, str(r["trainable"]))
 
 
+def _methods(args) -> list[str]:
+    return [m.strip() for m in args.methods.split(",") if m.strip()]
+
+
+def _common(args, methods: list[str]) -> dict:
+    """The keyword arguments every grid of the API takes, from the command's arguments."""
+    return dict(out=args.out, methods=methods, seeds=_ints(args.seeds, "seeds"), root=args.root, template=args.template,
+                device=args.device, progress=not args.quiet, echo=_echo(args), **_settings(args, methods))
+
+
 def cmd_grid(args, protocol: str) -> None:
     from . import api
 
-    _need_dataset(args)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if bool(args.dataset) == bool(args.datasets):
+        raise ClipfitError(f"clipfit {protocol} needs --dataset or --datasets (one of them; see `clipfit datasets`)")
+    methods = _methods(args)
     grid = api.fewshot if protocol == "fewshot" else api.base2new
-    res = grid(args.model, dataset=args.dataset, out=args.out, methods=methods, seeds=_ints(args.seeds, "seeds"),
-               shots=args.shots, root=args.root, template=args.template, device=args.device, progress=not args.quiet,
-               echo=_echo(args), **_settings(args, methods))
+    res = grid(args.model, dataset=args.dataset, datasets=args.datasets, shots=_ints(args.shots, "shots"),
+               skip_missing=args.skip_missing, **_common(args, methods))
+    _emit(args, res.summary, res.table())
+
+
+def cmd_transfer(args, protocol: str) -> None:
+    from . import api
+
+    methods = _methods(args)
+    run = api.crossdataset if protocol == "crossdataset" else api.domainshift
+    res = run(args.model, source=args.source, targets=args.targets, shots=args.shots, skip_missing=args.skip_missing,
+              **_common(args, methods))
+    _emit(args, res.summary, res.table())
+
+
+def cmd_regimes(args) -> None:
+    from . import api
+
+    methods = _methods(args)
+    res = api.regimes(args.model, datasets=args.datasets, regimes=[r.strip() for r in args.regimes.split(",") if r.strip()],
+                      low_shots=_ints(args.low_shots, "low-shots") if args.low_shots else None,
+                      high_shots=_ints(args.high_shots, "high-shots") if args.high_shots else None,
+                      skip_missing=args.skip_missing, **_common(args, methods))
+    _emit(args, res.summary, res.table())
+
+
+def cmd_episodic(args) -> None:
+    from . import api
+
+    _need_dataset(args)
+    methods = _methods(args)
+    res = api.episodic(args.model, dataset=args.dataset, ways=args.ways, shots=_ints(args.shots, "shots"),
+                       queries=args.queries, episodes=args.episodes, base_shots=args.base_shots, **_common(args, methods))
     _emit(args, res.summary, res.table())
 
 
@@ -241,7 +330,7 @@ def cmd_methods(args) -> None:
             if r.settings:
                 print(f"    recipe {r.name}: " + ", ".join(f"{k}={v}" for k, v in r.settings.items()))
             if r.rules:
-                print(f"    rules: {(r.rules.__doc__ or '').strip()}")
+                print(f"    rules: {' '.join((r.rules.__doc__ or '').split())}")
             print(f"    source: {r.source}")
     if args.details:
         print("settings of every method:")

@@ -41,7 +41,10 @@ class TrainConfig:
     min_lr: float = opt(0.0, "the cosine's final learning rate (CLIP-LoRA: 1e-6)")
     iterations: int = opt(0, "total optimiser steps; > 0 replaces `epochs` (as many epochs as the steps need, the "
                              "last one cut short; CLIP-LoRA: 500 x shots)")
-    select: str = opt("best", "checkpoint kept: best validation accuracy (ties: later epoch) or the last epoch", ("best", "last"))
+    select: str = opt("best", "checkpoint kept: best validation accuracy (ties: later epoch) or the last epoch (the "
+                              "CoOp protocol's; each recipe sets its paper's)", ("best", "last"))
+    val_shots: int | None = opt(None, "validation images per class; none = the protocol's rule (CoOp: min(K, 4); the "
+                                      "LayerNorm-tuning paper: K, Flowers min(K, 4), K/10 above 16 shots)")
     eval_every: int = opt(1, "validate every N epochs (and always after the last)")
     eval_batch_size: int = opt(256, "batch size for evaluation")
     precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", ("auto", "fp32", "bf16"))

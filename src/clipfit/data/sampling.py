@@ -37,25 +37,28 @@ def sample_per_class(items: list[Item], shots: int, rng: random.Random, *, stric
     return out
 
 
-def fewshot(task: Task, shots: int, seed: int) -> Task:
-    """K shots per class for training and min(K, 4) for validation, drawn as CoOp draws them. shots <= 0: all."""
+def fewshot(task: Task, shots: int, seed: int, val_shots: int | None = None) -> Task:
+    """K shots per class for training and `val_shots` (default min(K, 4)) for validation, drawn as CoOp draws them
+    (validation after training, from the same stream). shots <= 0: every image."""
     if shots <= 0:
         return task
     rng = random.Random(seed)
     train = sample_per_class(task.train, shots, rng, strict=True, what="training")
-    val = sample_per_class(task.val, min(shots, 4), rng, strict=False, what="validation") if task.val else []
+    v = min(shots, 4) if val_shots is None else val_shots
+    val = sample_per_class(task.val, v, rng, strict=False, what="validation") if task.val and v > 0 else []
     return task.with_splits(train=train, val=val)
 
 
 def subsample_classes(task: Task, which: str = "all") -> Task:
-    """CoOp's base/new split: sorted training labels, the first ceil(n/2) are base, the rest new; relabelled 0.."""
+    """CoOp's base/new split: sorted training labels, the first ceil(n/2) are base, the rest new; relabelled 0..
+    `train`: the classes of the training split (an episodic set's base classes; its val/test classes drop out)."""
     if which == "all":
         return task
-    if which not in ("base", "new"):
-        raise ClipfitError(f"--subsample must be all, base or new, not {which!r}")
+    if which not in ("base", "new", "train"):
+        raise ClipfitError(f"--subsample must be all, base, new or train, not {which!r}")
     labels = sorted({it.label for it in (task.train or task.test)})
     m = math.ceil(len(labels) / 2)
-    return keep_classes(task, labels[:m] if which == "base" else labels[m:])
+    return keep_classes(task, labels if which == "train" else labels[:m] if which == "base" else labels[m:])
 
 
 def keep_classes(task: Task, labels: list[int]) -> Task:

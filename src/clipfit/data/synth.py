@@ -368,3 +368,51 @@ def build_synth(root: str | None = None) -> Task:
                        "(generated; 64/16/50 per class)")
 def build_synth_shift(root: str | None = None) -> Task:
     return _copy(_cached("synth_shift"))
+
+
+# An episodic stand-in (the shape of Mini-ImageNet's and CUB's splits): all 64 shape-colour pairs on striped
+# backgrounds; the training split holds the 40 base classes (circles to crosses), the validation split the 8 rings,
+# the test split the 16 novel classes (stars and crescents). Labels index `classnames` (all 64).
+EPISODIC_PAIRS: list[tuple[int, int]] = [(s, c) for s in range(8) for c in range(8)]
+EPISODIC_SPLIT_SHAPES = {"train": range(0, 5), "val": range(5, 6), "test": range(6, 8)}
+
+
+@register_dataset("synth_episodic", needs_root=False,
+                  help="episodic stand-in: 64 shape-colour classes, striped; train/val/test hold disjoint classes "
+                       "(40 base / 8 / 16 novel; 64/16/50 images per class)")
+def build_synth_episodic(root: str | None = None) -> Task:
+    task = _copy(_cached_episodic())
+    keep = {split: {i for i, (s, _) in enumerate(EPISODIC_PAIRS) if s in shapes}
+            for split, shapes in EPISODIC_SPLIT_SHAPES.items()}
+    return task.with_splits(**{split: [it for it in getattr(task, split) if it.label in keep[split]]
+                               for split in keep})
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_episodic() -> Task:
+    return make_task("synth_episodic", EPISODIC_PAIRS, SHIFTS["stripes"], seed=103)
+
+
+# Domain-shift stand-ins (test only), as ImageNet's variants are for ImageNet: the synth classes rendered under the
+# other shifts; `synth_noise16` keeps every other class (16 of 32), as ImageNet-A and -R keep 200 of ImageNet's 1000.
+SHIFT_TARGETS = {"synth_cast": ("cast", TASK_PAIRS), "synth_noise16": ("noise", TASK_PAIRS[::2])}
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_target(name: str) -> Task:
+    shift, pairs = SHIFT_TARGETS[name]
+    return make_task(name, pairs, SHIFTS[shift], seed=104 + list(SHIFT_TARGETS).index(name),
+                     sizes={"train": 0, "val": 0, "test": SPLIT_SIZES["test"]})
+
+
+def _target_builder(name: str):
+    def build(root: str | None = None) -> Task:
+        return _copy(_cached_target(name))
+
+    return build
+
+
+for _name, (_shift, _pairs) in SHIFT_TARGETS.items():
+    register_dataset(_name, needs_root=False, test_only=True,
+                     help=f"{len(_pairs)} synth classes under the '{_shift}' shift (test only; a domain-shift "
+                          "stand-in)")(_target_builder(_name))

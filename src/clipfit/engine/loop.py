@@ -101,12 +101,15 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def evaluate(method: Method, task: Task, items: list[Item], cfg: TrainConfig, device: torch.device,
-             progress: bool = False, desc: str = "eval") -> dict:
-    """{"accuracy", "n"} and every metric task.metrics names (engine/metrics.py), in percent."""
+             progress: bool = False, desc: str = "eval", columns: list[int] | None = None) -> dict:
+    """{"accuracy", "n"} and every metric task.metrics names (engine/metrics.py), in percent. `columns`: score only
+    these of the method's classes (label i of `items` is column columns[i])."""
     if not items:
         raise ClipfitError(f"nothing to evaluate: the {desc} split of {task.name} is empty")
     logits, labels = predict(method, eval_loader(items, task, method, cfg.eval_batch_size, cfg.num_workers), device,
                              cfg.precision, progress, desc)
+    if columns is not None:
+        logits = logits[:, columns]
     return {**metrics.evaluate_all(task, items, logits, labels), "accuracy": accuracy(logits, labels), "n": len(labels)}
 
 

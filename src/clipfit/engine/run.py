@@ -19,7 +19,7 @@ from ..data.sampling import fewshot, subsample_classes
 from ..data.types import Task
 from ..errors import ClipfitError
 from ..io import read_json
-from ..recipes import Context
+from ..recipes import Context, validation_shots
 from ..tuners import METHODS, Method, build_method
 from .loop import FitResult, evaluate, fit, pick_device
 from .rundir import RunDir, items_from_json
@@ -55,13 +55,14 @@ def _model_ref(model: str | None) -> str:
 
 
 def prepare_task(spec: RunSpec) -> Task:
-    """Load the dataset, draw the few-shot sets (or reuse recorded ones), and apply the base/new split."""
+    """Load the dataset, draw the few-shot sets (or reuse recorded ones), and apply the base/new split. Validation
+    images per class: the run's `val_shots`, by default the protocol's rule (`recipes.validation_shots`)."""
     task = load_task(spec.dataset, spec.root)
     if spec.items:
         rec = read_json(spec.items)
         task = task.with_splits(train=items_from_json(rec["train"]), val=items_from_json(rec.get("val", [])))
     else:
-        task = fewshot(task, spec.shots, spec.seed)
+        task = fewshot(task, spec.shots, spec.seed, resolve_configs(spec)[1].val_shots)
     task = subsample_classes(task, spec.subsample)
     if spec.template:
         if "{}" not in spec.template:
@@ -70,11 +71,18 @@ def prepare_task(spec: RunSpec) -> Task:
     return task
 
 
+def run_context(spec: RunSpec) -> Context:
+    """What recipe rules see of a run: its protocol, canonical dataset name (aliases resolved) and shots."""
+    return Context(spec.resolved_protocol, canonical_dataset(spec.dataset), spec.shots)
+
+
 def resolve_configs(spec: RunSpec) -> tuple[Any, TrainConfig]:
     """(method config, training config): defaults < recipe < its rules for this protocol, dataset, shots < preset <
-    the spec's settings."""
-    ctx = Context(spec.resolved_protocol, canonical_dataset(spec.dataset), spec.shots)
-    return METHODS.get(spec.method).configs(ctx, spec.settings)
+    the spec's settings. The validation size, unless set, is the protocol's (`recipes.validation_shots`)."""
+    mcfg, tcfg = METHODS.get(spec.method).configs(run_context(spec), spec.settings)
+    if tcfg.val_shots is None and spec.shots > 0:  # shots <= 0: every training and validation image
+        tcfg = dataclasses.replace(tcfg, val_shots=validation_shots(run_context(spec)))
+    return mcfg, tcfg
 
 
 def init_weights(run_dir: str, backbone: Backbone) -> dict[str, torch.Tensor]:
@@ -152,6 +160,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     run.write_tuned(method.tuned_state(), spec.method)
     run.drop_checkpoint()
     metrics: dict[str, Any] = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
+                               # the checkpoint rule that chose it (without a validation split: the last epoch)
+                               "select": (tcfg.select if task.val else "last") if result.best_epoch is not None else None,
                                "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
     if result.extra:
         metrics["selected"] = result.extra
@@ -168,6 +178,14 @@ class LoadedRun:
     config: dict
     train_config: TrainConfig
     device: torch.device
+
+    def reset(self) -> LoadedRun:
+        """Back to the run's own classes and templates (an evaluation on another dataset changes them)."""
+        m, cfg = self.method, self.config
+        if m.templates != cfg["templates"] or m.classnames != cfg["classnames"]:
+            m.templates = list(cfg["templates"])
+            m.set_classes(cfg["classnames"])
+        return self
 
 
 def _method_config(entry, recorded: dict) -> Any:
@@ -197,6 +215,21 @@ def load_run(run_dir: str | os.PathLike, device: str | None = None, backbone: Ba
     return LoadedRun(method, config, tcfg, dev)
 
 
+def class_subset(trained: list[str], wanted: list[str]) -> list[int] | None:
+    """The positions in `trained` of the classes `wanted` (a repeated name matched in order), or None when some
+    wanted class is not among the trained ones. A class-specific method scores a subset of its classes (ImageNet-A
+    and -R: 200 of ImageNet's 1000) on its own logits restricted to those columns."""
+    free: dict[str, list[int]] = {}
+    for i, c in enumerate(trained):
+        free.setdefault(c, []).append(i)
+    out = []
+    for c in wanted:
+        if not free.get(c):
+            return None
+        out.append(free[c].pop(0))
+    return out
+
+
 def eval_run(run_dir: str | os.PathLike, dataset: str | None = None, root: str | None = None,
              subsample: str | None = None, split: str = "test", device: str | None = None, progress: bool = True,
              loaded: LoadedRun | None = None) -> dict:
@@ -208,13 +241,17 @@ def eval_run(run_dir: str | os.PathLike, dataset: str | None = None, root: str |
     task = subsample_classes(load_task(dataset, root or cfg.get("root")), subsample)
     if dataset != cfg["dataset"] and run.method.uses_dataset_template:  # another dataset: its own template
         run.method.templates = [task.template]
+    columns = None
     if task.classnames != run.method.classnames or dataset != cfg["dataset"]:
-        if not run.method.class_agnostic:
-            raise ClipfitError(f"method {cfg['method']!r} learned class-specific weights; it cannot classify the classes "
-                               f"of {dataset} ({subsample})")
-        run.method.set_classes(task.classnames)
+        if run.method.class_agnostic:
+            run.method.set_classes(task.classnames)
+        else:
+            columns = class_subset(run.method.classnames, task.classnames)
+            if columns is None:
+                raise ClipfitError(f"method {cfg['method']!r} learned class-specific weights; it cannot classify the "
+                                   f"classes of {dataset} ({subsample}), which are not among its own")
     items = {"test": task.test, "val": task.val, "train": task.train}.get(split)
     if items is None:
         raise ClipfitError(f"--split must be test, val or train, not {split!r}")
-    res = evaluate(run.method, task, items, run.train_config, run.device, progress, split)
+    res = evaluate(run.method, task, items, run.train_config, run.device, progress, split, columns=columns)
     return {"dataset": dataset, "subsample": subsample, "split": split, **res}

@@ -1,126 +1,166 @@
-"""Seeds x methods grids for the few-shot and base-to-new protocols, with mean ± std tables.
+"""CoOp's few-shot and base-to-new protocols over datasets x shots x methods x seeds.
 
-Each (method, seed) is a run directory OUT/<method>/seed<S>; a finished one (metrics.json with the needed numbers)
-is reused, so an interrupted grid resumes where it stopped. A method written 'X@Y' is trained in two stages: Y
-first (or its finished run reused), then X initialised from it (`init_from`), as the LayerNorm tuning paper's
-"LN as init". Settings apply to every method that has them (a setting no method has is an error).
+Few-shot: train on K images per class, test on the dataset's test split. Base-to-new: train on the base half of the
+classes, test on base and on new classes; HM = 2BN/(B+N) of the mean base and mean new accuracies (the papers
+compute their rows that way; per-seed HMs stay in results.json). One dataset and one shot count print one row per
+method (mean ± std over seeds); several print the papers' layout, one row per dataset (base-to-new: Base / New / HM
+rows, CLIPFit Table 1) with the Average row, methods as columns. A method 'X@Y' is X initialised from Y's run of
+the same seed (the LayerNorm-tuning paper's "LN as initialization").
 """
 from __future__ import annotations
 
-import copy
-import statistics
-from dataclasses import fields, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from ..backbone import Backbone
-from ..config import TrainConfig
-from ..engine.loop import pick_device
-from ..engine.run import RunSpec, eval_run, load_run, resolve_configs, train_run
-from ..engine.rundir import RunDir
 from ..errors import ClipfitError
-from ..io import write_json
-from ..tuners import METHODS
+from .core import (
+    Cell,
+    Eval,
+    GridArgs,
+    average_label,
+    check_datasets,
+    check_methods,
+    class_agnostic,
+    fmt,
+    harmonic_mean,
+    headline_metric,
+    layout,
+    make_job,
+    mean_or_none,
+    missing_note,
+    render,
+    run_cells,
+    summarise,
+    value,
+    write_results,
+)
+
+PROTOCOLS = ("fewshot", "base2new")
 
 
-def harmonic_mean(b: float, n: float) -> float:
-    return 2 * b * n / (b + n) if b + n > 0 else 0.0
-
-
-def mean_std(xs: list[float | None]) -> tuple[float | None, float | None]:
-    if any(x is None for x in xs):  # not applicable (a class-specific method on new classes)
-        return None, None
-    return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def settings_for(method: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """The grid's settings that `method` (or, for 'X@Y', X) has."""
-    entry = METHODS.get(method.partition("@")[0])
-    known = {f.name for f in fields(entry.cls.Config)} | {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in settings.items() if k in known}
-
-
-def check_grid_settings(methods: list[str], settings: dict[str, Any]) -> None:
-    """A one-line error for a setting that no method of the grid has (a typo would otherwise be ignored)."""
-    used = {k for m in methods for k in settings_for(m, settings)}
-    unknown = sorted(set(settings) - used)
-    if unknown:
-        raise ClipfitError(f"setting {unknown[0]}: none of the methods {', '.join(methods)} has it")
-
-
-def run_grid(protocol: str, spec: RunSpec, methods: list[str], seeds: list[int], out: str | Path,
-             progress: bool = True, echo=print) -> dict:
-    """Train/evaluate every method on every seed; returns {method: {metric: [values per seed]}} plus a table."""
-    if protocol not in ("fewshot", "base2new"):
+def run_grid(protocol: str, args: GridArgs, datasets: list[str], shots: list[int]) -> dict:
+    """Every method on every dataset, shot count and seed; returns results.json's content."""
+    if protocol not in PROTOCOLS:
         raise ClipfitError(f"unknown protocol {protocol!r}")
-    for m in methods:
-        for part in m.split("@"):
-            METHODS.get(part)
-    check_grid_settings(methods, spec.settings)
-    out = Path(out)
-    device = pick_device(spec.device)
-    pristine = Backbone.from_pretrained(spec.model, device=device)
-    results: dict[str, dict[str, list[float]]] = {}
+    check_methods(args.methods, args.base.settings)
+    if not shots or any(k < 0 for k in shots):
+        raise ClipfitError(f"--shots {shots}: give shot counts >= 0 (0: every image)")
+    tasks, missing = check_datasets(datasets, args.base.root, args.skip_missing)
+    subsample = "base" if protocol == "base2new" else "all"
+    cells = []
+    for d in tasks:
+        for k in shots:
+            for method in args.methods:
+                for seed in args.seeds:
+                    job = make_job(args.base, args.out, d, method, k, seed, protocol, subsample)
+                    if protocol == "base2new" and class_agnostic(job.spec):  # class-specific: no new classes
+                        job = replace(job, evals=(Eval("new", subsample="new"),))
+                    cells.append(Cell({"dataset": d, "shots": k, "method": method}, seed, job))
+    primary = {d: headline_metric(t) for d, t in tasks.items()}
 
-    def ensure(method: str, seed: int) -> dict:
-        """Metrics of OUT/<method>/seed<S>, training (and evaluating) it unless a finished run is there.
-        'X@Y' is method X initialised from the run of method Y with the same seed (two-stage training)."""
-        name, _, first = method.partition("@")
-        settings = settings_for(method, spec.settings)
-        mcfg = resolve_configs(replace(spec, method=name, protocol=protocol, settings=settings))[0]
-        agnostic = METHODS.get(name).cls.agnostic_for(mcfg)  # e.g. not for CoOp with a context per class
-        run = RunDir(out / method / f"seed{seed}")
-        m = run.read_metrics()
-        if m is None or "test" not in m or (protocol == "base2new" and agnostic and "new" not in m["test"]):
-            if first:
-                ensure(first, seed)
-                settings["init_from"] = str(out / first / f"seed{seed}")
-            s = replace(spec, method=name, seed=seed, protocol=protocol, settings=settings,
-                        subsample="base" if protocol == "base2new" else "all")
-            resume = run.has_checkpoint  # an interrupted run continues from its last epoch
-            m = train_run(s, run.path, overwrite=not resume, resume=resume, progress=progress,
-                          backbone=copy.deepcopy(pristine))
-            if protocol == "base2new" and agnostic:
-                loaded = load_run(run.path, spec.device, backbone=copy.deepcopy(pristine))
-                m["test"]["new"] = {k: v for k, v in eval_run(run.path, subsample="new", loaded=loaded,
-                                                               progress=progress).items() if k in ("accuracy", "n")}
-                run.write_metrics(m)
-        return m
+    def values(c: Cell, m: dict) -> dict[str, Any]:
+        metric = primary[c.labels["dataset"]]
+        if protocol == "fewshot":
+            res = m["test"]["all"]
+            return {metric: res[metric], **{k: v for k, v in res.items() if k not in (metric, "n")}}
+        b = m["test"]["base"][metric]
+        n = m["test"]["new"][metric] if "new" in m["test"] else None  # class-specific: no new classes
+        return {"base": b, "new": n, "hm": harmonic_mean(b, n)}
 
-    for method in methods:
-        res: dict[str, list[float]] = {}
-        for seed in seeds:
-            m = ensure(method, seed)
-            if protocol == "base2new":
-                b = m["test"]["base"]["accuracy"]
-                n = m["test"]["new"]["accuracy"] if "new" in m["test"] else None  # class-specific: no "new" classes
-                vals = {"base": b, "new": n, "hm": harmonic_mean(b, n) if n is not None else None}
-            else:
-                vals = {"accuracy": m["test"]["all"]["accuracy"]}
-            for k, v in vals.items():
-                res.setdefault(k, []).append(v)
-            echo(f"{method} seed {seed}: " + ", ".join(f"{k} " + ("n/a" if v is None else f"{v:.2f}") for k, v in vals.items()))
-        results[method] = res
-    summary = {"protocol": protocol, "dataset": spec.dataset, "model": spec.model, "shots": spec.shots, "seeds": seeds,
-               "results": {m: {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "values": v} for k, v in r.items()}
-                           for m, r in results.items()}}
-    write_json(out / "results.json", summary)
-    return summary
+    rows = summarise(cells, run_cells(cells, values, args.progress, args.echo, args.executor))
+    if protocol == "base2new":
+        hm_of_means(rows)
+    summary = {**args.header(protocol), "datasets": datasets, "shots": shots, "missing": missing,
+               "primary_metric": primary, "rows": rows}
+    # one dataset and one shot count: also the v0.1 shape, {method: {metric: {mean, std, values}}}
+    if len(datasets) == 1 and len(shots) == 1:
+        summary.update(dataset=datasets[0], results={r["method"]: r["metrics"] for r in rows})
+    return write_results(args.out, summary)
 
 
-def format_table(summary: dict) -> str:
-    """A plain-text table of mean ± std per method."""
-    res = summary["results"]
-    cols = list(next(iter(res.values())).keys()) if res else []
-    head = ["method"] + cols
-    def cell(v: dict) -> str:
-        if v["mean"] is None:
-            return "n/a"
-        return f"{v['mean']:.2f}" if len(v["values"]) == 1 else f"{v['mean']:.2f} ± {v['std']:.2f}"
+def hm_of_means(rows: list[dict]) -> list[dict]:
+    """Each row's HM := the harmonic mean of its mean base and mean new accuracies, as the papers compute a row (the
+    per-seed HMs stay in "values"; their mean would be another, smaller number)."""
+    for r in rows:
+        mt = r["metrics"]
+        mt["hm"] = {"mean": harmonic_mean(mt["base"]["mean"], mt["new"]["mean"]), "std": None,
+                    "values": mt["hm"]["values"]}
+    return rows
 
-    rows = [[m] + [cell(r[c]) for c in cols] for m, r in res.items()]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
-    title = (f"{summary['protocol']} on {summary['dataset']} ({summary['shots']} shots, seeds "
-             f"{' '.join(map(str, summary['seeds']))}; test accuracy %, mean ± std)")
-    return "\n".join([title, line(head), line(["-" * w for w in widths]), *map(line, rows)])
+
+def _title(s: dict, what: str) -> str:
+    seeds = " ".join(map(str, s["seeds"]))
+    return f"{s['protocol']} on {what} (seeds {seeds}; test accuracy %, {{}})"
+
+
+@layout("fewshot")
+def fewshot_table(s: dict) -> str:
+    rows = s["rows"]
+    if len(s["datasets"]) == 1 and len(s["shots"]) == 1 and not s["missing"]:
+        d, k = s["datasets"][0], s["shots"][0]
+        cols = list(rows[0]["metrics"]) if rows else []
+        body = [[r["method"]] + [fmt(r["metrics"][c]["mean"], _std(r["metrics"][c])) for c in cols] for r in rows]
+        title = f"fewshot on {d} ({k} shots, seeds {' '.join(map(str, s['seeds']))}; test %, mean ± std)"
+        return render(title, ["method"] + cols, body)
+    out = []
+    for k in s["shots"]:
+        body = []
+        present = [d for d in s["datasets"] if d not in s["missing"]]
+        avg = [mean_or_none(value(rows, s["primary_metric"][d], dataset=d, shots=k, method=m) for d in present)
+               for m in s["methods"]]
+        body.append([average_label(len(present), len(s["datasets"]))] + [fmt(x) for x in avg])
+        for d in s["datasets"]:
+            if d in s["missing"]:
+                body.append([d] + ["missing"] * len(s["methods"]))
+                continue
+            metric = s["primary_metric"][d]
+            tag = "" if metric == "accuracy" else f" ({metric})"
+            body.append([d + tag] + [fmt(value(rows, metric, dataset=d, shots=k, method=m)) for m in s["methods"]])
+        title = _title(s, f"{len(s['datasets'])} datasets, {k} shots").format("mean over seeds")
+        out.append(render(title, ["dataset"] + s["methods"], body, missing_note(s["missing"])))
+    if len(s["shots"]) > 1:  # CLIPFit Table 2: the average over datasets by shots
+        present = [d for d in s["datasets"] if d not in s["missing"]]
+        body = [[m] + [fmt(mean_or_none(value(rows, s["primary_metric"][d], dataset=d, shots=k, method=m)
+                                        for d in present)) for k in s["shots"]] for m in s["methods"]]
+        title = (f"fewshot: {average_label(len(present), len(s['datasets']))} over datasets by shots (CLIPFit Table 2 "
+                 f"layout; seeds {' '.join(map(str, s['seeds']))}; test %, mean over datasets and seeds)")
+        out.append(render(title, ["method"] + [f"{k} shots" for k in s["shots"]], body))
+    return "\n\n".join(out)
+
+
+def _std(v: dict) -> float | None:
+    return v["std"] if v.get("std") is not None and len(v.get("values", [])) > 1 else None
+
+
+@layout("base2new")
+def base2new_table(s: dict) -> str:
+    rows = s["rows"]
+    if len(s["datasets"]) == 1 and len(s["shots"]) == 1 and not s["missing"]:
+        d, k = s["datasets"][0], s["shots"][0]
+        body = [[r["method"], fmt(r["metrics"]["base"]["mean"], _std(r["metrics"]["base"])),
+                 fmt(r["metrics"]["new"]["mean"], _std(r["metrics"]["new"])), fmt(r["metrics"]["hm"]["mean"])]
+                for r in rows]
+        title = (f"base2new on {d} ({k} shots, seeds {' '.join(map(str, s['seeds']))}; test %, mean ± std; "
+                 "HM of the means)")
+        return render(title, ["method", "base", "new", "hm"], body)
+    out = []
+    for k in s["shots"]:
+        present = [d for d in s["datasets"] if d not in s["missing"]]
+        body = []
+        # CLIPFit Table 1: the Average block first; its HM is the HM of the average base and new accuracies
+        means = {c: [mean_or_none(value(rows, c, dataset=d, shots=k, method=m) for d in present) for m in s["methods"]]
+                 for c in ("base", "new")}
+        hm = [harmonic_mean(b, n) for b, n in zip(means["base"], means["new"])]
+        label = average_label(len(present), len(s["datasets"]))
+        body += [[label, "Base"] + [fmt(x) for x in means["base"]], ["", "New"] + [fmt(x) for x in means["new"]],
+                 ["", "HM"] + [fmt(x) for x in hm]]
+        for d in s["datasets"]:
+            if d in s["missing"]:
+                body.append([d, "missing"] + [""] * len(s["methods"]))
+                continue
+            for i, (c, name) in enumerate((("base", "Base"), ("new", "New"), ("hm", "HM"))):
+                body.append([d if i == 0 else "", name] + [fmt(value(rows, c, dataset=d, shots=k, method=m))
+                                                           for m in s["methods"]])
+        title = _title(s, f"{len(s['datasets'])} datasets, {k} shots").format("mean over seeds; HM of the means")
+        out.append(render(title, ["dataset", ""] + s["methods"], body, missing_note(s["missing"])))
+    return "\n\n".join(out)

@@ -21,7 +21,8 @@ Choices where the paper is silent or ambiguous (each an option):
   push W by lr*lambda = 2 per SGD step. Default `mse`: mean((W - I)^2) + mean(b^2); `norm` is the literal formula.
 - Optimiser: "the same learning rate and number of epochs as CoOp": `clipfit.recipes.LLU`.
 - The training features are one un-augmented view per image (`views=0`); `views=N` caches N augmented views.
-- Dirac mask: alpha = beta where the cosine distance to the nearest stored point is below `dirac_eps`, else 0.
+- Dirac mask: alpha = beta where the cosine distance to the nearest stored point is below `dirac_eps`, else 0. It
+  needs every training image stored (clusters=0; clustering is refused with it), so that each one is updated.
 
 The ablations of the paper's Table 4 are presets: `llu:no_cluster`, `llu:no_damp`, `llu:no_mask`, `llu:dirac`,
 `llu:no_reg`, `llu:rand_init`, `llu:linear`.
@@ -132,6 +133,10 @@ class LLU(Method):
     mergeable = False
 
     def build(self) -> None:
+        if self.cfg.mask == "dirac" and self.cfg.clusters > 0:
+            raise ClipfitError(f"LLU mask=dirac with clusters={self.cfg.clusters}: the Dirac mask updates only stored "
+                               "points, and clustering would store cluster means instead of the training images; "
+                               "set clusters=0 (the llu:dirac preset does)")
         dim = self.backbone.model.projection_dim if hasattr(self.backbone.model, "projection_dim") else \
             self.backbone.model.visual_projection.out_features
         self.image_map = LocalAffine(dim) if self.cfg.side in ("both", "image") else None

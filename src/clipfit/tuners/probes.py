@@ -2,10 +2,11 @@
 
 - `linear_probe` (LayerNorm tuning paper, Sec. 3.2): a Linear layer on the image encoder's pooled output *before* the projection
   (768 + 1 = 769 parameters per class on ViT-B/16), trained like the paper's other methods (AdamW 5e-4, weight
-  decay 0.02, cosine, best epoch on validation). With the backbone frozen it trains on features the frozen image
-  encoder computed once (no back-propagation through CLIP); `views=N` caches N augmented views per image instead
-  of one un-augmented view. `linear_probe+ln` / `layernorm=true` tunes the image encoder's LayerNorms with it (the
-  text encoder's do not reach the logits), then it trains through CLIP on augmented images each epoch.
+  decay 0.02, cosine, best epoch on validation, random crops). With the backbone frozen it trains on features the
+  frozen image encoder computed once (no back-propagation through CLIP): a pool of `views` augmented views per image
+  (the recipe's 10), epoch e training on view e mod `views` of every image; `views=0` is one un-augmented view. `linear_probe+ln`
+  / `layernorm=true` tunes the image encoder's LayerNorms with it (39,936 on ViT-B/16: the text encoder's do not
+  reach the logits), then it trains through CLIP on augmented images each epoch.
   `init_from=RUN` starts from a LayerNorm-tuned run (that paper's best combination, Table 1).
 - `logreg_probe` (CoOp's linear-probe baseline): scikit-learn's L2 logistic regression (lbfgs) on the normalised
   projected image features, no SGD. The inverse regularisation strength C is chosen on the validation split: the
@@ -65,7 +66,8 @@ class _ClassSpecificHead:
 @dataclass
 class LinearProbeConfig(MethodConfig):
     views: int = opt(0, "training views per image cached when the backbone is frozen: 0 = one un-augmented view; "
-                        "N = N random-crop/flip views")
+                        "N = a pool of N augmented views, epoch e on view e mod N (the recipe's: "
+                        f"{recipes.LINEAR_PROBE_VIEWS})")
     layernorm_tower: str = opt("vision", "LayerNorms tuned when layernorm=true (the text encoder does not reach "
                                          "a linear probe's logits)", ("vision", "both", "text"))
 
@@ -75,7 +77,7 @@ class LinearProbe(_ClassSpecificHead, Method):
     """Linear probe on the image encoder's pooled output before projection (LayerNorm tuning paper; 769 per class on ViT-B/16)."""
 
     Config = LinearProbeConfig
-    recipe = recipes.LAYERNORM_TUNING
+    recipe = recipes.LINEAR_PROBE
 
     def _feature_dim(self) -> int:
         return self.backbone.model.vision_model.config.hidden_size
@@ -91,6 +93,10 @@ class LinearProbe(_ClassSpecificHead, Method):
     @property
     def trains_on_features(self) -> bool:
         return not self.backbone_trains
+
+    @property
+    def view_per_epoch(self) -> bool:
+        return True  # as the paper's other methods: one augmented view of each image per epoch
 
     def frozen_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.backbone.image_pooled(pixel_values)

@@ -66,7 +66,7 @@ class ZeroShot(Method):
     """Zero-shot CLIP with the dataset's template, a template list, or CLIP's 80-template ImageNet ensemble."""
 
     Config = ZeroShotConfig
-    recipe = recipes.NO_TRAINING
+    recipe = recipes.ZERO_SHOT
 
     def build(self) -> None:
         own = resolve_templates(self.cfg.templates)
