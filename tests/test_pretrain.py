@@ -3,6 +3,7 @@ import argparse
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from clipfit import pretrain
@@ -68,3 +69,30 @@ def test_add_parser_registers_pretrain_mini():
                               "--threads", "1"])
     assert (args.out, args.steps, args.batch_size, args.seed, args.threads) == ("x", 5, 8, 3, 1)
     assert args.func is pretrain.run_pretrain
+
+
+def test_normalise_for_finetuning_keeps_the_function_and_reaches_unit_rms(tiny_clip):
+    import math
+
+    import torch
+
+    from clipfit.backbone import Backbone
+
+    before, after = Backbone.from_pretrained(tiny_clip), Backbone.from_pretrained(tiny_clip)
+    with torch.no_grad():  # a residual stream far from unit scale, as pretraining left mini-clip's
+        for layer in after.model.text_model.encoder.layers:
+            layer.mlp.fc2.weight.mul_(30.0)
+            layer.mlp.fc2.bias.add_(1.0)
+        before.model.load_state_dict(after.model.state_dict())
+    done = pretrain.normalise_for_finetuning(after.model, after.tokenizer)
+    assert done["text_residual_rms_before"] > 2 and done["logit_scale"] == 100.0
+    tok = before.tokenize(["a photo of a red circle.", "the green square", "blue"])
+    with torch.no_grad():
+        ref, got = before.encode_text(tok), after.encode_text(tok)
+        assert torch.allclose(ref, got, atol=1e-5)  # the same text features: nothing a prediction sees changed
+        assert float(after.logit_scale) == pytest.approx(100.0)
+        # the residual stream is now at unit RMS, so a bias step moves the features ~RMS times more than before
+        again = pretrain.normalise_for_finetuning(after.model, after.tokenizer)
+    assert again["text_residual_rms_before"] == pytest.approx(1.0, rel=1e-3)
+    expected_eps = before.model.config.text_config.layer_norm_eps * (done["text_residual_scale"] * again["text_residual_scale"]) ** 2
+    assert math.isclose(after.model.config.text_config.layer_norm_eps, expected_eps, rel_tol=1e-6)

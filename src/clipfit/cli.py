@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from .api import DEMO_DATASET, DEMO_METHODS
 from .backbone import ARCHS, EMBEDDED_MODEL
 from .errors import ClipfitError
 from .recipes import PROTOCOLS
@@ -120,10 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-shots", type=int, default=0, help="training images per base class in stage one (0: all)")
     p.set_defaults(func=cmd_episodic)
 
-    p = sub.add_parser("demo", help="base-to-new with CLIPFit on the embedded model and a shifted task (no download)")
+    p = sub.add_parser("demo", help="base-to-new on the embedded model: zero-shot, CoOp, KgCoOp, CLIPFit on a task "
+                                     "where adapting can forget (no download)")
     _add_run_args(p)
-    p.set_defaults(dataset="synth_shift")
-    p.add_argument("--method", default="clipfit")
+    p.set_defaults(dataset=DEMO_DATASET)
+    p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated methods (default %(default)s)")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--out", help="keep the runs here (default: a temporary folder)")
     p.set_defaults(func=cmd_demo)
@@ -296,9 +298,10 @@ def cmd_episodic(args) -> None:
 def cmd_demo(args) -> None:
     from . import api
 
-    res = api.demo(args.method, dataset=args.dataset, model=args.model, shots=args.shots,
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    res = api.demo(methods, dataset=args.dataset, model=args.model, shots=args.shots,
                    seeds=_ints(args.seeds, "seeds"), out=args.out, device=args.device, progress=not args.quiet,
-                   echo=_echo(args), **_settings(args, ["zeroshot", args.method]))
+                   echo=_echo(args), **_settings(args, methods))
     _emit(args, res.summary, res.table())
 
 

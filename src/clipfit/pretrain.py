@@ -113,11 +113,11 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
 
 def pretrain_mini(out_dir: str | Path, steps: int = 1800, batch_size: int = 256, seed: int = 0, *,
                   lr: float = 1e-3, threads: int = 2, evaluate: bool = True, progress: bool = True,
-                  command: str | None = None, **arch) -> dict:
+                  command: str | None = None, normalise: bool = True, **arch) -> dict:
     """Pretrain the small CLIP and save it (model, tokenizer, image processor, training.json, README.md) in out_dir.
 
     arch: overrides of PretrainConfig fields (hidden, layers, heads, proj, patch, max_length, warmup,
-    weight_decay), for quick tests. Returns the training record: recipe, time, final loss and, with
+    weight_decay), for quick tests. normalise: apply `normalise_for_finetuning` before saving (the shipped model is). Returns the training record: recipe, time, final loss and, with
     evaluate=True, the zero-shot accuracies of `evaluate_mini`.
     """
     from tqdm.auto import tqdm
@@ -164,6 +164,7 @@ def pretrain_mini(out_dir: str | Path, steps: int = 1800, batch_size: int = 256,
     seconds = time.perf_counter() - t0
 
     model.eval()
+    normalised = normalise_for_finetuning(model, tok) if normalise else None
     model.save_pretrained(out)
     tok.save_pretrained(out)
     proc.save_pretrained(out)
@@ -184,12 +185,78 @@ def pretrain_mini(out_dir: str | Path, steps: int = 1800, batch_size: int = 256,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {cfg.threads} threads",
         "history": history,
     }
+    if normalised:
+        record["normalised_for_finetuning"] = normalised
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     if evaluate:
         metrics = evaluate_mini(out, progress=progress)
         record["zero_shot"] = metrics
         write_card(out)
     return record
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Normalisation for fine-tuning
+
+
+CLIP_LOGIT_SCALE = 100.0  # where CLIP's learned temperature ends (its training clamps it there)
+
+
+@torch.no_grad()
+def normalise_for_finetuning(model, tokenizer) -> dict:
+    """Two changes that leave every zero-shot prediction as it is but make the paper recipes' learning rates act on
+    this model as on CLIP:
+
+    - the text tower's residual stream is rescaled to unit RMS (per dimension, after the last layer, over the class
+      prompts of the world): the token and position embeddings and every layer's attention output projection and
+      FFN output Linear (weights and biases) are multiplied by a = 1 / RMS, and the LayerNorms' eps by a^2, which
+      leaves every LayerNorm's output, and so the model's function, unchanged. SGD is not invariant to that scale:
+      pretrained, the stream has RMS ~4.4, so a step on a text FFN bias moved the features ~20x less than on a
+      unit-scale stream, and CLIPFit's text biases did not move at its learning rate.
+    - the logit scale is set to CLIP's 100 (pretraining stopped at ~31; it scales every logit, not their order).
+    Returns what was done (recorded in training.json)."""
+    tm = model.text_model
+    prompts = [f"a photo of a {c} {s}." for s in synth.SHAPES for c in synth.COLOURS]
+    tok = tokenizer(prompts, padding=True, truncation=True, return_tensors="pt")
+    hidden = tm(**tok, output_hidden_states=True).hidden_states[-1]
+    mask = tok["attention_mask"].bool()
+    rms = float(hidden[mask].pow(2).mean().sqrt())
+    a = 1.0 / rms
+    for p in (tm.embeddings.token_embedding.weight, tm.embeddings.position_embedding.weight):
+        p.mul_(a)
+    for layer in tm.encoder.layers:
+        for lin in (layer.self_attn.out_proj, layer.mlp.fc2):
+            lin.weight.mul_(a)
+            lin.bias.mul_(a)
+    eps = model.config.text_config.layer_norm_eps * a * a
+    model.config.text_config.layer_norm_eps = eps
+    for m in tm.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.eps = eps
+    before = float(model.logit_scale.exp())
+    model.logit_scale.fill_(math.log(CLIP_LOGIT_SCALE))
+    return {"text_residual_rms_before": round(rms, 4), "text_residual_scale": a, "text_layer_norm_eps": eps,
+            "logit_scale_before": round(before, 4), "logit_scale": CLIP_LOGIT_SCALE}
+
+
+def normalise_model_dir(model_dir: str | Path) -> dict:
+    """Apply `normalise_for_finetuning` to a saved model in place (and record it in its training.json)."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    d = Path(model_dir)
+    model = CLIPModel.from_pretrained(d).eval()
+    tok = AutoTokenizer.from_pretrained(d)
+    done = normalise_for_finetuning(model, tok)
+    model.save_pretrained(d)
+    rec_path = d / "training.json"
+    if rec_path.exists():
+        rec = json.loads(rec_path.read_text())
+        rec["normalised_for_finetuning"] = done
+        rec_path.write_text(json.dumps(rec, indent=2) + "\n")
+    for f in d.iterdir():
+        if f.is_file():
+            f.chmod(0o644)
+    return done
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -214,7 +281,7 @@ def _task_arrays(task, items) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_mini(model_dir: str | Path | None = None, per_pair: int = 50, seed: int = 12345,
-                  tasks: tuple[str, ...] = ("synth", "synth_shift"), progress: bool = False,
+                  tasks: tuple[str, ...] = ("synth", "synth_shift", "synth_conflict"), progress: bool = False,
                   threads: int | None = None) -> dict:
     """Zero-shot accuracies (%) of a model on the world, written to `<model_dir>/zero_shot.json` when it is a folder.
 
@@ -335,6 +402,26 @@ def write_card(model_dir: str | Path) -> str:
         "```",
         "",
     ]
+    norm = rec.get("normalised_for_finetuning")
+    if norm:
+        lines += [
+            "## Normalised for fine-tuning",
+            "",
+            "After pretraining, two changes that leave every zero-shot prediction as it was (the text features are",
+            "equal to float precision) but let the papers' learning rates move the text side of the model",
+            "(`clipfit.pretrain.normalise_for_finetuning`; `python -m clipfit.pretrain --normalise MODEL_DIR`):",
+            "",
+            f"- The text tower's residual stream had an RMS of {norm['text_residual_rms_before']} per dimension after",
+            "  its last layer (over the world's class prompts). Everything that writes to it (token and position",
+            "  embeddings, each layer's attention output projection and FFN output Linear) is multiplied by",
+            f"  {norm['text_residual_scale']:.4f} = 1/RMS and the LayerNorms' eps by its square, which leaves every",
+            "  LayerNorm's output unchanged. SGD is not invariant to that scale: before, a step on a text FFN bias",
+            "  (what CLIPFit tunes) moved the text features about 20x less than on a unit-scale stream, and at",
+            "  CLIPFit's learning rate those biases did not move at all.",
+            f"- The logit scale is set to CLIP's {norm['logit_scale']:g} (pretraining ended at "
+            f"{norm['logit_scale_before']}). It scales every logit and changes none of their order.",
+            "",
+        ]
     if zs:
         lines += [
             "## Zero-shot accuracy",
@@ -363,10 +450,12 @@ def write_card(model_dir: str | Path) -> str:
                 lines.append(f"| {name} | {e['classes']} | {e['all']} | {e['base']} | {e['new']} | {e['hm']} |")
         lines += [
             "",
-            "Chance is 1/64 for the pairs, 1/32 for a task's `all` and 1/16 for its base or new half. `synth_shift`",
-            "renders the same classes on striped backgrounds, which pretraining never showed: zero-shot stays well",
-            "above chance but far below the unshifted task, which leaves room for few-shot adaptation. The numbers",
-            "are deterministic: the evaluation images come from fixed seeds.",
+            "Chance is 1/64 for the pairs, 1/32 for a task's `all` and 1/16 for its base or new half (1/12 and",
+            "1/6 for `synth_conflict`). `synth_shift` renders the same classes on striped backgrounds, which",
+            "pretraining never showed: zero-shot stays well above chance but far below the unshifted task, which",
+            "leaves room for few-shot adaptation. `synth_conflict` names each class by a colour and a shape of which",
+            "only one is what the class is (see `clipfit.data.synth`). The numbers are deterministic: the evaluation",
+            "images come from fixed seeds.",
             "",
         ]
     lines += [
@@ -430,10 +519,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--evaluate", metavar="MODEL_DIR", default=None,
                    help="measure the zero-shot accuracies of a model instead of training one")
     p.add_argument("--write-card", action="store_true", help="with --evaluate: rewrite MODEL_DIR/README.md")
+    p.add_argument("--normalise", metavar="MODEL_DIR", default=None,
+                   help="apply the fine-tuning normalisation (unit-RMS text residual, logit scale 100) to a saved "
+                        "model in place; pretraining applies it by itself")
     _add_arguments(p)
     args = p.parse_args(argv)
     args.prog = "python -m clipfit.pretrain"
     try:
+        if args.normalise:
+            print(json.dumps(normalise_model_dir(args.normalise), indent=None if args.json else 2))
+            return 0
         if args.evaluate:
             res = evaluate_mini(args.evaluate, threads=args.threads)
             if args.write_card:

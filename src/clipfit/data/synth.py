@@ -312,10 +312,13 @@ SPLIT_SIZES = {"train": 64, "val": 16, "test": 50}  # images per class
 
 
 def make_task(name: str, pairs: list[tuple[int, int]], shift: Shift | None = None, seed: int = 0,
-              sizes: dict[str, int] | None = None) -> Task:
+              sizes: dict[str, int] | None = None, loose: dict[int, tuple[int, float]] | None = None) -> Task:
     """A classification task over shape-colour `pairs` (label = index in `pairs`), images rendered with `shift`.
 
-    Each split draws its own images (other attributes uniform) from a generator seeded by (seed, split)."""
+    Each split draws its own images (other attributes uniform) from a generator seeded by (seed, split).
+    `loose` maps a label to (attribute, p): with probability p an image of that class shows a random value of that
+    attribute (SHAPE or COLOUR) instead of the one its name says, so the name's word for it is only the class's
+    usual value (see `synth_conflict`)."""
     sizes = sizes or SPLIT_SIZES
     classnames = [pair_name(s, c) for s, c in pairs]
     arrays: dict[str, np.ndarray] = {}
@@ -326,6 +329,9 @@ def make_task(name: str, pairs: list[tuple[int, int]], shift: Shift | None = Non
         labels = np.tile(np.arange(len(pairs)), n)  # class-interleaved
         attrs = sample_attributes(len(labels), rng, pairs=pairs)
         attrs[:, :2] = np.asarray(pairs, dtype=np.int64)[labels]
+        for label, (attribute, p) in (loose or {}).items():
+            redraw = (labels == label) & (rng.random(len(labels)) < p)
+            attrs[redraw, attribute] = rng.integers(0, len(VALUES[ATTRIBUTES[attribute]]), int(redraw.sum()))
         arrays[split] = render(attrs, rng, shift)
         splits[split] = [Item(f"{split}/{i}", int(y), classnames[y]) for i, y in enumerate(labels)]
     return Task(name=name, classnames=classnames, template=TEMPLATE, train=splits["train"], val=splits["val"],
@@ -339,16 +345,29 @@ def make_task(name: str, pairs: list[tuple[int, int]], shift: Shift | None = Non
 # cyan triangle; red cross, pink star) were held out of pretraining.
 TASK_PAIRS: list[tuple[int, int]] = [(s, c) for s in range(8) for c in range(8) if (s + c) % 2 == 0]
 
+# `synth_conflict`: a world where adapting to the base classes teaches exactly what the new classes must not learn.
+# Every class is named by a colour and a shape, but only one of the two is what the class is. The 6 base classes
+# (labels 0-5: red circle, green square, blue triangle, yellow diamond, purple cross, pink ring) are sorted by
+# colour: half of their images show another shape than the name says. The 6 new classes (yellow circle, purple
+# square, pink triangle, red diamond, green cross, blue ring) are sorted by shape: half of their images show another
+# colour. Zero-shot CLIP trusts both words. Tuning on the base classes learns to trust colour words and discount
+# shape words -- the opposite of what the new classes need -- unless something holds the model near zero-shot.
+CONFLICT_BASE = [(i, i) for i in range(6)]
+CONFLICT_NEW = [(j, (j + 3) % 6) for j in range(6)]
+CONFLICT_P = 0.5  # probability that an image shows another value of the attribute its class is not sorted by
+CONFLICT_LOOSE = {**{i: (SHAPE, CONFLICT_P) for i in range(6)}, **{6 + j: (COLOUR, CONFLICT_P) for j in range(6)}}
+
 _TASKS = {
     "synth": dict(pairs=TASK_PAIRS, shift=None, seed=101),
     "synth_shift": dict(pairs=TASK_PAIRS, shift=SHIFTS["stripes"], seed=102),
+    "synth_conflict": dict(pairs=CONFLICT_BASE + CONFLICT_NEW, shift=None, seed=301, loose=CONFLICT_LOOSE),
 }
 
 
 @functools.lru_cache(maxsize=4)
 def _cached(name: str) -> Task:
     spec = _TASKS[name]
-    return make_task(name, spec["pairs"], spec["shift"], seed=spec["seed"])
+    return make_task(name, spec["pairs"], spec["shift"], seed=spec["seed"], loose=spec.get("loose"))
 
 
 def _copy(task: Task) -> Task:
@@ -361,6 +380,14 @@ def _copy(task: Task) -> Task:
                   help="32 shape-colour classes of clipfit's synthetic world (generated; 64/16/50 per class)")
 def build_synth(root: str | None = None) -> Task:
     return _copy(_cached("synth"))
+
+
+@register_dataset("synth_conflict", needs_root=False,
+                  help="12 classes named by colour and shape, the 6 base ones sorted by colour, the 6 new ones by "
+                       "shape (half of each class's images show the other attribute at random): base-class tuning "
+                       "can forget what the new classes need (generated; 64/16/50 per class)")
+def build_synth_conflict(root: str | None = None) -> Task:
+    return _copy(_cached("synth_conflict"))
 
 
 @register_dataset("synth_shift", needs_root=False,
