@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
-from ..data.transforms import ImageDataset, eval_transform, train_transform
+from ..data.transforms import ImageDataset, eval_transform, seed_worker, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
 from ..tuners.base import Method
@@ -46,6 +47,85 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def _py_state(rng: random.Random | None = None) -> list:
+    """A Python random generator's state as JSON (the global one by default)."""
+    version, internal, gauss = (rng or random).getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_py_state(state: list, rng: random.Random | None = None) -> None:
+    (rng or random).setstate((state[0], tuple(state[1]), state[2]))
+
+
+def capture_rng(source: ImageSource | FeatureSource) -> tuple[dict[str, torch.Tensor], dict]:
+    """The states of every random number generator training draws from: Python's, NumPy's, torch's (CPU and every
+    CUDA device) and the source's own (data order, augmentation); as (tensors, JSON), for the checkpoint."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    src_tensors, src_meta = source.rng_state()
+    tensors.update({f"source_{k}": t for k, t in src_tensors.items()})
+    meta = {"python": _py_state(), "numpy": [kind, int(pos), int(has_gauss), float(gauss)], "source": src_meta}
+    return tensors, meta
+
+
+def restore_rng(source: ImageSource | FeatureSource, tensors: dict[str, torch.Tensor], meta: dict) -> bool:
+    """Put back what `capture_rng` saved; False when the checkpoint has no states (written by clipfit 0.1)."""
+    if "torch" not in tensors:
+        return False
+    torch.set_rng_state(tensors["torch"])
+    kind, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    _set_py_state(meta["python"])
+    cuda = [tensors[f"cuda{i}"] for i in range(len(tensors)) if f"cuda{i}" in tensors]
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
+    source.set_rng_state({k[7:]: t for k, t in tensors.items() if k.startswith("source_")}, meta["source"])
+    return True
+
+
+def _is_terminal() -> bool:
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+class _Lines:
+    """Progress where tqdm's bar cannot be read (stderr is a pipe or a file): one line every `every` seconds."""
+
+    every = 30.0
+
+    def __init__(self, iterable=None, total: int | None = None, desc: str = "", initial: int = 0):
+        self.iterable, self.desc, self.n, self.postfix = iterable, desc, initial, ""
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.last = time.monotonic()
+
+    def __iter__(self):
+        for x in self.iterable:
+            yield x
+            self.update(1)
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            total = f"/{self.total}" if self.total else ""
+            print(f"{self.desc}: {self.n}{total}" + (f" ({self.postfix})" if self.postfix else ""), file=sys.stderr,
+                  flush=True)
+
+    def set_postfix(self, **kw) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", progress: bool = True, initial: int = 0):
+    """tqdm's bar on a terminal, a line every 30 s on a pipe or a file, nothing when `progress` is off."""
+    if progress and not _is_terminal():
+        return _Lines(iterable, total, desc, initial)
+    return tqdm(iterable, total=total, desc=desc, disable=not progress, leave=False, initial=initial)
 
 
 def lr_at(epoch: int, cfg: TrainConfig, step: int = 0, steps_per_epoch: int = 1) -> float:
@@ -87,7 +167,7 @@ def predict(method: Method, loader, device: torch.device, precision: str = "auto
     with autocast(device, precision):
         text = method.text_features()
         out, labels = [], []
-        for x, y in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
+        for x, y in progress_bar(loader, desc=desc, progress=progress):
             out.append(method.logits(method.image_features(x.to(device)), text).float().cpu())
             labels.append(y)
     method.train(was_training)
@@ -122,7 +202,7 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     with autocast(device, cfg.precision):
         for _ in range(max(1, views)):
             loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0)
-            for x, y in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
+            for x, y in progress_bar(loader, desc=desc, progress=progress):
                 feats.append(method.frozen_image_features(x.to(device)).float().cpu())
                 labels.append(y)
     method.train(was_training)
@@ -150,16 +230,25 @@ class ImageSource:
 
     def __init__(self, method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device):
         self.method, self.cfg, self.device = method, cfg, device
-        tf = train_transform(method.backbone.image_spec, seed=seed, scale=(cfg.crop_scale, 1.0), flip=cfg.flip)
-        ds = ImageDataset(task.train, task.reader, tf, cache=True)
-        self.loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True,
-                                                  generator=torch.Generator().manual_seed(seed),
-                                                  drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers)
+        self.transform = train_transform(method.backbone.image_spec, seed=seed, scale=(cfg.crop_scale, 1.0),
+                                         flip=cfg.flip)
+        ds = ImageDataset(task.train, task.reader, self.transform, cache=True)
+        self.generator = torch.Generator().manual_seed(seed)  # the data order
+        self.loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=self.generator,
+                                                  drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers,
+                                                  worker_init_fn=seed_worker)
         self.n_batches = len(self.loader)
         self.val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None
 
     def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         return self.loader
+
+    def rng_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {"order": self.generator.get_state()}, {"augment": _py_state(self.transform.rng)}
+
+    def set_rng_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.generator.set_state(tensors["order"])
+        _set_py_state(meta["augment"], self.transform.rng)
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.image_features(x)
@@ -190,6 +279,12 @@ class FeatureSource:
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.adapt_image_features(x)
+
+    def rng_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {"order": self.generator.get_state()}, {}
+
+    def set_rng_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.generator.set_state(tensors["order"])
 
     def validate(self) -> float:
         val_x, val_y = self.val
@@ -229,7 +324,8 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
     """The epoch loop: per-epoch learning rate, steps over the source's batches, validation, checkpoint selection.
 
     With `run`, the state after every epoch is saved in its checkpoint; `resume` continues from it with the same
-    weights, optimiser state and best-so-far (the order of the remaining batches differs from an uninterrupted run's).
+    weights, optimiser state, best-so-far and random number generators: the result is bit for bit an uninterrupted
+    run's (on the same machine and software).
     """
     t0 = time.time()
     if cfg.iterations > 0:  # a budget of optimiser steps: as many epochs as it needs, the last one cut short
@@ -241,11 +337,14 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
     history: list[dict] = []
     start = 0
     if resume and run is not None and run.has_checkpoint:
-        start, tuned, best, history = run.load_checkpoint(opt)
-        method.load_tuned(tuned)
-        log(f"resumed after epoch {start}")
-    bar = tqdm(total=total_steps, initial=start * source.n_batches, desc=f"train {method.name}",
-               disable=None if progress else True, leave=False)
+        ckpt = run.load_checkpoint(opt)
+        start, best, history = ckpt.epoch, ckpt.best, ckpt.history
+        method.load_tuned(ckpt.tuned)
+        exact = restore_rng(source, ckpt.rng_tensors, ckpt.rng_meta)
+        log(f"resumed after epoch {start}" + ("" if exact else " (a checkpoint without random states: the rest of the "
+                                                               "run differs from an uninterrupted one)"))
+    bar = progress_bar(total=total_steps, initial=min(start * source.n_batches, total_steps),
+                       desc=f"train {method.name}", progress=progress)
     static_text = method.text_is_static
     for epoch in range(start, cfg.epochs):
         for grp in opt.param_groups:
@@ -292,9 +391,9 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
                 best = {"acc": rec["val_accuracy"], "epoch": epoch + 1, "state": method.tuned_state()}
             bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_accuracy']:.1f}")
         history.append(rec)
-        log(_fmt(rec))
         if run is not None:
-            run.save_checkpoint(method.tuned_state(), opt, epoch + 1, best, history)
+            run.save_checkpoint(method.tuned_state(), opt, epoch + 1, best, history, *capture_rng(source))
+        log(_fmt(rec))  # after the checkpoint: every epoch in the log can be resumed from
     bar.close()
     method.on_train_end()
     if cfg.select == "best" and best["state"] is not None:

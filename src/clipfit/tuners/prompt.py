@@ -57,7 +57,7 @@ def encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attentio
 @dataclass
 class PromptConfig(MethodConfig):
     n_ctx: int = opt(8, "learned context vectors before the class name (the LayerNorm tuning paper: 8 vectors of the text "
-                        "width, 4,096 parameters on ViT-B/16)")
+                        "width, 4,096 parameters on ViT-B/16)", range="[1, inf)")
     ctx_init: str = opt("", "words whose token embeddings initialise the last context vectors (CoOp's ctx_init, e.g. "
                             "'a photo of a'); the others, and all when empty, ~ N(0, 0.02) as CoOp's generic context")
     suffix: str = opt("", "text after the class name ('' = the raw class name, as the LayerNorm tuning paper; CoOp appends '.')")
