@@ -465,3 +465,27 @@ def test_settings_show_their_range(capsys):
     assert main(["methods", "--details"]) == 0
     out = capsys.readouterr().out
     assert "crop_scale = 0.08" in out and "[in (0, 1]]" in out and "batch_size = 32: training batch size [>= 1]" in out
+
+
+def test_interrupted_grid_run_resumes_exactly_from_its_partial_directory(tiny_clip, tiny_folder, tmp_path, monkeypatch):
+    def grid(out):
+        return ["fewshot", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4", "--methods",
+                "clipfit", "--seeds", "1", "--out", str(out), "--quiet", *set_args({**FAST, "epochs": 3})]
+
+    assert main(grid(tmp_path / "ref")) == 0
+    real, calls = RunDir.save_checkpoint, []
+
+    def interrupt_after_two(*a, **kw):
+        real(*a, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", interrupt_after_two)
+    assert main(grid(tmp_path / "g")) == 130
+    run = RunDir(tmp_path / "g" / "clipfit" / "seed1")
+    assert run.has_checkpoint and not run.path.exists()  # the checkpoint lives in .seed1.partial
+    monkeypatch.setattr(RunDir, "save_checkpoint", real)
+    assert main(grid(tmp_path / "g")) == 0  # the grid continues the run by itself
+    assert "resumed after epoch 2" in run.file("log.txt").read_text()
+    assert _result(run.path) == _result(tmp_path / "ref" / "clipfit" / "seed1")
