@@ -322,7 +322,7 @@ def test_unusable_out_directories(tiny_clip, tiny_folder, tmp_path, capsys):
     assert main(_args(tiny_clip, tiny_folder, tmp_path / "afile")) == 2
     assert "is a file, not a folder" in _error(capsys)
     assert main(_args(tiny_clip, tiny_folder, tmp_path / "afile" / "run")) == 2
-    assert "afile" in _error(capsys)
+    assert "afile is a file, not a folder" in _error(capsys)
     assert main(_args(tiny_clip, tiny_folder, tmp_path / ("x" * 300))) == 2
     assert "File name too long" in _error(capsys)
 
@@ -353,7 +353,7 @@ def test_model_folder_whose_config_does_not_fit_its_weights(tiny_clip, tiny_fold
     del weights["text_projection.weight"]
     save_file(weights, bad / "model.safetensors", metadata={"format": "pt"})
     assert main(_args(str(bad), tiny_folder, tmp_path / "r")) == 2
-    assert "1 weights are missing" in _error(capsys) and not (tmp_path / "r").exists()
+    assert "its weight files lack 1 of the model's weights" in _error(capsys) and not (tmp_path / "r").exists()
 
 
 def test_logreg_probe_without_scikit_learn_says_what_to_install(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):
@@ -458,7 +458,9 @@ def test_progress_on_a_pipe_is_a_line_per_epoch_and_status_lines(tiny_clip, tiny
     assert main(args) == 0  # captured stderr is no terminal
     err = capsys.readouterr().err
     assert "clipfit: checking 42 images" in err and "clipfit: loading model" in err
-    assert [ln.split()[1] for ln in err.splitlines() if "epoch=" in ln] == ["epoch=1", "epoch=2", "epoch=3"]
+    epochs = [ln for ln in err.splitlines() if "epoch=" in ln]
+    assert [ln.split()[4] for ln in epochs] == ["epoch=1", "epoch=2", "epoch=3"]
+    assert all(ln.startswith("clipfit: clipfit seed 1: epoch=") for ln in epochs)  # which run, in a grid
 
 
 def test_settings_show_their_range(capsys):

@@ -140,8 +140,8 @@ class Backbone(nn.Module):
                                "config); use the config.json the weights were saved with")
         missing = sorted(info.get("missing_keys") or [])
         if missing:
-            raise ClipfitError(f"model {path!r}: {len(missing)} weights are missing from its weight files (e.g. "
-                               f"{missing[0]}), so they would be random; use a complete checkpoint")
+            raise ClipfitError(f"model {path!r}: its weight files lack {len(missing)} of the model's weights (e.g. "
+                               f"{missing[0]}), which would be random; use a complete checkpoint")
         model.eval().to(device)
         return cls(model, tokenizer, processor, source=name_or_path or EMBEDDED_MODEL)
 

@@ -92,7 +92,7 @@ def model_source(name: str | None) -> tuple[str, dict]:
     if offline_by_choice():
         why = "HF_HUB_OFFLINE is set"
     elif not hub_reachable():
-        why = f"the hub cannot be reached (no network? tried for {PROBE_SECONDS:g} s)"
+        why = "the hub cannot be reached (no network?)"
     else:
         return path, {}
     if not _cached(path):

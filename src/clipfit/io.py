@@ -29,14 +29,15 @@ def _file_mode() -> int:
 def os_error(e: OSError, path: str | os.PathLike, doing: str) -> ClipfitError:
     """A one-line error for an OSError while `doing` (e.g. 'write') `path`."""
     why = e.strerror or type(e).__name__
-    hint = {13: "check its permissions", 30: "the file system is read-only", 28: "free some disk space",
+    hint = {1: "check its permissions", 13: "check its permissions", 30: "the file system is read-only", 28: "free some disk space",
             36: "choose a shorter name", 20: "a part of the path is a file, not a folder",
             21: "it is a folder, not a file", 17: "it already exists"}.get(e.errno or 0, "")
     return ClipfitError(f"cannot {doing} {path}: {why}" + (f"; {hint}" if hint else ""))
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one, never half of one."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one, never half of one.
+    `durable=False` skips the fsync: still whole after a killed process, maybe lost after a power cut."""
     path = Path(path)
     tmp = None
     try:
@@ -47,7 +48,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), _file_mode())
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         if tmp and os.path.exists(tmp):

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,13 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.transforms import ImageDataset, eval_transform, seed_worker, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
+from ..progress import progress_bar
 from ..tuners.base import Method
+from .rng import capture_rng, py_state, restore_rng, set_py_state
 from .rundir import RunDir
 
 
@@ -47,85 +47,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def _py_state(rng: random.Random | None = None) -> list:
-    """A Python random generator's state as JSON (the global one by default)."""
-    version, internal, gauss = (rng or random).getstate()
-    return [version, list(internal), gauss]
-
-
-def _set_py_state(state: list, rng: random.Random | None = None) -> None:
-    (rng or random).setstate((state[0], tuple(state[1]), state[2]))
-
-
-def capture_rng(source: ImageSource | FeatureSource) -> tuple[dict[str, torch.Tensor], dict]:
-    """The states of every random number generator training draws from: Python's, NumPy's, torch's (CPU and every
-    CUDA device) and the source's own (data order, augmentation); as (tensors, JSON), for the checkpoint."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    tensors = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64))}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    src_tensors, src_meta = source.rng_state()
-    tensors.update({f"source_{k}": t for k, t in src_tensors.items()})
-    meta = {"python": _py_state(), "numpy": [kind, int(pos), int(has_gauss), float(gauss)], "source": src_meta}
-    return tensors, meta
-
-
-def restore_rng(source: ImageSource | FeatureSource, tensors: dict[str, torch.Tensor], meta: dict) -> bool:
-    """Put back what `capture_rng` saved; False when the checkpoint has no states (written by clipfit 0.1)."""
-    if "torch" not in tensors:
-        return False
-    torch.set_rng_state(tensors["torch"])
-    kind, pos, has_gauss, gauss = meta["numpy"]
-    np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
-    _set_py_state(meta["python"])
-    cuda = [tensors[f"cuda{i}"] for i in range(len(tensors)) if f"cuda{i}" in tensors]
-    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-        torch.cuda.set_rng_state_all(cuda)
-    source.set_rng_state({k[7:]: t for k, t in tensors.items() if k.startswith("source_")}, meta["source"])
-    return True
-
-
-def _is_terminal() -> bool:
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
-class _Lines:
-    """Progress where tqdm's bar cannot be read (stderr is a pipe or a file): one line every `every` seconds."""
-
-    every = 30.0
-
-    def __init__(self, iterable=None, total: int | None = None, desc: str = "", initial: int = 0):
-        self.iterable, self.desc, self.n, self.postfix = iterable, desc, initial, ""
-        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-        self.last = time.monotonic()
-
-    def __iter__(self):
-        for x in self.iterable:
-            yield x
-            self.update(1)
-
-    def update(self, k: int = 1) -> None:
-        self.n += k
-        if time.monotonic() - self.last >= self.every:
-            self.last = time.monotonic()
-            total = f"/{self.total}" if self.total else ""
-            print(f"{self.desc}: {self.n}{total}" + (f" ({self.postfix})" if self.postfix else ""), file=sys.stderr,
-                  flush=True)
-
-    def set_postfix(self, **kw) -> None:
-        self.postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", progress: bool = True, initial: int = 0):
-    """tqdm's bar on a terminal, a line every 30 s on a pipe or a file, nothing when `progress` is off."""
-    if progress and not _is_terminal():
-        return _Lines(iterable, total, desc, initial)
-    return tqdm(iterable, total=total, desc=desc, disable=not progress, leave=False, initial=initial)
 
 
 def lr_at(epoch: int, cfg: TrainConfig, step: int = 0, steps_per_epoch: int = 1) -> float:
@@ -244,11 +165,11 @@ class ImageSource:
         return self.loader
 
     def rng_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return {"order": self.generator.get_state()}, {"augment": _py_state(self.transform.rng)}
+        return {"order": self.generator.get_state()}, {"augment": py_state(self.transform.rng)}
 
     def set_rng_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         self.generator.set_state(tensors["order"])
-        _set_py_state(meta["augment"], self.transform.rng)
+        set_py_state(meta["augment"], self.transform.rng)
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.image_features(x)

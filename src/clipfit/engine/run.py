@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,9 @@ from ..data.catalogue import canonical_dataset, load_task
 from ..data.sampling import fewshot, subsample_classes
 from ..data.types import Task, check_images
 from ..errors import ClipfitError
+from ..hub import model_source
 from ..io import read_json
+from ..progress import is_terminal, status
 from ..recipes import Context
 from ..tuners import METHODS, Method, build_method
 from .loop import FitResult, evaluate, fit, pick_device
@@ -133,11 +134,6 @@ def recorded_settings(config: dict) -> dict[str, Any]:
     return parse_settings(config.get("overrides", []), [entry.cls.Config, TrainConfig])
 
 
-def status(progress: bool):
-    """A function printing one status line on stderr (nothing when `progress` is off)."""
-    return (lambda line: print(f"clipfit: {line}", file=sys.stderr, flush=True)) if progress else (lambda line: None)
-
-
 def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, progress: bool = True,
               test: bool = True, backbone: Backbone | None = None, resume: bool = False) -> dict:
     """Train, select on validation, save the run directory, and (optionally) report test accuracy once.
@@ -158,6 +154,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     if not task.train and tcfg.epochs > 0:
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
     run.check_target(overwrite, resume)
+    if backbone is None:
+        model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
     task = check_images(task, echo, test=test)
     with run.transaction(overwrite, resume) as work:
         device = pick_device(spec.device)
@@ -179,12 +177,12 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
             })
             work.write_items(task.train, task.val)
         with work.logger() as write_log:
-            tee = progress and not sys.stderr.isatty()  # no progress bar on a pipe or file: a line per epoch instead
+            tee = progress and not is_terminal()  # no progress bar on a pipe or file: a line per epoch instead
 
             def log(line: str) -> None:
                 write_log(line)
                 if tee:
-                    echo(line)
+                    echo(f"{spec.method} seed {spec.seed}: {line}")
 
             echo(f"training {spec.method} on {len(task.train)} images")
             result: FitResult = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, run=work,

@@ -143,6 +143,9 @@ class RunDir:
         try:
             if self.path.exists() and not self.path.is_dir():
                 raise ClipfitError(f"--out {self.path} is a file, not a folder; choose another --out")
+            above = next((p for p in self.path.parents if p.exists()), None)
+            if above is not None and not above.is_dir():
+                raise ClipfitError(f"--out {self.path}: {above} is a file, not a folder; choose another --out")
             if resume:
                 if not self.has_checkpoint:
                     raise ClipfitError(f"nothing to resume in {self.path}: no {self.CHECKPOINT} (the run finished, or "
@@ -265,22 +268,23 @@ class RunDir:
             raise ClipfitError(f"{path} is damaged (no file list); train the run again")
         return man
 
-    def _save_manifest(self, man: dict) -> None:
-        atomic_write_bytes(self.file(self.MANIFEST), json_bytes(man))
+    def _save_manifest(self, man: dict, durable: bool = True) -> None:
+        atomic_write_bytes(self.file(self.MANIFEST), json_bytes(man), durable)
 
-    def _write(self, name: str, data: bytes) -> None:
+    def _write(self, name: str, data: bytes, durable: bool = True) -> None:
         """Write one file and record its checksum. The manifest first lists the new checksum as pending, so a crash
-        at any point leaves a file whose checksum the manifest holds."""
+        at any point leaves a file whose checksum the manifest holds. `durable=False` (the checkpoint, written every
+        epoch) skips the fsyncs: safe when the process dies, not always when the machine does."""
         digest = sha256(data)
         man = self._manifest() or {"format": FORMAT, "files": {}}
         man.setdefault("pending", {})[name] = digest
-        self._save_manifest(man)
-        atomic_write_bytes(self.file(name), data)
+        self._save_manifest(man, durable)
+        atomic_write_bytes(self.file(name), data, durable)
         man["files"][name] = digest
         del man["pending"][name]
         if not man["pending"]:
             del man["pending"]
-        self._save_manifest(man)
+        self._save_manifest(man, durable)
 
     def _record(self, name: str) -> None:
         """Record the checksum of a file written otherwise (the log, appended line by line)."""
@@ -388,7 +392,7 @@ class RunDir:
         tensors.update({f"rng/{k}": t for k, t in (rng_tensors or {}).items()})
         meta = {"epoch": epoch, "best_acc": best["acc"], "best_epoch": best["epoch"], "history": history,
                 "rng": rng_meta or {}}
-        self._write(self.CHECKPOINT, tensors_to_bytes(tensors, {"clipfit_checkpoint": json.dumps(meta)}))
+        self._write(self.CHECKPOINT, tensors_to_bytes(tensors, {"clipfit_checkpoint": json.dumps(meta)}), durable=False)
 
     def load_checkpoint(self, opt: torch.optim.Optimizer) -> Checkpoint:
         """Restore the optimiser from the checkpoint; returns the rest of the state."""
