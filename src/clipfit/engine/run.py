@@ -154,11 +154,11 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     if not task.train and tcfg.epochs > 0:
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
     run.check_target(overwrite, resume)
+    device = pick_device(spec.device)
     if backbone is None:
         model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
     task = check_images(task, echo, test=test)
     with run.transaction(overwrite, resume) as work:
-        device = pick_device(spec.device)
         if backbone is None:
             echo(f"loading model {spec.model}")
             backbone = Backbone.from_pretrained(spec.model, device=device)
