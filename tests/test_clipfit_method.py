@@ -140,8 +140,9 @@ def test_commands_train_eval_predict_export(tiny_clip, tiny_folder, tmp_path, ca
 def test_user_errors_are_one_line(tiny_clip, tiny_folder, tmp_path, capsys):
     assert main(["train", "--model", str(tmp_path / "nope"), "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4",
                  "--out", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("clipfit: error:") and "\n" not in err and "nope" in err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("clipfit: error:") and "nope" in lines[-1]
+    assert all(line.startswith("clipfit: ") for line in lines)  # status lines, then the one-line error
     assert main(["train", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "50",
                  "--out", str(tmp_path / "r2"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
@@ -224,12 +225,15 @@ def test_interrupted_run_resumes_from_last_epoch(tiny_clip, tiny_folder, tmp_pat
     sets = set_args({**FAST, "epochs": 4})
     args = ["train", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4", "--quiet"]
     assert main([*args, *sets, "--out", str(out)]) == 130  # interrupted after epoch 2
-    assert (out / "checkpoint.safetensors").exists() and not (out / "tuned.safetensors").exists()
+    partial = tmp_path / ".run.partial"  # an unfinished run lives beside its run directory
+    assert (partial / "checkpoint.safetensors").exists() and not out.exists()
+    assert "--resume" in capsys.readouterr().err
     monkeypatch.setattr(RunDir, "save_checkpoint", real)
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
     assert "resumed after epoch 2" in (out / "log.txt").read_text()
     assert not (out / "checkpoint.safetensors").exists() and (out / "tuned.safetensors").exists()
+    assert not partial.exists()
     assert main(["train", "--out", str(out), "--resume"]) == 2  # a finished run has nothing to resume
     assert "nothing to resume" in capsys.readouterr().err

@@ -6,12 +6,12 @@ by colour (half of their images show another shape than the name says), the 6 ne
 images show another colour). Tuning on the base classes learns to trust colour words and discount shape words, the
 opposite of what the new classes need. 16 shots, seed 1, each method's paper recipe, crop scale 0.5 (32x32 images).
 
-Measured with exactly these runs (base / new test accuracy, 100 base and 100 new images... per class 50):
+Measured with exactly these runs (base / new test accuracy in %; 50 test images per class, 300 per half):
     zero-shot                                     79.33 / 80.67
     CoOp (4 ctx "a photo of a", 200 epochs)      100.00 / 54.33   (new -26.3)
     CLIPFit bias strategy (a), CE only             97.67 / 57.00   (new -23.7)
     KgCoOp (lambda 8)                              92.67 / 62.00   (new +7.7 over CoOp)
-    KgCoOp, lambda 0                              (see MEASURED below)
+    KgCoOp, lambda 0                              100.00 / 53.33   (its recipe without its regulariser)
 Over seeds 1 2 3 (README): KgCoOp recovers 29% of CoOp's loss, not half as in the papers; CLIPFit's KD (beta 8 vs
 0) makes no measurable difference here: its image LayerNorms carry the damage and KD anchors only the text side.
 """
@@ -65,4 +65,4 @@ def test_knowledge_guidance_protects_the_new_classes(results):
     # KgCoOp's regulariser, not its shorter recipe, is what keeps new-class accuracy: with lambda 0 it forgets
     kg, kg0, coop = results["kgcoop"][1], results["kgcoop_lambda0"][1], results["coop"][1]
     assert kg >= coop + 4.0  # measured +7.7
-    assert kg >= kg0 + 4.0  # measured: see MEASURED
+    assert kg >= kg0 + 4.0  # measured +8.7

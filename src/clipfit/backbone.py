@@ -8,33 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import ClipfitError
-
-EMBEDDED_MODEL = "clipfit/mini-clip"
-ASSETS = Path(__file__).parent / "assets"
-
-# Architectures for `clipfit params` (counts on a random initialisation, no download).
-ARCHS: dict[str, dict] = {
-    "ViT-B/16": dict(text=(512, 2048, 12, 8), vision=(768, 3072, 12, 12), patch=16, image=224, proj=512),
-    "ViT-B/32": dict(text=(512, 2048, 12, 8), vision=(768, 3072, 12, 12), patch=32, image=224, proj=512),
-    "ViT-L/14": dict(text=(768, 3072, 12, 12), vision=(1024, 4096, 24, 16), patch=14, image=224, proj=768),
-}
-
-
-def resolve_model_path(name: str | None) -> str:
-    """The embedded model's folder for None / 'clipfit/mini-clip' / 'mini'; otherwise `name` unchanged."""
-    if name in (None, "", EMBEDDED_MODEL, "mini"):
-        path = ASSETS / "mini-clip"
-        if not (path / "config.json").exists():
-            raise ClipfitError(f"the embedded model is missing from {path}; reinstall clipfit or run `clipfit pretrain-mini`")
-        return str(path)
-    return name
+from .hub import ARCHS, ASSETS, EMBEDDED_MODEL, model_source, resolve_model_path  # noqa: F401 (re-exported)
 
 
 def clip_config(arch: str, vocab_size: int = 49408, max_positions: int = 77):
@@ -136,18 +116,32 @@ class Backbone(nn.Module):
     def from_pretrained(cls, name_or_path: str | None = None, device: str | torch.device = "cpu") -> Backbone:
         """Load model, tokenizer and image processor from a hub id or a local directory (None: the embedded model)."""
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+        from transformers.utils import logging as hf_logging
 
-        path = resolve_model_path(name_or_path)
-        local = os.path.isdir(path)
-        if not local and (os.sep in path.strip("/") and os.path.exists(os.path.dirname(path)) or path.startswith((".", "/"))):
-            raise ClipfitError(f"model directory not found: {path}")
+        path, kwargs = model_source(name_or_path)  # one line in seconds for a missing folder or an unreachable hub
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its load report becomes our one line below
+        hf_logging.disable_progress_bar()  # weight-loading bars; clipfit shows its own progress
         try:
-            model = CLIPModel.from_pretrained(path)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            processor = AutoImageProcessor.from_pretrained(path)
-        except OSError as e:
+            model, info = CLIPModel.from_pretrained(path, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            processor = AutoImageProcessor.from_pretrained(path, **kwargs)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ClipfitError(f"cannot load model {path!r}: {first} (offline? pass a local directory)") from None
+            hint = " (offline? pass a local directory)" if isinstance(e, OSError) else ""
+            raise ClipfitError(f"cannot load model {path!r}: {first}{hint}") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        mismatched = sorted(info.get("mismatched_keys") or [], key=str)
+        if mismatched:
+            k, in_file, in_config = mismatched[0]
+            raise ClipfitError(f"model {path!r}: its config.json does not fit its weights: {len(mismatched)} weights have "
+                               f"other shapes (e.g. {k}: {tuple(in_file)} in the weights, {tuple(in_config)} by the "
+                               "config); use the config.json the weights were saved with")
+        missing = sorted(info.get("missing_keys") or [])
+        if missing:
+            raise ClipfitError(f"model {path!r}: its weight files lack {len(missing)} of the model's weights (e.g. "
+                               f"{missing[0]}), which would be random; use a complete checkpoint")
         model.eval().to(device)
         return cls(model, tokenizer, processor, source=name_or_path or EMBEDDED_MODEL)
 

@@ -8,8 +8,8 @@ import json
 import sys
 
 from .api import DEMO_DATASET, DEMO_METHODS
-from .backbone import ARCHS, EMBEDDED_MODEL
 from .errors import ClipfitError
+from .hub import ARCHS, EMBEDDED_MODEL  # not .backbone: that imports torch (slow to start)
 from .recipes import PROTOCOLS
 
 
@@ -29,7 +29,8 @@ def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: b
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
+    """The parser; `pretrain_args=False` lists `pretrain-mini` without its arguments (which import torch)."""
     ap = argparse.ArgumentParser(prog="clipfit", description="Adapt CLIP models to few-shot image classification.")
     ap.add_argument("--version", action="version", version=f"clipfit {__import__('clipfit').__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--details", action="store_true", help="show every setting with its default and help")
     p.set_defaults(func=cmd_methods)
 
+    if not pretrain_args:
+        sub.add_parser("pretrain-mini", help="pretrain the small embedded CLIP on the synthetic world")
+        return ap
     try:
         from . import pretrain
 
@@ -345,20 +349,20 @@ def cmd_methods(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # weight-loading bars; clipfit shows its own progress
-    except ImportError:
-        pass
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(pretrain_args="pretrain-mini" in argv).parse_args(argv)
     try:
         args.func(args)
     except ClipfitError as e:
         print(f"clipfit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("clipfit: interrupted", file=sys.stderr)
+        hint = ""
+        if args.command == "train":
+            from .engine.rundir import RunDir
+
+            hint = f"; continue with `clipfit train --out {args.out} --resume`" if RunDir(args.out).has_checkpoint else ""
+        print(f"clipfit: interrupted{hint}", file=sys.stderr)
         return 130
     return 0
 

@@ -6,6 +6,8 @@ parsed into that form only at the command-line edge (`parse_settings`).
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -17,9 +19,45 @@ from .recipes import DASSL_SGD
 _D = DASSL_SGD.settings
 
 
-def opt(default: Any, help: str, choices: tuple | None = None):
-    """A dataclass field with help text (shown by `clipfit methods --details`) and optional allowed values."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None):
+    """A dataclass field with help text (shown by `clipfit methods --details`), optional allowed values and an
+    optional numeric range in interval notation: "(0, inf)" is > 0, "[1, inf)" is >= 1, "(0, 1]" is 0 < x <= 1.
+    Float settings are always finite (NaN and infinities are refused)."""
+    if range is not None:
+        Interval.parse(range).check("default", default)  # a wrong default fails at import, not in a user's run
+    return field(default=default, metadata={"help": help, "choices": choices, "range": range})
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A numeric range such as [0, inf) or (0, 1]; `check` refuses a value outside it with a one-line error."""
+
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Interval:
+        m = re.fullmatch(r"\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*", text)
+        if not m:
+            raise ValueError(f"range {text!r}: write it in interval notation, e.g. '(0, 1]' or '[1, inf)'")
+        return cls(float(m[2]), float(m[3]), m[1] == "(", m[4] == ")")
+
+    def __str__(self) -> str:
+        num = lambda x: "inf" if math.isinf(x) else f"{x:g}"  # noqa: E731
+        if math.isinf(self.high):
+            return f"{'>' if self.low_open else '>='} {num(self.low)}"
+        return f"in {'(' if self.low_open else '['}{num(self.low)}, {num(self.high)}{')' if self.high_open else ']'}"
+
+    def contains(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def check(self, key: str, value: Any) -> None:
+        if value is not None and not self.contains(value):
+            raise ClipfitError(f"setting {key}={value!r}: must be {self}")
 
 
 @dataclass
@@ -28,30 +66,33 @@ class TrainConfig:
     recipe (clipfit.recipes) sets its own."""
 
     optimizer: str = opt(_D["optimizer"], "optimiser", ("sgd", "adamw"))
-    lr: float = opt(_D["lr"], "peak learning rate")
-    momentum: float = opt(_D["momentum"], "SGD momentum")
-    weight_decay: float = opt(_D["weight_decay"], "weight decay")
-    batch_size: int = opt(_D["batch_size"], "training batch size")
-    epochs: int = opt(100, "training epochs (an epoch is one pass over the few-shot training set)")
-    warmup_epochs: int = opt(_D["warmup_epochs"], "epochs at constant warmup_lr before the schedule starts")
-    warmup_lr: float = opt(_D["warmup_lr"], "learning rate during warm-up")
+    lr: float = opt(_D["lr"], "peak learning rate (0: nothing moves, a check)", range="[0, inf)")
+    momentum: float = opt(_D["momentum"], "SGD momentum", range="[0, 1)")
+    weight_decay: float = opt(_D["weight_decay"], "weight decay", range="[0, inf)")
+    batch_size: int = opt(_D["batch_size"], "training batch size", range="[1, inf)")
+    epochs: int = opt(100, "training epochs (an epoch is one pass over the few-shot training set)", range="[0, inf)")
+    warmup_epochs: int = opt(_D["warmup_epochs"], "epochs at constant warmup_lr before the schedule starts",
+                             range="[0, inf)")
+    warmup_lr: float = opt(_D["warmup_lr"], "learning rate during warm-up", range="[0, inf)")
     scheduler: str = opt(_D["scheduler"], "learning-rate schedule after warm-up", ("cosine", "constant"))
     schedule_unit: str = opt("epoch", "the cosine steps once per epoch (Dassl) or after every optimiser step "
                                       "(CLIP-LoRA, Tip-Adapter-F)", ("epoch", "step"))
-    min_lr: float = opt(0.0, "the cosine's final learning rate (CLIP-LoRA: 1e-6)")
+    min_lr: float = opt(0.0, "the cosine's final learning rate (CLIP-LoRA: 1e-6)", range="[0, inf)")
     iterations: int = opt(0, "total optimiser steps; > 0 replaces `epochs` (as many epochs as the steps need, the "
-                             "last one cut short; CLIP-LoRA: 500 x shots)")
+                             "last one cut short; CLIP-LoRA: 500 x shots)", range="[0, inf)")
     select: str = opt("best", "checkpoint kept: best validation accuracy (ties: later epoch) or the last epoch (the "
                               "CoOp protocol's; each recipe sets its paper's)", ("best", "last"))
     val_shots: int | None = opt(None, "validation images per class; none = the protocol's rule (CoOp: min(K, 4); the "
-                                      "LayerNorm-tuning paper: K, Flowers min(K, 4), K/10 above 16 shots)")
-    eval_every: int = opt(1, "validate every N epochs (and always after the last)")
-    eval_batch_size: int = opt(256, "batch size for evaluation")
+                                      "LayerNorm-tuning paper: K, Flowers min(K, 4), K/10 above 16 shots)",
+                                range="[0, inf)")
+    eval_every: int = opt(1, "validate every N epochs (and always after the last)", range="[1, inf)")
+    eval_batch_size: int = opt(256, "batch size for evaluation", range="[1, inf)")
     precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", ("auto", "fp32", "bf16"))
-    num_workers: int = opt(0, "DataLoader worker processes")
-    adam_eps: float = opt(1e-8, "AdamW's epsilon (Tip-Adapter-F: 1e-4)")
-    grad_clip: float = opt(0.0, "clip gradient norm to this value (0: off)")
-    crop_scale: float = opt(0.08, "smallest area fraction of the random resized crop (CoOp: 0.08; 1: no cropping)")
+    num_workers: int = opt(0, "DataLoader worker processes", range="[0, inf)")
+    adam_eps: float = opt(1e-8, "AdamW's epsilon (Tip-Adapter-F: 1e-4)", range="(0, inf)")
+    grad_clip: float = opt(0.0, "clip gradient norm to this value (0: off)", range="[0, inf)")
+    crop_scale: float = opt(0.08, "smallest area fraction of the random resized crop (CoOp: 0.08; 1: no cropping)",
+                            range="(0, 1]")
     flip: bool = opt(True, "random horizontal flips during training")
 
 
@@ -69,8 +110,9 @@ def _base_type(typ: Any) -> tuple[Any, bool]:
     return typ, False
 
 
-def check_value(key: str, value: Any, typ: Any, choices: tuple | None = None) -> Any:
-    """`value` as the field's type (an int is accepted for a float), or a one-line error naming the key."""
+def check_value(key: str, value: Any, typ: Any, choices: tuple | None = None, range: str | None = None) -> Any:
+    """`value` as the field's type (an int is accepted for a float), finite, inside the field's `range` and among its
+    `choices`, or a one-line error naming the key, the value and what is allowed."""
     typ, optional = _base_type(typ)
     if value is None and optional:
         return None
@@ -82,6 +124,10 @@ def check_value(key: str, value: Any, typ: Any, choices: tuple | None = None) ->
         raise ClipfitError(f"setting {key}={value!r}: expected {getattr(typ, '__name__', typ)}")
     if typ is float:
         value = float(value)
+        if not math.isfinite(value):
+            raise ClipfitError(f"setting {key}={value!r}: must be a finite number" + (f" {Interval.parse(range)}" if range else ""))
+    if range is not None and typ in (int, float):
+        Interval.parse(range).check(key, value)
     if choices and value not in choices:
         raise ClipfitError(f"setting {key}={value!r}: choose one of {', '.join(map(str, choices))}")
     return value
@@ -107,13 +153,13 @@ def parse_value(key: str, text: str, typ: Any) -> Any:
     return text
 
 
-def known_fields(config_classes: Iterable[type]) -> dict[str, tuple[Any, tuple | None]]:
-    """name -> (type, allowed values) over several config classes (the first class that has a name wins)."""
-    out: dict[str, tuple[Any, tuple | None]] = {}
+def known_fields(config_classes: Iterable[type]) -> dict[str, tuple[Any, tuple | None, str | None]]:
+    """name -> (type, allowed values, range) over several config classes (the first class that has a name wins)."""
+    out: dict[str, tuple[Any, tuple | None, str | None]] = {}
     for cls in config_classes:
         types = field_types(cls)
         for f in fields(cls):
-            out.setdefault(f.name, (types[f.name], f.metadata.get("choices")))
+            out.setdefault(f.name, (types[f.name], f.metadata.get("choices"), f.metadata.get("range")))
     return out
 
 
@@ -128,8 +174,8 @@ def parse_settings(pairs: Iterable[str], config_classes: Iterable[type]) -> dict
             raise ClipfitError(f"--set expects key=value, got {pair!r}")
         if key not in known:
             raise ClipfitError(f"--set {key}: unknown setting; known: {', '.join(sorted(known))}")
-        typ, choices = known[key]
-        out[key] = check_value(key, parse_value(key, text, typ), typ, choices)
+        typ, choices, range = known[key]
+        out[key] = check_value(key, parse_value(key, text, typ), typ, choices, range)
     return out
 
 
@@ -139,7 +185,8 @@ def apply_settings(configs: list[Any], settings: Mapping[str, Any], what: str = 
         for cfg in configs:
             fmap = {f.name: f for f in fields(cfg)}
             if key in fmap:
-                setattr(cfg, key, check_value(key, value, field_types(type(cfg))[key], fmap[key].metadata.get("choices")))
+                meta = fmap[key].metadata
+                setattr(cfg, key, check_value(key, value, field_types(type(cfg))[key], meta.get("choices"), meta.get("range")))
                 break
         else:
             known = sorted(f.name for cfg in configs for f in fields(cfg))
@@ -151,7 +198,8 @@ def describe(cfg_cls: type) -> list[tuple[str, Any, str]]:
     out = []
     for f in fields(cfg_cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out.append((f.name, default, f.metadata.get("help", "")))
+        rng = f.metadata.get("range")
+        out.append((f.name, default, f.metadata.get("help", "") + (f" [{Interval.parse(rng)}]" if rng else "")))
     return out
 
 

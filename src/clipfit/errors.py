@@ -3,3 +3,14 @@
 
 class ClipfitError(Exception):
     """A mistake in the user's input (a path, a value, a dataset): say what and what to do."""
+
+
+def require(module: str, what: str, package: str, extra: str = "data"):
+    """Import `module`, or a one-line error saying which package (and which clipfit extra) to install for `what`."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ClipfitError(f"{what} needs {package}, which the plain install leaves out: pip install {package} "
+                           f"(or pip install 'clipfit[{extra}]')") from None

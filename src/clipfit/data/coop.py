@@ -67,8 +67,12 @@ def classnames_from_items(items: list[Item], where: str) -> list[str]:
     if not names:
         raise ClipfitError(f"{where}: no items")
     if sorted(names) != list(range(len(names))):
-        missing = sorted(set(range(max(names) + 1)) - set(names))[:5]
-        raise ClipfitError(f"{where}: labels must be 0..{len(names) - 1} without gaps (missing {missing}); renumber them")
+        n = len(names)
+        bad = sorted(y for y in names if not 0 <= y < n)  # n labels, not 0..n-1: some label lies outside
+        missing = sorted(set(range(n)) - set(names))
+        raise ClipfitError(f"{where}: label {bad[0]} (class {names[bad[0]]!r}) is outside 0..{n - 1}; the {n} classes "
+                           f"must be numbered 0..{n - 1} without gaps (missing: {', '.join(map(str, missing[:5]))}); "
+                           "renumber them")
     return [names[y] for y in range(len(names))]
 
 

@@ -56,6 +56,14 @@ def split_counts(n: int, p_val: float = 0.2, p_test: float = 0.3) -> tuple[int, 
     return n - n_val - n_test, n_val, n_test
 
 
+def images_needed(shots: int) -> int:
+    """The fewest images a class folder needs for `shots` training images under the split rule."""
+    n = shots
+    while split_counts(n)[0] < shots:
+        n += 1
+    return n
+
+
 def split_class(keys: Sequence[K], seed_text: str, p_val: float = 0.2, p_test: float = 0.3) -> tuple[list[K], list[K], list[K]]:
     """Deterministically split one class's keys (paths or indices) into (train, val, test), each returned sorted."""
     keys = sorted(keys)

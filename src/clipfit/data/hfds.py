@@ -29,7 +29,7 @@ from PIL import Image
 from ..errors import ClipfitError
 from .folder import DEFAULT_TEMPLATE, split_class
 from .registry import register_prefix
-from .types import Item, Task
+from .types import Item, Task, to_rgb
 
 VAL_NAMES = ("validation", "val", "valid", "dev")
 OPTIONS = ("image", "label", "config", "train", "val", "test")
@@ -74,7 +74,7 @@ class HFReader:
             value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
         elif not isinstance(value, Image.Image):
             value = Image.fromarray(np.asarray(value, dtype=np.uint8))
-        return value.convert("RGB")
+        return to_rgb(value)
 
 
 def _load(path: str, config: str | None):

@@ -43,7 +43,15 @@ def fewshot(task: Task, shots: int, seed: int, val_shots: int | None = None) -> 
     if shots <= 0:
         return task
     rng = random.Random(seed)
-    train = sample_per_class(task.train, shots, rng, strict=True, what="training")
+    try:
+        train = sample_per_class(task.train, shots, rng, strict=True, what="training")
+    except ClipfitError as e:
+        if task.name.startswith("imagefolder:"):
+            from .folder import images_needed
+
+            raise ClipfitError(f"{e} (an image folder that clipfit splits keeps half of each class for training: "
+                               f"--shots {shots} needs {images_needed(shots)} images per class)") from None
+        raise
     v = min(shots, 4) if val_shots is None else val_shots
     val = sample_per_class(task.val, v, rng, strict=False, what="validation") if task.val and v > 0 else []
     return task.with_splits(train=train, val=val)

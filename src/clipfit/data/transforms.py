@@ -67,17 +67,32 @@ def random_resized_crop_box(w: int, h: int, rng: random.Random, scale=(0.08, 1.0
     return (w - cw) // 2, (h - ch) // 2, cw, ch
 
 
-def train_transform(spec: ImageSpec, seed: int = 0, scale: tuple[float, float] = (0.08, 1.0), flip: bool = True) -> Transform:
-    rng = random.Random(seed)
+class TrainTransform:
+    """Random resized crop, random flip, normalise; its random numbers come from `rng` (a checkpoint saves it)."""
 
-    def f(im: Image.Image) -> torch.Tensor:
-        x, y, cw, ch = random_resized_crop_box(*im.size, rng, scale=scale)
-        im = im.resize((spec.size, spec.size), Image.BICUBIC, box=(x, y, x + cw, y + ch))
-        if flip and rng.random() < 0.5:
+    def __init__(self, spec: ImageSpec, seed: int = 0, scale: tuple[float, float] = (0.08, 1.0), flip: bool = True):
+        self.spec, self.scale, self.flip = spec, scale, flip
+        self.rng = random.Random(seed)
+
+    def __call__(self, im: Image.Image) -> torch.Tensor:
+        x, y, cw, ch = random_resized_crop_box(*im.size, self.rng, scale=self.scale)
+        im = im.resize((self.spec.size, self.spec.size), Image.BICUBIC, box=(x, y, x + cw, y + ch))
+        if self.flip and self.rng.random() < 0.5:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        return _to_tensor(im, spec)
+        return _to_tensor(im, self.spec)
 
-    return f
+
+def train_transform(spec: ImageSpec, seed: int = 0, scale: tuple[float, float] = (0.08, 1.0), flip: bool = True) -> TrainTransform:
+    return TrainTransform(spec, seed, scale, flip)
+
+
+def seed_worker(worker_id: int) -> None:
+    """`worker_init_fn` of training DataLoaders: each worker process seeds its copy of the augmentation from its
+    own seed (drawn from the loader's generator every epoch), so crops differ between workers and epochs."""
+    info = torch.utils.data.get_worker_info()
+    rng = getattr(getattr(info.dataset, "transform", None), "rng", None)
+    if rng is not None:
+        rng.seed(info.seed)
 
 
 class ImageDataset(torch.utils.data.Dataset):

@@ -61,6 +61,37 @@ class Task:
         return sorted({it.label for it in getattr(self, split)})
 
 
+# What Pillow raises for a file that is not a readable image (a truncated, damaged or foreign file).
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """An RGB copy of any image. 16-bit and 32-bit greyscale and float images are scaled to 8 bits first (Pillow's
+    own conversion clips them, so a 16-bit PNG would come out white)."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
+            a = a / 257.0  # 0..65535 -> 0..255
+        elif im.mode == "F" and a.max(initial=0) <= 1.0:
+            a = a * 255.0  # float images in 0..1
+        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    try:
+        return im.convert("RGB")
+    except ValueError as e:
+        raise ClipfitError(f"cannot convert an image of mode {im.mode} to RGB ({e}); save it as RGB") from None
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """The image file at `path` as RGB; a one-line error naming the file when it is missing or unreadable."""
+    try:
+        with Image.open(path) as im:
+            return to_rgb(im)
+    except FileNotFoundError:
+        raise ClipfitError(f"image not found: {path}") from None
+    except IMAGE_ERRORS as e:
+        raise ClipfitError(f"cannot read image {path}: {e}; replace or remove the file") from None
+
+
 class FileReader:
     """Reads images from files under `root`; refuses keys that resolve outside it."""
 
@@ -74,14 +105,47 @@ class FileReader:
         return p
 
     def __call__(self, key: str) -> Image.Image:
+        return open_image(self.path(key))
+
+    def check(self, key: str) -> None:
+        """Fast check that the file is an image: its header (and, for PNG, every chunk's checksum)."""
         p = self.path(key)
         try:
             with Image.open(p) as im:
-                return im.convert("RGB")
+                im.verify()
         except FileNotFoundError:
             raise ClipfitError(f"image not found: {p}") from None
-        except OSError as e:
-            raise ClipfitError(f"cannot read image {p}: {e}") from None
+        except IMAGE_ERRORS as e:
+            raise ClipfitError(f"cannot read image {p}: {e}; replace or remove the file") from None
+
+
+class PreloadedReader:
+    """A reader with some images already decoded (the training images `check_images` opened)."""
+
+    def __init__(self, reader: ImageReader, images: dict[str, Image.Image]):
+        self.reader, self.images = reader, images
+
+    def __call__(self, key: str) -> Image.Image:
+        im = self.images.get(key)
+        return im if im is not None else self.reader(key)
+
+
+def check_images(task: Task, echo=None, test: bool = True) -> Task:
+    """Open every image of the task before anything trains, so a bad file fails in seconds with its name: training
+    and validation images are decoded (the training ones are kept, so they are decoded once), test images have their
+    header checked. In-memory datasets (no `check` on their reader) are returned unchanged."""
+    check = getattr(task.reader, "check", None)
+    if check is None:
+        return task
+    n = len(task.train) + len(task.val) + (len(task.test) if test else 0)
+    if echo:
+        echo(f"checking {n} images")
+    decoded = {it.key: task.reader(it.key) for it in task.train}
+    for it in task.val:
+        task.reader(it.key)
+    for it in task.test if test else []:
+        check(it.key)
+    return task.with_splits(reader=PreloadedReader(task.reader, decoded))
 
 
 class ArrayReader:
@@ -96,4 +160,4 @@ class ArrayReader:
             a = self.arrays[split][int(idx)]
         except (KeyError, ValueError, IndexError):
             raise ClipfitError(f"no image {key!r} in this dataset") from None
-        return Image.fromarray(np.asarray(a)).convert("RGB")
+        return to_rgb(Image.fromarray(np.asarray(a)))

@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..config import TrainConfig
-from ..data.transforms import ImageDataset, eval_transform, train_transform
+from ..data.transforms import ImageDataset, eval_transform, seed_worker, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
+from ..progress import progress_bar
 from ..tuners.base import Method
 from . import metrics
+from .rng import capture_rng, py_state, restore_rng, set_py_state
 from .rundir import RunDir
 
 
@@ -89,7 +90,7 @@ def predict(method: Method, loader, device: torch.device, precision: str = "auto
     with autocast(device, precision):
         text = method.text_features()
         out, labels = [], []
-        for x, y in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
+        for x, y in progress_bar(loader, desc=desc, progress=progress):
             out.append(method.logits(method.image_features(x.to(device)), text).float().cpu())
             labels.append(y)
     method.train(was_training)
@@ -128,7 +129,7 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     with autocast(device, cfg.precision):
         for _ in range(max(1, views)):
             loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0)
-            for x, y in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
+            for x, y in progress_bar(loader, desc=desc, progress=progress):
                 feats.append(method.frozen_image_features(x.to(device)).float().cpu())
                 labels.append(y)
     method.train(was_training)
@@ -156,16 +157,25 @@ class ImageSource:
 
     def __init__(self, method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device):
         self.method, self.cfg, self.device = method, cfg, device
-        tf = train_transform(method.backbone.image_spec, seed=seed, scale=(cfg.crop_scale, 1.0), flip=cfg.flip)
-        ds = ImageDataset(task.train, task.reader, tf, cache=True)
-        self.loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True,
-                                                  generator=torch.Generator().manual_seed(seed),
-                                                  drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers)
+        self.transform = train_transform(method.backbone.image_spec, seed=seed, scale=(cfg.crop_scale, 1.0),
+                                         flip=cfg.flip)
+        ds = ImageDataset(task.train, task.reader, self.transform, cache=True)
+        self.generator = torch.Generator().manual_seed(seed)  # the data order
+        self.loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=self.generator,
+                                                  drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers,
+                                                  worker_init_fn=seed_worker)
         self.n_batches = len(self.loader)
         self.val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None
 
     def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         return self.loader
+
+    def rng_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {"order": self.generator.get_state()}, {"augment": py_state(self.transform.rng)}
+
+    def set_rng_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.generator.set_state(tensors["order"])
+        set_py_state(meta["augment"], self.transform.rng)
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.image_features(x)
@@ -202,6 +212,12 @@ class FeatureSource:
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.adapt_image_features(x)
+
+    def rng_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {"order": self.generator.get_state()}, {}
+
+    def set_rng_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.generator.set_state(tensors["order"])
 
     def validate(self) -> float:
         val_x, val_y = self.val
@@ -255,7 +271,8 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
     """The epoch loop: per-epoch learning rate, steps over the source's batches, validation, checkpoint selection.
 
     With `run`, the state after every epoch is saved in its checkpoint; `resume` continues from it with the same
-    weights, optimiser state and best-so-far (the order of the remaining batches differs from an uninterrupted run's).
+    weights, optimiser state, best-so-far and random number generators: the result is bit for bit an uninterrupted
+    run's (on the same machine and software).
     """
     t0 = time.time()
     if cfg.iterations > 0:  # a budget of optimiser steps: as many epochs as it needs, the last one cut short
@@ -267,11 +284,14 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
     history: list[dict] = []
     start = 0
     if resume and run is not None and run.has_checkpoint:
-        start, tuned, best, history = run.load_checkpoint(opt)
-        method.load_tuned(tuned)
-        log(f"resumed after epoch {start}")
-    bar = tqdm(total=total_steps, initial=start * source.n_batches, desc=f"train {method.name}",
-               disable=None if progress else True, leave=False)
+        ckpt = run.load_checkpoint(opt)
+        start, best, history = ckpt.epoch, ckpt.best, ckpt.history
+        method.load_tuned(ckpt.tuned)
+        exact = restore_rng(source, ckpt.rng_tensors, ckpt.rng_meta)
+        log(f"resumed after epoch {start}" + ("" if exact else " (a checkpoint without random states: the rest of the "
+                                                               "run differs from an uninterrupted one)"))
+    bar = progress_bar(total=total_steps, initial=min(start * source.n_batches, total_steps),
+                       desc=f"train {method.name}", progress=progress)
     static_text = method.text_is_static
     for epoch in range(start, cfg.epochs):
         for grp in opt.param_groups:
@@ -318,9 +338,9 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
                 best = {"acc": rec["val_accuracy"], "epoch": epoch + 1, "state": method.tuned_state()}
             bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_accuracy']:.1f}")
         history.append(rec)
-        log(_fmt(rec))
         if run is not None:
-            run.save_checkpoint(method.tuned_state(), opt, epoch + 1, best, history)
+            run.save_checkpoint(method.tuned_state(), opt, epoch + 1, best, history, *capture_rng(source))
+        log(_fmt(rec))  # after the checkpoint: every epoch in the log can be resumed from
     bar.close()
     method.on_train_end()
     if cfg.select == "best" and best["state"] is not None:

@@ -16,9 +16,11 @@ from ..backbone import EMBEDDED_MODEL, Backbone
 from ..config import TrainConfig, to_dict
 from ..data.catalogue import canonical_dataset, load_task
 from ..data.sampling import fewshot, subsample_classes
-from ..data.types import Task
+from ..data.types import Task, check_images
 from ..errors import ClipfitError
+from ..hub import model_source
 from ..io import read_json
+from ..progress import is_terminal, status
 from ..recipes import Context, validation_shots
 from ..tuners import METHODS, Method, build_method
 from .loop import FitResult, evaluate, fit, pick_device
@@ -47,6 +49,17 @@ class RunSpec:
         return self.protocol or ("fewshot" if self.subsample == "all" else "base2new")
 
 
+def _dataset_ref(dataset: str) -> str:
+    """A dataset reference that works from any directory: an `imagefolder:` or `hf:` path that exists, absolute."""
+    prefix, sep, rest = dataset.partition(":")
+    if sep and prefix in ("imagefolder", "hf"):
+        path, hash_, opts = rest.partition("#")
+        full = os.path.expanduser(path)
+        if os.path.exists(full):
+            return f"{prefix}:{os.path.abspath(full)}{hash_}{opts}"
+    return dataset
+
+
 def _model_ref(model: str | None) -> str:
     """A model reference that reloads from anywhere: local directories as absolute paths."""
     if model in (None, "", EMBEDDED_MODEL, "mini"):
@@ -59,8 +72,13 @@ def prepare_task(spec: RunSpec) -> Task:
     images per class: the run's `val_shots`, by default the protocol's rule (`recipes.validation_shots`)."""
     task = load_task(spec.dataset, spec.root)
     if spec.items:
-        rec = read_json(spec.items)
-        task = task.with_splits(train=items_from_json(rec["train"]), val=items_from_json(rec.get("val", [])))
+        items = Path(spec.items)
+        if items.name == RunDir.ITEMS:  # a run's own: checked against its manifest
+            rec = RunDir(items.parent).read_items()
+        else:
+            raw = read_json(items)
+            rec = {"train": items_from_json(raw["train"]), "val": items_from_json(raw.get("val", []))}
+        task = task.with_splits(train=rec["train"], val=rec["val"])
     else:
         task = fewshot(task, spec.shots, spec.seed, resolve_configs(spec)[1].val_shots)
     task = subsample_classes(task, spec.subsample)
@@ -101,10 +119,11 @@ def init_weights(run_dir: str, backbone: Backbone) -> dict[str, torch.Tensor]:
     return weights
 
 
-def _resume_spec(spec: RunSpec, run: RunDir) -> RunSpec:
-    """The spec of the interrupted run in `run` (its recorded settings and items win over the new command's)."""
-    if not run.has_checkpoint or not run.is_run:
-        raise ClipfitError(f"nothing to resume in {run.path}: no {RunDir.CHECKPOINT} (the run finished, or never "
+def _resume_spec(spec: RunSpec, target: RunDir) -> RunSpec:
+    """The spec of the interrupted run of `target` (its recorded settings and items win over the new command's)."""
+    run = target.checkpoint_dir
+    if run is None or not run.is_run:
+        raise ClipfitError(f"nothing to resume in {target.path}: no {RunDir.CHECKPOINT} (the run finished, or never "
                            "completed an epoch)")
     cfg = run.read_config()
     return RunSpec(dataset=cfg["dataset"], method=cfg["method"], model=cfg["model"], root=cfg.get("root"),
@@ -127,48 +146,69 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
               test: bool = True, backbone: Backbone | None = None, resume: bool = False) -> dict:
     """Train, select on validation, save the run directory, and (optionally) report test accuracy once.
 
-    The state after every epoch is kept in RUN/checkpoint.safetensors until the run finishes; `resume=True`
-    continues an interrupted run from there, on the items recorded in RUN/items.json, with its recorded settings.
-    Returns the metrics written to metrics.json.
+    Settings, data and every image are checked before anything is written. The run is written into a partial
+    directory beside `out`, which replaces `out` only when the run finished (`rundir`); the state after every epoch
+    is kept there in checkpoint.safetensors, and `resume=True` continues an interrupted run from it, exactly, on its
+    recorded items and settings. Returns the metrics written to metrics.json.
     """
     run = RunDir(out)
+    echo = status(progress)
     if resume:
         spec = _resume_spec(spec, run)
+    if spec.shots < 0:
+        raise ClipfitError(f"--shots {spec.shots}: must be >= 0 (0: every training image)")
     mcfg, tcfg = resolve_configs(spec)
     task = prepare_task(spec)
     if not task.train and tcfg.epochs > 0:
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
-    run.prepare(overwrite, resume)
+    run.check_target(overwrite, resume)
     device = pick_device(spec.device)
-    backbone = backbone or Backbone.from_pretrained(spec.model, device=device)
-    first_stage = init_weights(mcfg.init_from, backbone) if mcfg.init_from else None
-    method = build_method(spec.method, backbone, task.classnames, task.template, mcfg, first_stage).to(device)
-    method.size_for(len(task.train))  # parameters that grow with the training set exist before they are counted
-    run.write_config({
-        "clipfit_version": __version__, "torch_version": torch.__version__,
-        "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "model": _model_ref(spec.model), "dataset": spec.dataset, "root": str(Path(spec.root).resolve()) if spec.root else None,
-        "method": spec.method, "shots": spec.shots, "seed": spec.seed, "subsample": spec.subsample,
-        "protocol": spec.resolved_protocol, "classnames": task.classnames, "templates": method.templates,
-        "method_config": to_dict(mcfg), "train_config": to_dict(tcfg), "settings": dict(spec.settings),
-        "trainable_parameters": method.num_trainable(),
-    })
-    run.write_items(task.train, task.val)
-    with run.logger() as log:
-        result: FitResult = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, run=run,
-                                resume=resume)
-    run.write_tuned(method.tuned_state(), spec.method)
-    run.drop_checkpoint()
-    metrics: dict[str, Any] = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
-                               # the checkpoint rule that chose it (without a validation split: the last epoch)
-                               "select": (tcfg.select if task.val else "last") if result.best_epoch is not None else None,
-                               "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
-    if result.extra:
-        metrics["selected"] = result.extra
-    if test and task.test:
-        metrics["test"] = {spec.subsample: evaluate(method, task, task.test, tcfg, device, progress, "test")}
-    metrics["history"] = result.history
-    run.write_metrics(metrics)
+    if backbone is None:
+        model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
+    task = check_images(task, echo, test=test)
+    with run.transaction(overwrite, resume) as work:
+        if backbone is None:
+            echo(f"loading model {spec.model}")
+            backbone = Backbone.from_pretrained(spec.model, device=device)
+        first_stage = init_weights(mcfg.init_from, backbone) if mcfg.init_from else None
+        method = build_method(spec.method, backbone, task.classnames, task.template, mcfg, first_stage).to(device)
+        method.size_for(len(task.train))  # parameters that grow with the training set exist before they are counted
+        if not resume:
+            work.write_config({
+                "clipfit_version": __version__, "torch_version": torch.__version__,
+                "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "model": _model_ref(spec.model), "dataset": _dataset_ref(spec.dataset),
+                "root": str(Path(spec.root).resolve()) if spec.root else None,
+                "method": spec.method, "shots": spec.shots, "seed": spec.seed, "subsample": spec.subsample,
+                "protocol": spec.resolved_protocol, "classnames": task.classnames, "templates": method.templates,
+                "method_config": to_dict(mcfg), "train_config": to_dict(tcfg), "settings": dict(spec.settings),
+                "trainable_parameters": method.num_trainable(),
+            })
+            work.write_items(task.train, task.val)
+        with work.logger() as write_log:
+            tee = progress and not is_terminal()  # no progress bar on a pipe or file: a line per epoch instead
+
+            def log(line: str) -> None:
+                write_log(line)
+                if tee:
+                    echo(f"{spec.method} seed {spec.seed}: {line}")
+
+            echo(f"training {spec.method} on {len(task.train)} images")
+            result: FitResult = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, run=work,
+                                    resume=resume)
+        work.write_tuned(method.tuned_state(), spec.method)
+        metrics: dict[str, Any] = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
+                                   # the checkpoint rule that chose it (without a validation split: the last epoch)
+                                   "select": (tcfg.select if task.val else "last") if result.best_epoch is not None
+                                   else None,
+                                   "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
+        if result.extra:
+            metrics["selected"] = result.extra
+        if test and task.test:
+            metrics["test"] = {spec.subsample: evaluate(method, task, task.test, tcfg, device, progress, "test")}
+        metrics["history"] = result.history
+        work.write_metrics(metrics)
+        work.drop_checkpoint()
     return metrics
 
 
@@ -205,9 +245,13 @@ def load_run(run_dir: str | os.PathLike, device: str | None = None, backbone: Ba
     config = run.read_config()
     dev = pick_device(device)
     entry = METHODS.get(config["method"])
-    mcfg = _method_config(entry, config["method_config"])
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    tcfg = TrainConfig(**{k: v for k, v in config["train_config"].items() if k in names})
+    try:
+        mcfg = _method_config(entry, config["method_config"])
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        tcfg = TrainConfig(**{k: v for k, v in config["train_config"].items() if k in names})
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ClipfitError(f"{run.file(RunDir.CONFIG)} lacks or garbles {e}: the file was changed or damaged; train "
+                           "the run again") from None
     backbone = backbone or Backbone.from_pretrained(config["model"], device=dev)
     method = build_method(config["method"], backbone, config["classnames"], config["templates"], mcfg).to(dev)
     method.load_tuned(run.read_tuned())

@@ -6,16 +6,30 @@ RUN_DIR/
   tuned.safetensors       the tuned weights only (the backbone is reloaded from `model`)
   metrics.json            validation (selection) and test accuracy, training history
   log.txt                 one line per epoch
-  checkpoint.safetensors  while training: the state after the last finished epoch (removed when the run finishes)
+  manifest.json           the SHA-256 of every other file, checked whenever clipfit reads one
+
+Runs are transactions. A run is written into a hidden sibling, RUN_DIR/../.NAME.partial/, and renamed to
+RUN_DIR only when it finished; an existing RUN_DIR (`--overwrite`) is replaced at that moment, never before, so a
+run that fails leaves the previous one intact. While training, the partial directory also holds
+checkpoint.safetensors: the state after the last finished epoch (weights, optimiser, best so far, every random
+number generator), from which `--resume` (and a grid, by itself) continues an interrupted run exactly. A partial
+directory without a checkpoint holds nothing worth keeping and is removed.
+
+A run holds RUN_DIR/../.NAME.lock (an flock, with the holder's pid inside) from start to finish; a second run into
+the same RUN_DIR is refused. The operating system releases the lock of a process that dies, so the lock file of a
+killed run never blocks the next one.
 
 Weights are safetensors only (no pickle is read); every file is written atomically.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +37,17 @@ import torch
 
 from ..data.types import Item
 from ..errors import ClipfitError
-from ..io import load_tensors, read_json, save_tensors, write_json
+from ..io import (
+    atomic_write_bytes,
+    check_finite,
+    json_bytes,
+    os_error,
+    parse_json,
+    read_bytes,
+    sha256,
+    tensors_from_bytes,
+    tensors_to_bytes,
+)
 
 FORMAT = 1
 
@@ -36,12 +60,25 @@ def items_from_json(rows: list[list]) -> list[Item]:
     return [Item(str(k), int(y), str(c)) for k, y, c in rows]
 
 
+@dataclass
+class Checkpoint:
+    """The state after `epoch` finished epochs."""
+
+    epoch: int
+    tuned: dict[str, torch.Tensor]
+    best: dict
+    history: list[dict]
+    rng_tensors: dict[str, torch.Tensor]
+    rng_meta: dict
+
+
 class RunDir:
     """One run directory (it need not exist yet)."""
 
-    CONFIG, ITEMS, TUNED, METRICS, LOG, CHECKPOINT = (
-        "config.json", "items.json", "tuned.safetensors", "metrics.json", "log.txt", "checkpoint.safetensors")
-    FILES = (CONFIG, ITEMS, TUNED, METRICS, LOG, CHECKPOINT)
+    CONFIG, ITEMS, TUNED, METRICS, LOG, CHECKPOINT, MANIFEST = (
+        "config.json", "items.json", "tuned.safetensors", "metrics.json", "log.txt", "checkpoint.safetensors",
+        "manifest.json")
+    FILES = (CONFIG, ITEMS, TUNED, METRICS, LOG, CHECKPOINT, MANIFEST)
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -51,6 +88,19 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    def _sibling(self, suffix: str) -> Path:
+        p = Path(os.path.abspath(self.path))
+        return p.with_name(f".{p.name}.{suffix}")
+
+    @property
+    def partial(self) -> RunDir:
+        """Where this run is written until it finished (and where an interrupted run's checkpoint lives)."""
+        return RunDir(self._sibling("partial"))
+
+    @property
+    def lock_file(self) -> Path:
+        return self._sibling("lock")
 
     # -- state -------------------------------------------------------------------------------------------------
     @property
@@ -63,51 +113,244 @@ class RunDir:
         return self.file(self.TUNED).exists() and self.file(self.METRICS).exists()
 
     @property
+    def checkpoint_dir(self) -> RunDir | None:
+        """The directory holding this run's checkpoint: its partial directory (or, for a run of clipfit 0.1, the
+        run directory itself); None when there is none."""
+        for d in (self.partial, self):
+            if d.file(self.CHECKPOINT).exists():
+                return d
+        return None
+
+    @property
     def has_checkpoint(self) -> bool:
-        return self.file(self.CHECKPOINT).exists()
+        """An interrupted run that `--resume` can continue."""
+        return self.checkpoint_dir is not None
 
     def require_trained(self) -> None:
         """A one-line error unless this directory holds a trained run."""
         if not self.is_run:
+            if self.partial.is_run:
+                raise ClipfitError(f"{self.path} has not finished training (its unfinished run is in {self.partial.path}); "
+                                   "continue it with `clipfit train --out ... --resume`")
             raise ClipfitError(f"{self.path} is not a run directory (no {self.CONFIG}); give the --out of `clipfit train`")
         if not self.file(self.TUNED).exists():
             raise ClipfitError(f"{self.path} has no {self.TUNED}: the run did not finish; train it again with --overwrite "
                                "or continue it with --resume")
 
-    def prepare(self, overwrite: bool = False, resume: bool = False) -> None:
-        """Make the directory ready for a new run (or for resuming one)."""
-        if self.path.exists() and any(self.path.iterdir()) and not resume:
-            if not overwrite:
+    # -- transactions ------------------------------------------------------------------------------------------
+    def check_target(self, overwrite: bool = False, resume: bool = False) -> None:
+        """A one-line error when a run with these options cannot start here (called again under the lock)."""
+        try:
+            if self.path.exists() and not self.path.is_dir():
+                raise ClipfitError(f"--out {self.path} is a file, not a folder; choose another --out")
+            above = next((p for p in self.path.parents if p.exists()), None)
+            if above is not None and not above.is_dir():
+                raise ClipfitError(f"--out {self.path}: {above} is a file, not a folder; choose another --out")
+            if resume:
+                if not self.has_checkpoint:
+                    raise ClipfitError(f"nothing to resume in {self.path}: no {self.CHECKPOINT} (the run finished, or "
+                                       "never completed an epoch)")
+                return
+            if self.path.exists() and any(self.path.iterdir()) and not overwrite:
                 raise ClipfitError(f"run directory {self.path} already exists and is not empty; choose another --out, "
                                    "pass --resume to continue an interrupted run, or --overwrite to replace it")
-            for name in self.FILES:
-                self.file(name).unlink(missing_ok=True)
-        self.path.mkdir(parents=True, exist_ok=True)
+            if self.partial.has_checkpoint and not overwrite:
+                raise ClipfitError(f"an interrupted run of {self.path} is in {self.partial.path}; pass --resume to "
+                                   "continue it, or --overwrite to start again")
+        except OSError as e:
+            raise os_error(e, self.path, "use the run directory") from None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this run directory's lock file; a one-line error naming the holder's pid when another process does."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            yield
+            return
+        path = self.lock_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 200).decode("utf-8", "replace").split() or ["?"]
+                    os.close(fd)
+                    raise ClipfitError(f"run directory {self.path} is in use by another clipfit run (pid {holder[0]}); "
+                                       "wait for it to finish, or choose another --out") from None
+                try:  # the previous holder may have removed the file between our open and flock: lock the new one
+                    if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                        break
+                except FileNotFoundError:
+                    pass
+                os.close(fd)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            raise os_error(e, path.parent, "write in") from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def transaction(self, overwrite: bool = False, resume: bool = False) -> Iterator[RunDir]:
+        """Lock this run directory and yield the directory to write the run into (its partial directory); when the
+        block finishes, that directory replaces this one. When it fails, a partial directory with a checkpoint stays
+        for `--resume`; one without is removed."""
+        with self.lock():
+            work = self._begin(overwrite, resume)
+            try:
+                yield work
+            except BaseException:
+                if not work.file(self.CHECKPOINT).exists():
+                    shutil.rmtree(work.path, ignore_errors=True)
+                raise
+            self._commit(work)
+
+    def _begin(self, overwrite: bool, resume: bool) -> RunDir:
+        work = self.partial
+        try:
+            self._recover()
+            self.check_target(overwrite, resume)
+            if resume:
+                if not work.has_checkpoint:  # a run of clipfit 0.1, interrupted in place: continue it as a partial one
+                    shutil.rmtree(work.path, ignore_errors=True)
+                    os.rename(self.path, work.path)
+                return work
+            shutil.rmtree(work.path, ignore_errors=True)
+            work.path.mkdir(parents=True)
+        except OSError as e:
+            raise os_error(e, work.path, "create") from None
+        return work
+
+    def _commit(self, work: RunDir) -> None:
+        """Replace this directory by the finished `work` directory (two renames; `_recover` completes them after a
+        crash between the two)."""
+        try:
+            if work.file(self.LOG).exists():
+                work._record(self.LOG)
+            old = None
+            if self.path.exists():
+                old = self._sibling(f"old-{os.getpid()}")
+                os.rename(self.path, old)
+            os.rename(work.path, self.path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            raise os_error(e, self.path, "move the finished run into") from None
+
+    def _recover(self) -> None:
+        """Finish a commit that a crash interrupted between its two renames, and remove replaced runs."""
+        olds = sorted(Path(p) for p in glob.glob(glob.escape(str(self._sibling("old-"))) + "*"))
+        if not olds:
+            return
+        if not self.path.exists():
+            done = self.partial
+            if done.is_finished and not done.file(self.CHECKPOINT).exists():
+                os.rename(done.path, self.path)
+            else:
+                os.rename(olds.pop(0), self.path)
+        for o in olds:
+            shutil.rmtree(o, ignore_errors=True)
+
+    # -- files and their checksums -----------------------------------------------------------------------------
+    def _manifest(self) -> dict | None:
+        path = self.file(self.MANIFEST)
+        if not path.exists():
+            return None  # a run of clipfit 0.1: nothing to check against
+        man = parse_json(read_bytes(path), path)
+        if not isinstance(man, dict) or not isinstance(man.get("files"), dict):
+            raise ClipfitError(f"{path} is damaged (no file list); train the run again")
+        return man
+
+    def _save_manifest(self, man: dict, durable: bool = True) -> None:
+        atomic_write_bytes(self.file(self.MANIFEST), json_bytes(man), durable)
+
+    def _write(self, name: str, data: bytes, durable: bool = True) -> None:
+        """Write one file and record its checksum. The manifest first lists the new checksum as pending, so a crash
+        at any point leaves a file whose checksum the manifest holds. `durable=False` (the checkpoint, written every
+        epoch) skips the fsyncs: safe when the process dies, not always when the machine does."""
+        digest = sha256(data)
+        man = self._manifest() or {"format": FORMAT, "files": {}}
+        man.setdefault("pending", {})[name] = digest
+        self._save_manifest(man, durable)
+        atomic_write_bytes(self.file(name), data, durable)
+        man["files"][name] = digest
+        del man["pending"][name]
+        if not man["pending"]:
+            del man["pending"]
+        self._save_manifest(man, durable)
+
+    def _record(self, name: str) -> None:
+        """Record the checksum of a file written otherwise (the log, appended line by line)."""
+        man = self._manifest() or {"format": FORMAT, "files": {}}
+        man["files"][name] = sha256(read_bytes(self.file(name)))
+        self._save_manifest(man)
+
+    def _read(self, name: str) -> bytes:
+        """The bytes of one file, checked against the manifest."""
+        path = self.file(name)
+        data = read_bytes(path, name)
+        man = self._manifest()
+        if man is not None:
+            known = {man["files"].get(name), man.get("pending", {}).get(name)} - {None}
+            if known and sha256(data) not in known:
+                todo = ("start the run again with --overwrite" if name == self.CHECKPOINT else
+                        f"restore the file or train the run again (changed on purpose? delete its entry in {self.MANIFEST})")
+                raise ClipfitError(f"{name} does not match its checksum: the file was changed or damaged ({path}); {todo}")
+        return data
+
+    def _forget(self, name: str) -> None:
+        self.file(name).unlink(missing_ok=True)
+        man = self._manifest()
+        if man is not None and name in man["files"]:
+            del man["files"][name]
+            self._save_manifest(man)
 
     # -- JSON files --------------------------------------------------------------------------------------------
+    def _read_json(self, name: str) -> Any:
+        return parse_json(self._read(name), self.file(name))
+
     def read_config(self) -> dict:
-        return read_json(self.file(self.CONFIG))
+        cfg = self._read_json(self.CONFIG)
+        if not isinstance(cfg, dict) or not {"method", "model", "classnames"} <= set(cfg):
+            raise ClipfitError(f"{self.file(self.CONFIG)} is not a clipfit run configuration (no method, model or "
+                               "classnames); give the --out of `clipfit train`")
+        return cfg
 
     def write_config(self, config: dict) -> None:
-        write_json(self.file(self.CONFIG), {"format": FORMAT, **config})
+        self._write(self.CONFIG, json_bytes({"format": FORMAT, **config}))
 
     def read_items(self) -> dict[str, list[Item]]:
-        rec = read_json(self.file(self.ITEMS))
-        return {"train": items_from_json(rec["train"]), "val": items_from_json(rec.get("val", []))}
+        rec = self._read_json(self.ITEMS)
+        try:
+            return {"train": items_from_json(rec["train"]), "val": items_from_json(rec.get("val", []))}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ClipfitError(f"{self.file(self.ITEMS)} is not a list of training items; the file was changed or "
+                               "damaged") from None
 
     def write_items(self, train: list[Item], val: list[Item]) -> None:
-        write_json(self.file(self.ITEMS), {"train": items_to_json(train), "val": items_to_json(val)})
+        self._write(self.ITEMS, json_bytes({"train": items_to_json(train), "val": items_to_json(val)}))
 
     def read_metrics(self) -> dict | None:
-        return read_json(self.file(self.METRICS)) if self.file(self.METRICS).exists() else None
+        return self._read_json(self.METRICS) if self.file(self.METRICS).exists() else None
 
     def write_metrics(self, metrics: dict) -> None:
-        write_json(self.file(self.METRICS), metrics)
+        self._write(self.METRICS, json_bytes(metrics))
 
     @contextlib.contextmanager
     def logger(self) -> Iterator[Callable[[str], None]]:
         """A function that appends one line to log.txt (flushed at once)."""
-        with open(self.file(self.LOG), "a", encoding="utf-8") as f:
+        try:
+            f = open(self.file(self.LOG), "a", encoding="utf-8")
+        except OSError as e:
+            raise os_error(e, self.file(self.LOG), "write") from None
+        with f:
             def log(line: str) -> None:
                 f.write(line + "\n")
                 f.flush()
@@ -115,11 +358,18 @@ class RunDir:
             yield log
 
     # -- weights -----------------------------------------------------------------------------------------------
+    def _read_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        tensors, meta = tensors_from_bytes(self._read(name), self.file(name))
+        check_finite(tensors, self.file(name))
+        return tensors, meta
+
     def read_tuned(self) -> dict[str, torch.Tensor]:
-        return load_tensors(self.file(self.TUNED))
+        return self._read_tensors(self.TUNED)[0]
 
     def write_tuned(self, tensors: dict[str, torch.Tensor], method: str) -> None:
-        save_tensors(self.file(self.TUNED), tensors, metadata={"method": method, "format": str(FORMAT)})
+        check_finite(tensors, self.file(self.TUNED))
+        meta = json.dumps({"method": method, "format": FORMAT})  # one key: safetensors orders several at random
+        self._write(self.TUNED, tensors_to_bytes(tensors, {"clipfit_tuned": meta}))
 
     def backbone_weights(self) -> dict[str, torch.Tensor]:
         """The tuned weights of this run that are backbone parameters (name as in the backbone model)."""
@@ -128,37 +378,44 @@ class RunDir:
 
     # -- checkpoint --------------------------------------------------------------------------------------------
     def save_checkpoint(self, tuned: dict[str, torch.Tensor], opt: torch.optim.Optimizer, epoch: int, best: dict,
-                        history: list[dict]) -> None:
-        """Everything needed to continue training after `epoch`: tuned weights, optimiser state, best so far."""
+                        history: list[dict], rng_tensors: dict[str, torch.Tensor] | None = None,
+                        rng_meta: dict | None = None) -> None:
+        """Everything needed to continue training after `epoch` as if never stopped: tuned weights, optimiser
+        state, best so far, history, and the random number generators' states (`rng_*`, see engine.loop)."""
         tensors = {f"param/{n}": t for n, t in tuned.items()}
         if best["state"] is not None:
             tensors.update({f"best/{n}": t for n, t in best["state"].items()})
         for i, st in opt.state_dict()["state"].items():
             for k, v in st.items():
-                tensors[f"opt/{i}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-        meta = {"epoch": epoch, "best_acc": best["acc"], "best_epoch": best["epoch"], "history": history}
-        save_tensors(self.file(self.CHECKPOINT), tensors, metadata={"clipfit_checkpoint": json.dumps(meta)})
+                if v is not None:
+                    tensors[f"opt/{i}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+        tensors.update({f"rng/{k}": t for k, t in (rng_tensors or {}).items()})
+        meta = {"epoch": epoch, "best_acc": best["acc"], "best_epoch": best["epoch"], "history": history,
+                "rng": rng_meta or {}}
+        self._write(self.CHECKPOINT, tensors_to_bytes(tensors, {"clipfit_checkpoint": json.dumps(meta)}), durable=False)
 
-    def load_checkpoint(self, opt: torch.optim.Optimizer) -> tuple[int, dict[str, torch.Tensor], dict, list[dict]]:
-        """Restore the optimiser from the checkpoint; returns (epochs done, tuned weights, best so far, history)."""
-        from safetensors import safe_open
-
+    def load_checkpoint(self, opt: torch.optim.Optimizer) -> Checkpoint:
+        """Restore the optimiser from the checkpoint; returns the rest of the state."""
         path = self.file(self.CHECKPOINT)
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads(f.metadata()["clipfit_checkpoint"])
-        tensors = load_tensors(path)
+        tensors, metadata = self._read_tensors(self.CHECKPOINT)
+        try:
+            meta = json.loads(metadata["clipfit_checkpoint"])
+            sd = opt.state_dict()
+            state: dict[int, dict[str, Any]] = {}
+            for k, v in tensors.items():
+                if k.startswith("opt/"):
+                    _, i, name = k.split("/", 2)
+                    state.setdefault(int(i), {})[name] = v
+            sd["state"] = state
+            opt.load_state_dict(sd)
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise ClipfitError(f"{path} is not a checkpoint of this run ({type(e).__name__}: {e}); start again with "
+                               "--overwrite") from None
         tuned = {k[6:]: v for k, v in tensors.items() if k.startswith("param/")}
         best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")} or None
-        sd = opt.state_dict()
-        state: dict[int, dict[str, Any]] = {}
-        for k, v in tensors.items():
-            if k.startswith("opt/"):
-                _, i, name = k.split("/", 2)
-                state.setdefault(int(i), {})[name] = v
-        sd["state"] = state
-        opt.load_state_dict(sd)
-        return meta["epoch"], tuned, {"acc": meta["best_acc"], "epoch": meta["best_epoch"], "state": best_state}, \
-            meta["history"]
+        rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng/")}
+        return Checkpoint(meta["epoch"], tuned, {"acc": meta["best_acc"], "epoch": meta["best_epoch"], "state": best_state},
+                          meta["history"], rng, meta.get("rng", {}))
 
     def drop_checkpoint(self) -> None:
-        self.file(self.CHECKPOINT).unlink(missing_ok=True)
+        self._forget(self.CHECKPOINT)

@@ -11,7 +11,9 @@ from PIL import Image
 
 from ..backbone import clip_config
 from ..data.transforms import eval_transform
+from ..data.types import open_image, to_rgb
 from ..errors import ClipfitError
+from ..io import write_json
 from ..tuners import METHODS, build_method
 from .run import LoadedRun, load_run
 
@@ -29,15 +31,7 @@ def read_classes(spec: str) -> list[str]:
 
 
 def _open_image(image: str | os.PathLike | Image.Image) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    try:
-        with Image.open(image) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise ClipfitError(f"image not found: {image}") from None
-    except OSError as e:
-        raise ClipfitError(f"cannot read image {image}: {e}") from None
+    return to_rgb(image) if isinstance(image, Image.Image) else open_image(image)
 
 
 @torch.no_grad()
@@ -62,17 +56,36 @@ def predict_images(run: LoadedRun, images: Sequence[str | os.PathLike | Image.Im
     return out
 
 
+EXPORT_INFO = "clipfit.json"
+
+
 def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> str:
-    """Write the tuned model as a plain transformers CLIP checkpoint (model, tokenizer, image processor)."""
+    """Write the tuned model as a plain transformers CLIP checkpoint (model, tokenizer, image processor) that knows
+    its classes: config.json's `id2label`, and clipfit.json with the class names and the prompt template (pass it
+    as the zero-shot pipeline's `hypothesis_template` to get `clipfit predict`'s probabilities). Written beside
+    `out_dir` and moved there when complete, so a failed export never destroys an earlier one."""
+    from .rundir import RunDir
+
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise ClipfitError(f"{out} already exists and is not empty; choose another directory or pass --overwrite")
     run = load_run(run_dir, device="cpu")
     run.method.merge_into_backbone()  # refuses a method that cannot be merged; CLIP-LoRA folds s B A into W
-    bb = run.method.backbone
-    bb.model.save_pretrained(out)
-    bb.tokenizer.save_pretrained(out)
-    bb.processor.save_pretrained(out)
+    bb, names, templates = run.method.backbone, list(run.method.classnames), list(run.method.templates)
+    bb.model.config.id2label = dict(enumerate(names))
+    bb.model.config.label2id = {c: i for i, c in enumerate(names)}
+    info = {"classnames": names, "templates": templates,
+            "hypothesis_template": templates[0] if len(templates) == 1 else None,
+            "method": run.config["method"], "model": run.config["model"], "dataset": run.config.get("dataset"),
+            "run": str(Path(run_dir).resolve())}
+    if len(templates) > 1:
+        info["note"] = ("the run averages the features of several templates; the zero-shot pipeline takes one, so "
+                        "its probabilities differ from `clipfit predict`")
+    with RunDir(out).transaction(overwrite=True) as work:
+        bb.model.save_pretrained(work.path)
+        bb.tokenizer.save_pretrained(work.path)
+        bb.processor.save_pretrained(work.path)
+        write_json(work.path / EXPORT_INFO, info)
     return str(out)
 
 

@@ -93,7 +93,7 @@ class CompacterBlock(nn.Module):
 
 @dataclass
 class AdapterConfig(MethodConfig):
-    bottleneck: int = opt(24, "bottleneck width of each adapter (the paper's: 24)")
+    bottleneck: int = opt(24, "bottleneck width of each adapter (the paper's: 24)", range="[1, inf)")
     activation: str = opt("relu", "non-linearity between the projections (the paper gives none)", tuple(ACTIVATIONS))
 
 
@@ -150,8 +150,8 @@ class Adapter(Method):
 
 @dataclass
 class CompacterConfig(MethodConfig):
-    bottleneck: int = opt(24, "bottleneck width of each compacter (the paper's: 24)")
-    phm_n: int = opt(4, "number n of shared n x n matrices A_i (the paper's: 4 of 4 x 4)")
+    bottleneck: int = opt(24, "bottleneck width of each compacter (the paper's: 24)", range="[1, inf)")
+    phm_n: int = opt(4, "number n of shared n x n matrices A_i (the paper's: 4 of 4 x 4)", range="[1, inf)")
     activation: str = opt("gelu", "non-linearity between the projections (Compacter paper: GELU)", tuple(ACTIVATIONS))
 
 

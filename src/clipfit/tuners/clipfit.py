@@ -40,8 +40,8 @@ class CLIPFitConfig(MethodConfig):
     reg: str = opt("kd", "regulariser: kd = 1 - mean cosine to the zero-shot text features (equation 4 as printed "
                          "has the sign reversed), mse (on tuned biases), none", ("kd", "mse", "none"))
     beta: float = opt(8.0, "KD weight (the recipe sets the paper's: 8 base-to-new and cross-dataset; 2 few-shot and "
-                           "domain shift; 8 few-shot DTD/SUN397)")
-    mse_weight: float = opt(1.0, "weight of the bias MSE regulariser when reg=mse (the paper gives no value)")
+                           "domain shift; 8 few-shot DTD/SUN397)", range="[0, inf)")
+    mse_weight: float = opt(1.0, "weight of the bias MSE regulariser when reg=mse (the paper gives no value)", range="[0, inf)")
 
 
 @register_method("clipfit")

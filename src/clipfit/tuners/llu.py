@@ -39,7 +39,7 @@ from torch import nn
 
 from .. import recipes
 from ..config import opt
-from ..errors import ClipfitError
+from ..errors import ClipfitError, require
 from .base import Method, MethodConfig, register_method, register_preset
 
 # The paper's Table 4: each ablation as the settings it changes (registered as presets 'llu:<name>' below).
@@ -56,19 +56,23 @@ ABLATIONS: dict[str, dict] = {
 
 @dataclass
 class LLUConfig(MethodConfig):
-    beta: float = opt(0.5, "global damping of the blend weight alpha (paper: 0.5)")
-    gamma: float = opt(20.0, "locality of the blend weight: larger updates only nearer stored points (paper: 20)")
-    lam: float = opt(1e3, "weight lambda of the identity regulariser (paper: 1e3)")
-    clusters: int = opt(512, "stored points per side; more training points are clustered to this many (0: keep all)")
+    beta: float = opt(0.5, "global damping of the blend weight alpha (paper: 0.5)", range="[0, 1]")
+    gamma: float = opt(20.0, "locality of the blend weight: larger updates only nearer stored points (paper: 20)",
+                        range="[0, inf)")
+    lam: float = opt(1e3, "weight lambda of the identity regulariser (paper: 1e3)", range="[0, inf)")
+    clusters: int = opt(512, "stored points per side; more training points are clustered to this many (0: keep all)",
+                        range="[0, inf)")
     mask: str = opt("exp", "blend weight: exp (the paper's), none (alpha = beta everywhere), dirac (only at stored "
                            "points)", ("exp", "none", "dirac"))
-    dirac_eps: float = opt(1e-4, "cosine distance below which a point counts as stored, for mask=dirac")
+    dirac_eps: float = opt(1e-4, "cosine distance below which a point counts as stored, for mask=dirac",
+                           range="[0, inf)")
     init: str = opt("identity", "initial affine maps: identity (the paper's) or random (nn.Linear's default)",
                     ("identity", "random"))
     reg: str = opt("mse", "identity regulariser: mse = mean((W-I)^2) + mean(b^2) (what the paper's Table 4 "
                           "reports); norm = ||W-I||_F + ||b||_2 (its formula)", ("mse", "norm"))
     side: str = opt("both", "embeddings updated: image and text (the paper's), or only one", ("both", "image", "text"))
-    views: int = opt(0, "training views per image in the feature cache: 0 = one un-augmented view; N = N augmented views")
+    views: int = opt(0, "training views per image in the feature cache: 0 = one un-augmented view; N = N augmented views",
+                     range="[0, inf)")
 
 
 def cluster_points(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -179,6 +183,8 @@ class LLU(Method):
     # -- training --------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
         super().on_train_start()
+        if self.cfg.clusters > 0:
+            require("sklearn", "method llu with clusters > 0", "scikit-learn")
         if self.text_map is not None:
             self.text_map.bank = cluster_points(self.frozen_text_features().clone(), self.cfg.clusters)
 

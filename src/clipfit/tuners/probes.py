@@ -26,7 +26,7 @@ from torch import nn
 
 from .. import recipes
 from ..config import opt
-from ..errors import ClipfitError
+from ..errors import ClipfitError, require
 from .base import Method, MethodConfig, register_method, register_preset
 
 
@@ -67,7 +67,7 @@ class _ClassSpecificHead:
 class LinearProbeConfig(MethodConfig):
     views: int = opt(0, "training views per image cached when the backbone is frozen: 0 = one un-augmented view; "
                         "N = a pool of N augmented views, epoch e on view e mod N (the recipe's: "
-                        f"{recipes.LINEAR_PROBE_VIEWS})")
+                        f"{recipes.LINEAR_PROBE_VIEWS})", range="[0, inf)")
     layernorm_tower: str = opt("vision", "LayerNorms tuned when layernorm=true (the text encoder does not reach "
                                          "a linear probe's logits)", ("vision", "both", "text"))
 
@@ -108,9 +108,10 @@ register_preset("linear_probe+ln", "linear_probe", "linear probe with the image 
 
 @dataclass
 class LogRegConfig(MethodConfig):
-    C: float = opt(0.0, "inverse L2 regularisation strength; 0 = search on the validation split (see `logreg_probe`)")
-    search_steps: int = opt(4, "refinement steps of the C search after the grid 1e-6..1e6")
-    max_iter: int = opt(1000, "lbfgs iterations")
+    C: float = opt(0.0, "inverse L2 regularisation strength; 0 = search on the validation split (see `logreg_probe`)",
+                    range="[0, inf)")
+    search_steps: int = opt(4, "refinement steps of the C search after the grid 1e-6..1e6", range="[0, inf)")
+    max_iter: int = opt(1000, "lbfgs iterations", range="[1, inf)")
 
 
 @register_method("logreg_probe")
@@ -126,6 +127,10 @@ class LogRegProbe(_ClassSpecificHead, Method):
 
     def build(self) -> None:
         self.head = None
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        require("sklearn", "method logreg_probe", "scikit-learn")  # before the features are computed, not after
 
     def _fit(self, x: np.ndarray, y: np.ndarray, c: float):
         from sklearn.linear_model import LogisticRegression

@@ -91,7 +91,7 @@ def insert_context(token_embeds: torch.Tensor, ctx: torch.Tensor, ctx_pos: torch
 @dataclass
 class PromptConfig(MethodConfig):
     n_ctx: int = opt(8, "learned context vectors (the LayerNorm tuning paper: 8 vectors of the text width, 4,096 "
-                        "parameters on ViT-B/16)")
+                        "parameters on ViT-B/16)", range="[1, inf)")
     ctx_init: str = opt("", "words whose token embeddings initialise the last context vectors (CoOp's ctx_init, e.g. "
                             "'a photo of a'; 'template' = the dataset template's words before '{}', as ProGrad); "
                             "the other vectors, and all when empty, as ctx_rest says")
