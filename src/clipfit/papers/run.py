@@ -584,21 +584,33 @@ def describe(plan: Plan, settings: dict[str, Any]) -> str:
     what = [f"ours: {plan.model}", f"seeds {' '.join(map(str, plan.seeds))}"]
     if settings:
         what.append("settings " + " ".join(f"{k}={v}" for k, v in settings.items()))
-    if plan.overridden:
-        what.append("; ".join(f"{k.replace('_', ' ')} {v}" for k, v in plan.overridden.items())
-                    + f" (the paper's: {', '.join(str(plan.entry.call.args.get(k, 'default')) for k in plan.overridden)})")
+    for k, v in plan.overridden.items():
+        what.append(f"{k.replace('_', ' ')} {_show(v)} (the paper's: {_show(_papers_value(plan, k))})")
     text = ", ".join(what)
     if plan.stand_ins:
         groups: dict[str, list[str]] = {}
         for d in plan.datasets:
             groups.setdefault(plan.used(d), []).append(d)
         text += ("; on synthetic stand-ins (" + "; ".join(f"{', '.join(v)} -> {k}" for k, v in groups.items())
-                 + ")" + "".join(f", {k.replace('_', ' ')} {','.join(map(str, v))} (the stand-ins' classes have 64 "
-                                 "training images)" for k, v in plan.adjusted.items())
+                 + ")" + "".join(f", {k.replace('_', ' ')} {_show(v)} (the stand-ins' classes have 64 training "
+                                 "images)" for k, v in plan.adjusted.items())
                  + f". The paper's numbers are for {paper.backbone} on the real datasets: not comparable.")
     else:
         text += f". The paper's: {paper.backbone} on the real datasets."
     return text
+
+
+def _show(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _papers_value(plan: Plan, key: str) -> Any:
+    """What the paper used for a protocol argument the command overrode."""
+    from .. import recipes
+
+    if key in plan.entry.call.args:
+        return plan.entry.call.args[key]
+    return {"low_shots": recipes.LAYERNORM_LOW_DATA_SHOTS, "high_shots": recipes.LAYERNORM_HIGH_DATA_SHOTS}.get(key, "?")
 
 
 def average_note(plan: Plan, summary: dict) -> list[str]:
@@ -671,10 +683,7 @@ def describe_call(entry: Entry) -> str:
         return ""
     args = entry.call.args
 
-    def show(v: Any) -> str:
-        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-
-    return f"{entry.call.protocol} " + " ".join(f"{k}={show(v)}" for k, v in args.items())
+    return f"{entry.call.protocol} " + " ".join(f"{k}={_show(v)}" for k, v in args.items())
 
 
 def list_entries() -> list[dict]:
