@@ -730,6 +730,7 @@ class _Clock:
         self.backbones = Backbones()
         self.methods: dict[str, dict] = {}
         self.forward: float | None = None
+        self.overhead = 0.0
         self.tasks: dict[tuple[str, str | None], Any] = {}
 
     def task(self, dataset: str, root: str | None):
@@ -755,16 +756,20 @@ class _Clock:
         return method, task, tcfg, device
 
     def measure_forward(self, spec) -> float:
-        """Seconds of one evaluation forward per image (a batch of up to 128 test images, the first run's method)."""
+        """Seconds of one evaluation forward per image, and of an evaluation's fixed part (its class text features),
+        from evaluating 1 and then up to 128 images of the first run's dataset with its method."""
         from ..engine.loop import evaluate
 
         if self.forward is None:
             method, task, tcfg, device = self._build(spec)
-            items = task.test[:128]
-            t = time.perf_counter()
-            if items:
-                evaluate(method, task, items, tcfg, device, False, "test")
-            self.forward = (time.perf_counter() - t) / max(1, len(items))
+            items = (task.test or task.val or task.train)[:128]
+            times = []
+            for n in (1, len(items)):
+                t = time.perf_counter()
+                evaluate(method, task, items[:n], tcfg, device, False, "test")
+                times.append(time.perf_counter() - t)
+            self.overhead = times[0]
+            self.forward = max(0.0, times[1] - times[0]) / max(1, len(items) - 1)
         return self.forward
 
     def measure(self, spec) -> dict:
@@ -798,6 +803,8 @@ def _job_cost(job, clock: _Clock, train: bool) -> float:
     n_classes = len(task.classnames)
     if spec.subsample in ("base", "new"):
         n_classes = math.ceil(n_classes / 2)
+    elif spec.subsample == "train":  # episodic: the base classes
+        n_classes = len({it.label for it in task.train})
     fwd = clock.measure_forward(spec)
     seconds = 0.0
     if train and not trains_nothing(spec_plain):
@@ -811,14 +818,14 @@ def _job_cost(job, clock: _Clock, train: bool) -> float:
             steps = tcfg.iterations or tcfg.epochs * math.ceil(n_train / max(1, tcfg.batch_size))
             seconds += steps * (rec["step"] or 0.0)
             seconds += n_val * fwd * math.ceil(tcfg.epochs / max(1, tcfg.eval_every))
-        if job.test:
-            seconds += len(task.test) * (n_classes / len(task.classnames)) * fwd
+    if train and job.test:
+        seconds += clock.overhead + len(task.test) * (n_classes / len(task.classnames)) * fwd
     metrics = _metrics(job)
     for e in job.evals:
         if metrics is not None and e.key in metrics.get("test", {}):
             continue
         other = clock.task(e.dataset, spec.root) if e.dataset else task
-        seconds += len(other.test) * fwd
+        seconds += clock.overhead + len(other.test) * fwd
     return seconds
 
 
@@ -862,8 +869,10 @@ def estimate(plan: Plan, jobs: list, settings: dict[str, Any], device: str | Non
     how = ("estimate: per run, its training steps (epochs x batches) x one measured training step of its method "
            f"({MEASURED_STEPS} steps on a batch of the run's size, setup included, divided by {MEASURED_STEPS}); "
            "methods trained on cached features: their images x views x one evaluation forward; plus every image "
-           "evaluated x one measured evaluation forward per image; interrupted runs counted in full")
-    forward = f"evaluation {clock.forward * 1000:.2f} ms/image" if clock.forward else "no evaluation measured"
+           "evaluated x one measured evaluation forward per image, and a measured fixed part (class text features) "
+           "per evaluation; interrupted runs counted in full")
+    forward = (f"evaluation {clock.forward * 1000:.2f} ms/image + {clock.overhead:.2f} s per evaluation"
+               if clock.forward is not None else "no evaluation measured")
     summary = (f"{len(jobs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items())
                + f"; estimated {_seconds(total)} on {device}")
     notes = [describe(plan, settings), summary, how, f"measured: {measured or 'nothing to train'}; {forward}"]
@@ -874,5 +883,5 @@ def estimate(plan: Plan, jobs: list, settings: dict[str, Any], device: str | Non
     data = {"name": plan.entry.name, "dry_run": True, "protocol": plan.protocol, "args": json.loads(json.dumps(
         plan.args)), "methods": plan.methods, "seeds": plan.seeds, "runs": rows, "counts": counts,
             "estimated_seconds": round(total, 1), "device": device, "measured": clock.methods,
-            "forward_seconds_per_image": clock.forward, "how": how}
+            "forward_seconds_per_image": clock.forward, "seconds_per_evaluation": clock.overhead, "how": how}
     return PaperResult(text, data)
