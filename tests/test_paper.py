@@ -303,6 +303,33 @@ def test_transfer_averages_include_the_source_only_where_the_paper_does(tmp_path
     assert clipfit.cells["Average"].ours == pytest.approx(30.0)  # the targets only
 
 
+def test_layernorm_table1_reads_each_combination_of_each_regime(tmp_path):
+    """Row 'Linear Probe' x column 'Low-Data Regime / As Initialization' is linear_probe@layernorm averaged over the
+    low-data shots, then over the datasets of that regime."""
+    rows, acc = [], {}
+    for i, m in enumerate(("linear_probe", "linear_probe+ln", "linear_probe@layernorm")):
+        for d in ("synth", "synth_shift"):
+            for k in (1, 4, 32):
+                acc[m, d, k] = 10.0 * i + k + (50 if d == "synth" else 0)
+                rows.append({"dataset": d, "shots": k, "method": m, "seeds": [1],
+                             "metrics": {"accuracy": {"mean": acc[m, d, k]}}})
+    summary = {"protocol": "regimes", "seeds": [1], "regimes": ["low", "high"],
+               "datasets": ["synth", "synth_shift"], "missing": {}, "rows": rows,
+               "shots": {d: {"low": [1, 4], "high": [32]} for d in ("synth", "synth_shift")},
+               "primary_metric": {"synth": "accuracy", "synth_shift": "accuracy"},
+               "similarity": {"synth": {"similarity": "high"}, "synth_shift": {"similarity": "low"}}}
+    summary["methods"] = ["linear_probe", "linear_probe+ln", "linear_probe@layernorm"]
+    entry = ENTRIES["layernorm:table1"]
+    side = compare(entry, Ours(make_plan(entry, stand_ins=True), summary, tmp_path))
+    lp = next(r for r in side.rows if r.labels == ("Linear Probe",)).cells
+    m = "linear_probe@layernorm"
+    want = statistics.fmean(statistics.fmean(acc[m, d, k] for k in (1, 4)) for d in ("synth", "synth_shift"))
+    assert lp["Low-Data Regime / As Initialization"].ours == pytest.approx(want)
+    assert lp["High-Data Regime / Normal"].ours == pytest.approx(statistics.fmean(
+        acc["linear_probe+ln", d, 32] for d in ("synth", "synth_shift")))
+    assert next(r for r in side.rows if r.labels == ("Adapter",)).cells["High-Data Regime / None"].ours == "not run"
+
+
 def test_stand_ins_are_the_default_only_on_the_embedded_model_without_a_root(tiny_clip):
     e = ENTRIES["clipfit:table2"]
     assert make_plan(e).stand_ins and make_plan(e).args["datasets"] == ["synth", "synth_shift"]
