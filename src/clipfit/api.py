@@ -268,6 +268,34 @@ def episodic(model: str | None = None, *, dataset: str, out: str | os.PathLike,
     return GridResult(summary, Path(out))
 
 
+def paper_list() -> list[dict]:
+    """Every table and figure of the three papers (`clipfit paper list`): name, title, the protocol call and methods
+    it runs, its numbers file, or what it needs before it can be produced."""
+    from .papers.run import list_entries
+
+    return list_entries()
+
+
+def paper_run(name: str, model: str | None = None, *, out: str | os.PathLike, root: str | None = None,
+              seeds: Sequence[int] | None = None, methods: Sequence[str] | None = None, stand_ins: bool | None = None,
+              dry_run: bool = False, shots: Sequence[int] | None = None, low_shots: Sequence[int] | None = None,
+              high_shots: Sequence[int] | None = None, episodes: int | None = None, skip_missing: bool = False,
+              device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
+              **settings: Any):
+    """Run (or resume) the runs of a paper's table or figure (`name`, e.g. "clipfit:table1") and lay it out as the
+    paper does, our number beside the paper's; writes OUT/tables/ (Markdown, CSV, JSON) and OUT/figures/ (PNG). Runs
+    live in OUT/<protocol>/ as the protocol command lays them out. `stand_ins`: synthetic stand-ins for the real
+    datasets (default: on the embedded model without `root`). `dry_run`: list the runs and estimate their time.
+    Returns a `PaperResult` (`text`, `data`, `files`)."""
+    from .papers.run import run_entry
+
+    overrides = {"shots": list(shots) if shots else None, "low_shots": list(low_shots) if low_shots else None,
+                 "high_shots": list(high_shots) if high_shots else None, "episodes": episodes}
+    return run_entry(name, out=out, model=model, root=root, seeds=seeds, methods=methods, stand_ins=stand_ins,
+                     dry_run=dry_run, device=device, progress=progress, echo=echo, skip_missing=skip_missing,
+                     overrides=overrides, settings=settings)
+
+
 DEMO_SETTINGS = {"crop_scale": 0.5}  # 32x32 images: CoOp's 0.08 crops often cut the object out
 
 

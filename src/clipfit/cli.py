@@ -122,6 +122,40 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--base-shots", type=int, default=0, help="training images per base class in stage one (0: all)")
     p.set_defaults(func=cmd_episodic)
 
+    p = sub.add_parser("paper", help="the papers' tables and figures: list them, run one (ours beside the paper's)")
+    psub = p.add_subparsers(dest="paper_command", required=True, metavar="ACTION")
+    q = psub.add_parser("list", help="every table and figure, with the runs each needs")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_paper_list)
+    q = psub.add_parser("run", help="run or resume one table or figure, print it beside the paper's numbers")
+    q.add_argument("name", help="a name of `clipfit paper list`, e.g. clipfit:table1")
+    q.add_argument("--model", default=EMBEDDED_MODEL, help="Hugging Face hub id or local directory of a CLIP model "
+                                                          f"(default: the embedded {EMBEDDED_MODEL})")
+    q.add_argument("--root", help="folder holding the datasets (each in the layout `clipfit datasets` names)")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method or training setting for every run (repeatable), e.g. --set epochs=5")
+    q.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.add_argument("--out", required=True, help="folder: runs in OUT/<protocol>/ (reused), tables in OUT/tables/, "
+                                                "figures in OUT/figures/")
+    q.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: the papers' 1,2,3)")
+    q.add_argument("--methods", help="only these of the table's methods (comma-separated; the others: not run)")
+    q.add_argument("--stand-ins", dest="stand_ins", action="store_const", const=True, default=None,
+                   help="run on synthetic stand-ins of the paper's datasets (default: on the embedded model without "
+                        "--root)")
+    q.add_argument("--no-stand-ins", dest="stand_ins", action="store_const", const=False,
+                   help="never use stand-ins")
+    q.add_argument("--shots", help="shot counts instead of the paper's (fewshot, base2new, transfer, episodic)")
+    q.add_argument("--low-shots", help="low-data regime shot counts instead of the paper's (regimes)")
+    q.add_argument("--high-shots", help="high-data regime shot counts instead of the paper's (regimes)")
+    q.add_argument("--episodes", type=int, help="episodes per seed instead of the paper's 600 (episodic)")
+    q.add_argument("--skip-missing", action="store_true",
+                   help="list a dataset missing under --root as missing instead of stopping")
+    q.add_argument("--dry-run", action="store_true",
+                   help="list the runs (finished or not) and estimate their time from a measured training step")
+    q.set_defaults(func=cmd_paper_run)
+
     p = sub.add_parser("demo", help="base-to-new on the embedded model: zero-shot, CoOp, KgCoOp, CLIPFit on a task "
                                      "where adapting can forget (no download)")
     _add_run_args(p)
@@ -297,6 +331,30 @@ def cmd_episodic(args) -> None:
     res = api.episodic(args.model, dataset=args.dataset, ways=args.ways, shots=_ints(args.shots, "shots"),
                        queries=args.queries, episodes=args.episodes, base_shots=args.base_shots, **_common(args, methods))
     _emit(args, res.summary, res.table())
+
+
+def cmd_paper_list(args) -> None:
+    from . import api
+    from .papers.run import list_text
+
+    entries = api.paper_list()
+    _emit(args, {"entries": entries}, list_text(entries))
+
+
+def cmd_paper_run(args) -> None:
+    from . import api
+    from .papers.run import entry_methods, get_entry
+
+    methods = _methods(args) if args.methods else None
+    res = api.paper_run(args.name, args.model, out=args.out, root=args.root, seeds=_ints(args.seeds, "seeds"),
+                        methods=methods, stand_ins=args.stand_ins, dry_run=args.dry_run,
+                        shots=_ints(args.shots, "shots") if args.shots else None,
+                        low_shots=_ints(args.low_shots, "low-shots") if args.low_shots else None,
+                        high_shots=_ints(args.high_shots, "high-shots") if args.high_shots else None,
+                        episodes=args.episodes, skip_missing=args.skip_missing, device=args.device,
+                        progress=not args.quiet, echo=_echo(args),
+                        **_settings(args, methods or entry_methods(get_entry(args.name))))
+    _emit(args, res.data, res.text)
 
 
 def cmd_demo(args) -> None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .. import recipes
 from ..backbone import parameter_group
 from ..config import opt
-from .base import Method, MethodConfig, register_method
+from .base import Method, MethodConfig, register_method, register_preset
 
 BIAS_GROUPS = {
     "ffn_out": ["text_ffn_out_bias"],  # Table 5 (d), CLIPFit's choice
@@ -86,3 +86,18 @@ class CLIPFit(Method):
             total = total + self.cfg.mse_weight * mse
             parts["mse"] = float(mse.detach())
         return total, parts
+
+
+# CLIPFit's ablations (its Tables 5 and 6), as presets: `clipfit paper run clipfit:table5` / `clipfit:table6` run them.
+_CE_ONLY = {"reg": "none", "image_layernorm": False}
+register_preset("clipfit:text_image_bias", "clipfit", "CLIPFit Table 5 (a): every bias of both encoders, cross-entropy "
+                "only", bias="text_image", **_CE_ONLY)
+register_preset("clipfit:text_bias", "clipfit", "CLIPFit Table 5 (b): every bias of the text encoder, cross-entropy only",
+                bias="text", **_CE_ONLY)
+register_preset("clipfit:ffn_bias", "clipfit", "CLIPFit Table 5 (c): the biases of the text encoder's FFNs, "
+                "cross-entropy only", bias="ffn", **_CE_ONLY)
+register_preset("clipfit:proj_bias", "clipfit", "CLIPFit Table 5 (d) and Table 6 'Projection Bias': the text FFN output "
+                "biases only, cross-entropy only", **_CE_ONLY)
+register_preset("clipfit:no_kd", "clipfit", "CLIPFit Table 6 'w/ LayerNorm': CLIPFit without the KD term", reg="none")
+register_preset("clipfit:no_ln", "clipfit", "CLIPFit Table 6 'w/ KD loss': CLIPFit with the image LayerNorms frozen",
+                image_layernorm=False)
