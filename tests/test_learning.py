@@ -1,17 +1,16 @@
 """Learning tests on the embedded mini-clip and the shifted procedural task (fixed seed, margins from measurement).
 
 Measured with these exact settings (16 shots, seed 1, 30 epochs, crop scale 0.5, paper's SGD recipe otherwise, the
-last epoch tested as the CoOp protocol does; selecting on validation gave the same numbers), test accuracy on
-synth_shift, base / new (16-way each):
+last epoch tested as the CoOp protocol does), test accuracy on synth_shift, base / new (16-way each), on the shipped
+mini-clip (its text residual normalised, see clipfit.pretrain.normalise_for_finetuning):
     zero-shot                      51.00 / 33.13
-    CLIPFit                        64.50 / 49.13
+    CLIPFit                        63.00 / 41.13
     CLIPFit, lr 0                  51.00 / 33.13   (identical to zero-shot, as it must be)
-    CLIPFit without image LNs      51.50 / 33.38   (the text biases alone barely move in 30 epochs at lr 0.002)
-    CLIPFit, beta 0 (no KD)        64.50 / 49.13   (identical to beta 8)
-The CLIPFit paper (Table 6) reports that tuning the image LayerNorms adds accuracy: this world agrees, strongly.
-It also reports that KD protects new-class accuracy; this world does not show that: the tuned text biases barely
-move from zero-shot, so the KD term has nothing to correct (beta 0 and beta 8 give identical accuracies here).
-The last test pins that down so that a change in either direction is noticed.
+    CLIPFit without image LNs      60.38 / 46.63   (the text FFN biases alone)
+    CLIPFit, beta 0 (no KD)        62.25 / 40.38
+Both parameter groups learn on their own. The image LayerNorms add 2.6 points on the base classes and cost 5.5 on
+the new ones here (the CLIPFit paper's Table 6 finds them adding on both); KD moves both by under a point in this
+world, where the base and new classes share one shift (tests/test_forgetting.py has a world where tuning misleads).
 """
 from __future__ import annotations
 
@@ -42,16 +41,17 @@ def results(tmp_path_factory) -> dict[str, tuple[float, float]]:
 
 def test_clipfit_beats_zero_shot_on_base_and_new(results):
     (zb, zn), (cb, cn) = results["zeroshot"], results["clipfit"]
-    assert cb >= zb + 8.0, (cb, zb)  # measured +13.5
-    assert cn >= zn + 8.0, (cn, zn)  # measured +16.0: the image LayerNorms help classes never tuned on
+    assert cb >= zb + 8.0, (cb, zb)  # measured +12.0
+    assert cn >= zn + 5.0, (cn, zn)  # measured +8.0: the tuning helps classes never tuned on
 
 
 def test_learning_rate_zero_is_zero_shot(results):
     assert results["lr0"] == pytest.approx(results["zeroshot"], abs=1e-9)
 
 
-def test_image_layernorms_carry_the_gain(results):
-    assert results["no_ln"][0] <= results["clipfit"][0] - 8.0  # measured 51.5 vs 64.5
+def test_text_biases_learn_on_their_own(results):
+    (zb, zn), (tb, tn) = results["zeroshot"], results["no_ln"]
+    assert tb >= zb + 6.0 and tn >= zn + 8.0, (tb, tn)  # measured +9.4 / +13.5
 
 
 def test_kd_has_no_measurable_effect_in_this_world(results):
