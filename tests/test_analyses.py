@@ -1,0 +1,92 @@
+"""Analyses: recorded parameter change and gradients, chosen-layer tuning, `clipfit analyze`, TensorBoard."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from clipfit.backbone import Backbone
+from clipfit.engine.run import RunSpec, train_run
+from clipfit.engine.rundir import RunDir
+
+ONE_STEP = {"iterations": 1, "batch_size": 4, "warmup_epochs": 0, "momentum": 0.0, "weight_decay": 0.0, "lr": 0.5,
+            "select": "last"}
+
+
+def test_record_gives_the_hand_computed_change_of_one_step(tiny_clip, tiny_folder, tmp_path):
+    spec = RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, shots=4, method="clipfit",
+                   settings={**ONE_STEP, "record": "change,grads,steps"})
+    train_run(spec, tmp_path / "run", progress=False, test=False)
+    run = RunDir(tmp_path / "run")
+    rec = json.loads(run.read_file("record.json"))  # checked against the manifest
+    tuned = run.read_tuned()
+    p0 = dict(Backbone.from_pretrained(tiny_clip).model.named_parameters())
+    assert set(rec["params"]) == set(tuned)
+    change = dict(zip(rec["params"], rec["epochs"][-1]["change"]))
+    grads = dict(zip(rec["params"], rec["epochs"][-1]["grad_sq"]))
+    moved = 0
+    for n, t in tuned.items():
+        by_hand = float(((t.detach().float() - p0[n.removeprefix("backbone.model.")].detach().float()) ** 2).sum())
+        assert change[n] == pytest.approx(by_hand, rel=1e-4, abs=1e-12)
+        assert change[n] == pytest.approx(0.5 ** 2 * grads[n], rel=1e-3, abs=1e-12)  # one plain SGD step: lr^2 |g|^2
+        moved += by_hand > 0
+    assert moved > len(tuned) // 2
+    assert [s["step"] for s in rec["steps"]] == [0, 1] and not any(rec["steps"][0]["change"])
+    assert rec["steps"][1]["change"] == rec["epochs"][-1]["change"]
+    assert set(rec["series"]) == {"text mlp.fc2 bias", "image LayerNorm weight", "image LayerNorm bias"}
+    assert run.file("record.csv").read_text().startswith("what,epoch,step,series,layer,param,value")
+
+
+def test_nothing_recorded_by_default(tiny_clip, tiny_folder, tmp_path):
+    spec = RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, shots=4, method="clipfit", settings=ONE_STEP)
+    train_run(spec, tmp_path / "run", progress=False, test=False)
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert names == {"config.json", "items.json", "tuned.safetensors", "metrics.json", "log.txt", "manifest.json"}
+
+
+def _trainable(tiny_clip, method, **settings):
+    from clipfit.tuners import METHODS, build_method
+
+    cfg = METHODS.get(method).config()
+    for k, v in settings.items():
+        setattr(cfg, k, v)
+    b = Backbone.from_pretrained(tiny_clip)
+    return b, build_method(method, b, ["red", "green"], "a photo of the {}", cfg).trainable()
+
+
+def test_chosen_layers_tune_exactly_the_named_parameters(tiny_clip, tmp_path):
+    from clipfit.errors import ClipfitError
+
+    b, every = _trainable(tiny_clip, "clipfit")
+    vision, text = b.model.vision_model, b.model.text_model
+    lns = [n for n, m in vision.named_modules() if isinstance(m, torch.nn.LayerNorm)]
+    blocks = len(text.encoder.layers)
+    _, first_last = _trainable(tiny_clip, "clipfit", ln_layers="1,last", bias_layers="all")
+    ln_names = {f"backbone.model.vision_model.{m}.{w}" for m in (lns[0], lns[-1]) for w in ("weight", "bias")}
+    assert {n for n in first_last if "vision" in n} == ln_names
+    assert len([n for n in first_last if "text" in n]) == blocks  # biases untouched by ln_layers
+    _, last3 = _trainable(tiny_clip, "clipfit", image_layernorm=False, bias_layers="last3")
+    want = {f"backbone.model.text_model.encoder.layers.{i}.mlp.fc2.bias" for i in range(max(0, blocks - 3), blocks)}
+    assert set(last3) == want
+    _, two = _trainable(tiny_clip, "clipfit", image_layernorm=False, bias_layers="1-2")
+    assert len(two) == 2 and len(every) == blocks + 2 * len(lns)
+    # topK: the most changed layers of a recorded run
+    run = RunDir(tmp_path / "rec")
+    run.path.mkdir()
+    names = [f"backbone.model.vision_model.{m}.weight" for m in lns]
+    run.write_file("record.json", json.dumps({"params": names, "epochs": [
+        {"epoch": 1, "change": [float(i == 2) + 0.5 * (i == 0) for i in range(len(names))]}]}).encode())
+    _, top = _trainable(tiny_clip, "clipfit", image_layernorm=True, bias="none", ln_layers="top2",
+                        layers_from=str(run.path))
+    assert {n.rsplit(".", 1)[0] for n in top} == {f"backbone.model.vision_model.{lns[i]}" for i in (0, 2)}
+    with pytest.raises(ClipfitError, match="layers_from"):
+        _trainable(tiny_clip, "clipfit", ln_layers="top2")
+    with pytest.raises(ClipfitError, match="layers are 1 to"):
+        _trainable(tiny_clip, "clipfit", ln_layers="99")
+    # the LayerNorm paper's last K blocks
+    _, last1 = _trainable(tiny_clip, "layernorm", last_blocks=1)
+    for tower in ("text_model", "vision_model"):
+        k = len(getattr(b.model, tower).encoder.layers) - 1
+        assert {n for n in last1 if tower in n} == {f"backbone.model.{tower}.encoder.layers.{k}.layer_norm{j}.{w}"
+                                                   for j in (1, 2) for w in ("weight", "bias")}
