@@ -90,3 +90,42 @@ def test_chosen_layers_tune_exactly_the_named_parameters(tiny_clip, tmp_path):
         k = len(getattr(b.model, tower).encoder.layers) - 1
         assert {n for n in last1 if tower in n} == {f"backbone.model.{tower}.encoder.layers.{k}.layer_norm{j}.{w}"
                                                    for j in (1, 2) for w in ("weight", "bias")}
+
+
+def test_analyze_writes_png_and_csv_of_runs_and_grids(tiny_clip, tiny_folder, tmp_path):
+    pytest.importorskip("matplotlib")
+    from clipfit.analyses import analyze
+
+    spec = RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, shots=4, method="clipfit",
+                   settings={**ONE_STEP, "iterations": 3, "record": "change,grads,steps"})
+    train_run(spec, tmp_path / "run", progress=False, test=False)
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    rows = [{"dataset": "d", "shots": k, "method": m, "metrics": {"accuracy": {"mean": 50.0 + k + i}}}
+            for k in (1, 2) for i, m in enumerate(("zeroshot", "clipfit"))]
+    (grid / "results.json").write_text(json.dumps({"protocol": "fewshot", "datasets": ["d"],
+                                                   "primary_metric": {"d": "accuracy"}, "rows": rows}))
+    files = {f.name for f in analyze([tmp_path / "run", grid], tmp_path / "out")}
+    assert {"curves.png", "curves.csv", "change.png", "grads.png", "layers.csv", "steps.png", "steps.csv",
+            "grid_shots.png", "grid_shots.csv"} <= files
+    for f in files:
+        assert (tmp_path / "out" / f).stat().st_size > 0
+    layers = (tmp_path / "out" / "layers.csv").read_text().splitlines()
+    assert layers[0] == "run,series,layer,param,change,grad_sq_sum" and len(layers) > 3
+
+
+def test_tensorboard_event_files(tiny_clip, tiny_folder, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, shots=4, method="clipfit",
+                   settings={**ONE_STEP, "iterations": 6, "record": "change", "log": "tensorboard"})
+    train_run(spec, tmp_path / "run", progress=False, test=False)
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    RunDir(tmp_path / "run").read_file(f"tensorboard/{events[0].name}")  # in the manifest, checksum right
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "train/val_accuracy", "change/image LayerNorm weight/layer1"} <= set(tags)
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]

@@ -88,3 +88,20 @@ def lines(path: str | Path, panels: Mapping[str, Mapping[str, tuple[Sequence[flo
         ax.axis("off")
     axes.flat[0].legend(fontsize=5)
     return _save(fig, path, title)
+
+
+def scatter(path: str | Path, panels: Mapping[str, tuple[Sequence[Sequence[float]], Sequence[int]]],
+            title: str = "", names: Sequence[str] | None = None, max_cols: int = 2) -> Path:
+    """Points coloured by class: each panel is (xy points, class index per point); `names` labels the classes."""
+    plt = pyplot()
+    rows, cols = _grid(len(panels), max_cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (name, (xy, labels)) in zip(axes.flat, panels.items()):
+        cmap = plt.get_cmap("tab20")
+        ax.scatter([p[0] for p in xy], [p[1] for p in xy], c=[cmap(int(c) % 20) for c in labels], s=6, linewidths=0)
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    return _save(fig, path, title)
