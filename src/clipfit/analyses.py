@@ -158,6 +158,7 @@ def tsne(run_dir: Path, out: Path, name: str, max_points: int = 400, device: str
         rows += [[label, float(a), float(b), int(c)] for (a, b), c in zip(xy, y)]
         scores[label] = float(silhouette_score(f, y, metric="cosine")) if len(np.unique(y)) > 1 else None
     stem = f"tsne_{name}".replace("/", "_")
+    out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps({"run": str(run_dir), "points": len(items),
                                                   "silhouette_cosine": scores}, indent=1), encoding="utf-8")
     return [write_csv(out / f"{stem}.csv", ["model", "x", "y", "label"], rows), out / f"{stem}.json",

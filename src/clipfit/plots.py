@@ -80,6 +80,10 @@ def lines(path: str | Path, panels: Mapping[str, Mapping[str, tuple[Sequence[flo
             ax.plot(xs, [float("nan") if y is None else y for y in ys], label=label, linewidth=1, **style)
         if logx:
             ax.set_xscale("log", base=2)
+        elif all(float(x).is_integer() for xs, _ in series.values() for x in xs):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, fontsize=8)
         ax.set_xlabel(xlabel, fontsize=7)
         ax.set_ylabel(ylabel, fontsize=7)
