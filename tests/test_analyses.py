@@ -129,3 +129,47 @@ def test_tensorboard_event_files(tiny_clip, tiny_folder, tmp_path):
     tags = acc.Tags()["scalars"]
     assert {"train/loss", "train/lr", "train/val_accuracy", "change/image LayerNorm weight/layer1"} <= set(tags)
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+
+
+FAST = ["--set", "epochs=1", "--set", "batch_size=16", "--quiet"]
+
+
+def test_paper_figures_of_recorded_runs_sweeps_and_timing(tiny_clip, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from dataclasses import replace
+
+    from clipfit.cli import main
+    from clipfit.papers.registry import ENTRIES, Call
+
+    out = tmp_path / "p"
+    assert main(["paper", "run", "clipfit:figure8", "--model", tiny_clip, "--stand-ins", "--out", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "CLIPFit w/o regulariser" in text and "image LayerNorm weight" in text and "text mlp" not in text
+    assert (out / "figures" / "clipfit_figure8.png").read_bytes()[:4] == b"\x89PNG"
+    runs = sorted(p.parent.parent.name for p in (out / "analyses").rglob("record.json"))
+    assert runs == ["clipfit", "clipfit_w_o_regulariser"]
+    # Figure 3 reuses the same DTD run: nothing trains again
+    before = (out / "analyses" / "synth_shift" / "16shots" / "clipfit" / "seed1" / "tuned.safetensors").stat().st_mtime
+    assert main(["paper", "run", "clipfit:figure3", "--model", tiny_clip, "--stand-ins", "--out", str(out), *FAST]) == 0
+    assert (out / "analyses" / "synth_shift" / "16shots" / "clipfit" / "seed1" / "tuned.safetensors").stat().st_mtime \
+        == before
+    csv_rows = (out / "tables" / "clipfit_figure3.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("run,series,layer,param,change") and len(csv_rows) > 4
+    # a sweep: one protocol call per value, the runs apart
+    monkeypatch.setitem(ENTRIES, "clipfit:figure6", replace(ENTRIES["clipfit:figure6"], sweep=("beta", (0.0, 8.0)),
+                                                            call=Call("base2new", {"datasets": ("imagenet",),
+                                                                                   "shots": 2})))
+    assert main(["paper", "run", "clipfit:figure6", "--model", tiny_clip, "--stand-ins", "--out", str(out),
+                 "--seeds", "1", *FAST]) == 0
+    text = capsys.readouterr().out
+    for beta in ("beta0", "beta8"):
+        cfg = json.loads(next((out / "sweeps" / beta).rglob("config.json")).read_text())
+        assert cfg["method_config"]["beta"] == float(beta[4:])
+    assert "0.0" in text and "8.0" in text and (out / "figures" / "clipfit_figure6.png").exists()
+    # step time against batch size, methods side by side
+    monkeypatch.setitem(ENTRIES, "llu:figure3", replace(ENTRIES["llu:figure3"], call=Call(
+        "timing", {"dataset": "imagenet", "batch_sizes": (1, 4)})))
+    assert main(["paper", "run", "llu:figure3", "--model", tiny_clip, "--stand-ins", "--out", str(out),
+                 "--methods", "llu,clip_adapter", "--quiet", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(r[0], r[1]) for r in data["rows"]] == [("llu", "1"), ("llu", "4"), ("clip_adapter", "1"), ("clip_adapter", "4")]
