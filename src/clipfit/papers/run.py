@@ -268,6 +268,7 @@ class Ours:
 
     def __init__(self, plan: Plan, summary: dict, runs_dir: Path):
         self.plan, self.s, self.runs_dir = plan, summary, runs_dir
+        self.times: dict[str, float] = {}  # method -> ms of training per image (`Entry.time_batch`)
         self.missing = set(summary.get("missing", {}))
         shots = plan.args.get("shots")
         self.default_shots = shots if isinstance(shots, int) else (shots[0] if shots and len(shots) == 1 else None)
@@ -280,7 +281,7 @@ class Ours:
             return NOT_RUN
         metric = dims.get("metric", "accuracy")
         if metric == "time":
-            return NA
+            return self.times.get(m, NA)
         if dims.get("dataset") == AVERAGE:
             return self._average(dims, metric)
         return self._one(dims, m, metric)
@@ -403,6 +404,8 @@ def fmt_value(x: float | str, metric: str) -> str:
         return f"{round(x):,}"
     if metric == "reg":
         return f"{x:.2g}"
+    if metric == "time":
+        return f"{x:.3g}ms"
     return f"{x:.2f}"
 
 
@@ -645,6 +648,13 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
         raise AssertionError("the protocol ran nothing")
     summary = call_protocol(plan, out, root, device, progress, echo, skip_missing, settings)
     ours = Ours(plan, summary, runs_dir)
+    if entry.time_batch:  # training time per image: every method's step measured side by side, here
+        from .analyses import measure_steps
+
+        dataset = plan.args.get("datasets", [plan.args.get("source")])[0]
+        rows = measure_steps(plan.model, dataset, root, [m for m in plan.methods if m != "zeroshot"],
+                             (entry.time_batch,), device, settings)
+        ours.times = {m: per * 1000 for m, _, _, per in rows}
     paper = PAPERS[entry.paper]
     title = f"{paper.short} {entry.label}: {entry.title}"
     notes = [describe(plan, settings), *entry.notes, *average_note(plan, summary)]
