@@ -3,7 +3,7 @@
 - change: per parameter (a layer's gain, bias, ...), the squared distance from its value before training,
   ||p - p0||^2, after every epoch (CLIPFit Figures 3, 7-10; train with and without `reg` to compare);
 - grads: per parameter, the sum over the epoch's steps of its squared gradient (CLIPFit Figures 4 and 11 left);
-  the gradient the optimiser used (after `grad_clip`, when set);
+  the gradient back-propagation gave (before `grad_clip`, when set);
 - steps: the change of every tuned parameter before every optimiser step and after the last (Figure 11 right).
 
 The recorder hooks the method's own hooks (`on_train_start`, `backward`, `on_epoch_end`, `on_train_end`) on the one
