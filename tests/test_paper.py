@@ -218,7 +218,8 @@ def test_paper_list_names_every_required_table_and_figure_with_its_runs(capsys):
     assert set(REQUIRED) <= set(entries)
     assert entries["clipfit:table1"]["protocol"] == "base2new" and "clipfit" in entries["clipfit:table1"]["methods"]
     assert entries["llu:table4"]["methods"][:3] == ["zeroshot", "llu", "llu:no_cluster"]
-    assert "analyses" in entries["clipfit:figure3"]["needs"]
+    assert entries["clipfit:figure3"]["runs"].startswith("train clipfit on dtd, 16 shots, with record=")
+    assert "for each beta in" in entries["clipfit:figure6"]["runs"]
     assert main(["paper", "list"]) == 0
     text = capsys.readouterr().out
     assert "clipfit:table10" in text and "runs: fewshot datasets=coop11 shots=1,2,4,8,16" in text
@@ -243,8 +244,12 @@ def test_every_numbers_file_belongs_to_an_entry_of_its_paper_and_table():
         assert (t.paper, t.table) == (e.paper, e.label)
 
 
-def test_an_entry_that_needs_the_analyses_module_is_refused_in_one_line(tmp_path, capsys):
-    assert main(["paper", "run", "clipfit:figure5", "--out", str(tmp_path)]) == 2
+def test_an_entry_that_needs_the_analyses_module_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setitem(ENTRIES, "clipfit:table2", replace(ENTRIES["clipfit:table2"], call=None,
+                                                          needs="the analyses module (something)"))
+    assert main(["paper", "run", "clipfit:table2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "needs the analyses module" in err
     assert main(["paper", "run", "clipfit:table8", "--out", str(tmp_path)]) == 2

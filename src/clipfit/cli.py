@@ -47,7 +47,19 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last epoch")
     p.add_argument("--no-test", action="store_true", help="do not evaluate on the test split after training")
+    p.add_argument("--log", choices=["tensorboard"], help="also write the training curves as TensorBoard event files "
+                   "in RUN_DIR/tensorboard/ (same as --set log=tensorboard)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("analyze", help="figures (PNG) and their data (CSV) of runs and protocol grids")
+    p.add_argument("paths", nargs="+", metavar="RUN", help="run directories and/or protocol folders (results.json)")
+    p.add_argument("--out", required=True, help="folder for the figures and their data")
+    p.add_argument("--layers", default="1", help="layers whose change per step is drawn (as ln_layers: 1,12 / last3)")
+    p.add_argument("--tsne", type=int, default=0, metavar="N",
+                   help="also a t-SNE of up to N test images' features, zero-shot beside each run (needs scikit-learn)")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("eval", help="accuracy of a run on a dataset split")
     p.add_argument("run_dir")
@@ -235,6 +247,8 @@ def cmd_train(args) -> None:
     if not args.resume:
         _need_dataset(args)
     settings = _settings(args, [args.method]) if not args.resume else {}
+    if args.log:
+        settings["log"] = args.log
     run = api.train(args.model, dataset=args.dataset, out=args.out, method=args.method, shots=args.shots,
                     seed=args.seed, root=args.root, subsample=args.subsample, protocol=args.protocol,
                     template=args.template, items=args.items, device=args.device, overwrite=args.overwrite,
@@ -247,6 +261,13 @@ def cmd_train(args) -> None:
             f"best epoch {m['best_epoch']}, val {val}"
             + (f", test {test['accuracy']:.2f} (n={test['n']})" if test else "") + f"\nrun directory: {args.out}")
     _emit(args, {"run_dir": args.out, **m}, text)
+
+
+def cmd_analyze(args) -> None:
+    from .analyses import analyze
+
+    files = analyze(args.paths, args.out, args.tsne, args.layers, args.device)
+    _emit(args, {"files": [str(f) for f in files]}, "\n".join(map(str, files)) or "nothing to draw")
 
 
 def cmd_eval(args) -> None:

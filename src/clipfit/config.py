@@ -94,6 +94,12 @@ class TrainConfig:
     crop_scale: float = opt(0.08, "smallest area fraction of the random resized crop (CoOp: 0.08; 1: no cropping)",
                             range="(0, 1]")
     flip: bool = opt(True, "random horizontal flips during training")
+    record: str = opt("", "record during training, comma-separated: change (each tuned parameter's ||p - p0||^2 per "
+                          "epoch), grads (its summed squared gradient per epoch), steps (its change at every step); "
+                          "written to record.json/.csv in the run directory; '' = nothing (clipfit.engine.record)")
+    log: str = opt("", "also write the training curves (and what `record` records) as TensorBoard event files in "
+                       "RUN_DIR/tensorboard/ (needs the tensorboard package: pip install 'clipfit[tensorboard]')",
+                   ("", "tensorboard"))
 
 
 def field_types(cfg_cls: type) -> dict[str, Any]:

@@ -80,6 +80,10 @@ def lines(path: str | Path, panels: Mapping[str, Mapping[str, tuple[Sequence[flo
             ax.plot(xs, [float("nan") if y is None else y for y in ys], label=label, linewidth=1, **style)
         if logx:
             ax.set_xscale("log", base=2)
+        elif all(float(x).is_integer() for xs, _ in series.values() for x in xs):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, fontsize=8)
         ax.set_xlabel(xlabel, fontsize=7)
         ax.set_ylabel(ylabel, fontsize=7)
@@ -87,4 +91,21 @@ def lines(path: str | Path, panels: Mapping[str, Mapping[str, tuple[Sequence[flo
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=5)
+    return _save(fig, path, title)
+
+
+def scatter(path: str | Path, panels: Mapping[str, tuple[Sequence[Sequence[float]], Sequence[int]]],
+            title: str = "", names: Sequence[str] | None = None, max_cols: int = 2) -> Path:
+    """Points coloured by class: each panel is (xy points, class index per point); `names` labels the classes."""
+    plt = pyplot()
+    rows, cols = _grid(len(panels), max_cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (name, (xy, labels)) in zip(axes.flat, panels.items()):
+        cmap = plt.get_cmap("tab20")
+        ax.scatter([p[0] for p in xy], [p[1] for p in xy], c=[cmap(int(c) % 20) for c in labels], s=6, linewidths=0)
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     return _save(fig, path, title)

@@ -24,6 +24,7 @@ from ..progress import is_terminal, status
 from ..recipes import Context, validation_shots
 from ..tuners import METHODS, Method, build_method
 from .loop import FitResult, evaluate, fit, pick_device
+from .record import Recorder, parse_record, tensorboard_writer, write_tensorboard
 from .rundir import RunDir, items_from_json
 
 
@@ -158,6 +159,9 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     if spec.shots < 0:
         raise ClipfitError(f"--shots {spec.shots}: must be >= 0 (0: every training image)")
     mcfg, tcfg = resolve_configs(spec)
+    parse_record(tcfg.record)
+    if tcfg.log == "tensorboard":
+        tensorboard_writer()
     task = prepare_task(spec)
     if not task.train and tcfg.epochs > 0:
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
@@ -173,6 +177,7 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
         first_stage = init_weights(mcfg.init_from, backbone) if mcfg.init_from else None
         method = build_method(spec.method, backbone, task.classnames, task.template, mcfg, first_stage).to(device)
         method.size_for(len(task.train))  # parameters that grow with the training set exist before they are counted
+        recorder = Recorder.attach(method, tcfg.record, work)  # None unless `record` asks
         if not resume:
             work.write_config({
                 "clipfit_version": __version__, "torch_version": torch.__version__,
@@ -197,6 +202,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
             result: FitResult = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, run=work,
                                     resume=resume)
         work.write_tuned(method.tuned_state(), spec.method)
+        if tcfg.log == "tensorboard":
+            write_tensorboard(work, result.history, recorder.record if recorder else None)
         metrics: dict[str, Any] = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
                                    # the checkpoint rule that chose it (without a validation split: the last epoch)
                                    "select": (tcfg.select if task.val else "last") if result.best_epoch is not None

@@ -312,6 +312,15 @@ class RunDir:
             del man["files"][name]
             self._save_manifest(man)
 
+    def write_file(self, name: str, data: bytes, durable: bool = True) -> None:
+        """Write a file of this run beyond the standard ones (recorded analyses, event files); `name` may hold
+        a sub-folder. Its checksum goes into the manifest like every other file's."""
+        self._write(name, data, durable)
+
+    def read_file(self, name: str) -> bytes:
+        """The bytes of a file of this run, checked against the manifest."""
+        return self._read(name)
+
     # -- JSON files --------------------------------------------------------------------------------------------
     def _read_json(self, name: str) -> Any:
         return parse_json(self._read(name), self.file(name))

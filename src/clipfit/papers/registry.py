@@ -63,7 +63,10 @@ class Entry:
     average: tuple[str, ...] | None = None  # datasets of an Average (default: the call's datasets, or its targets)
     hm_average: str = "hm_of_means"  # an Average row's HM: "hm_of_means" (CoOp's) or "mean_of_hms" (LLU's)
     methods: tuple[str, ...] = ()  # figures drawn from a protocol: the methods drawn
-    figure: str | None = None  # a key of run.FIGURES: how the protocol's results are laid out and drawn
+    figure: str | None = None  # a key of run.FIGURES (how the protocol's results are drawn) or of ANALYSIS_KINDS
+    sweep: tuple[str, tuple] | None = None  # figure "sweep": (setting, its values), the call once per value
+    time_batch: int = 0  # > 0: the "time" cells are each method's training time per image at this batch size,
+    # measured side by side after the runs (clipfit.papers.analyses.measure_steps)
     needs: str | None = None  # what must exist before it can be produced
     notes: tuple[str, ...] = ()
 
@@ -109,8 +112,19 @@ STAND_INS = {
 STAND_IN_ARGS = {"regimes": {"high_shots": (32,)}}
 
 COOP11 = "coop11"
+# figures that are analyses (clipfit.papers.analyses): trained variants with recording, t-SNE, a setting swept
+# through the entry's protocol call, step time against batch size. Their Call is "train" (dataset, shots, variants
+# and what to draw) or "timing" (dataset, batch sizes); a sweep's is its protocol's.
+ANALYSIS_KINDS = ("layers", "tsne", "sweep", "timing")
+_REG = {"CLIPFit": {}, "CLIPFit w/o regulariser": {"reg": "none"}}
+_ONLY = {"CLIPFit": {}}
+
+
+def _layers(dataset: str, variants: dict, draw: tuple[str, ...] = ("change",), series: str | None = None,
+            **more: Any) -> Call:
+    return Call("train", {"dataset": dataset, "shots": 16, "variants": variants, "draw": draw, "series": series,
+                          **more})
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)
-ANALYSES = "the analyses module"
 
 # -- entries ---------------------------------------------------------------------------------------------------------
 
@@ -148,9 +162,10 @@ _CLIPFIT = [
     Entry("clipfit:table7", "clipfit", "Table 7", "training efficiency: parameters, time per image, 16-shot "
           "base-to-new averages",
           _B2N16, "clipfit_table7.csv", rows=("method",), columns="metric", fixed={"dataset": AVERAGE},
+          time_batch=32,
           notes=("Params: trainable parameters of our runs (mean over datasets) on the model used",
-                 f"time: training time per image needs {ANALYSES} (training-efficiency measurement); not produced "
-                 "here")),
+                 "time: ms of training (forward, backward, update) per image, the median of 3 steps of batch 32 on the "
+                 "first dataset, every method measured in one process on the same images after the runs")),
     Entry("clipfit:table9", "clipfit", "Table 9", "cross-dataset transfer: 16 shots of ImageNet, tested on 10 datasets",
           Call("crossdataset", {"source": "imagenet", "targets": "coop10", "shots": 16}), "clipfit_table9.csv",
           rows=("method",), columns="dataset"),
@@ -162,23 +177,30 @@ _CLIPFIT = [
     Entry("clipfit:table12", "clipfit", "Table 12", "base-to-new generalisation, 8 shots, 11 datasets",
           Call("base2new", {"datasets": COOP11, "shots": 8}), "clipfit_table12.csv", rows=("dataset", "metric")),
     Entry("clipfit:figure3", "clipfit", "Figure 3", "change of each tuned layer's parameters after CLIPFit on DTD "
-          "(text FFN biases, image LayerNorm gains and biases)", needs=f"{ANALYSES} (parameter change per layer)"),
+          "(text FFN biases, image LayerNorm gains and biases)", _layers("dtd", _ONLY), methods=("clipfit",),
+          figure="layers", notes=("16 shots, seed 1, the few-shot recipe; change = ||p - p0||^2 per layer",)),
     Entry("clipfit:figure4", "clipfit", "Figure 4", "squared gradient sum per text bias layer; parameter change with "
-          "and without the regularisers", needs=f"{ANALYSES} (gradient norms, parameter change per layer)"),
+          "and without the regularisers", _layers("dtd", _REG, ("grads", "change"), "text"), methods=("clipfit",),
+          figure="layers", notes=("the figure: squared gradient sums; change.png beside it: the change with and "
+                                  "without the regulariser",)),
     Entry("clipfit:figure5", "clipfit", "Figure 5", "t-SNE of EuroSAT image features, zero-shot CLIP and CLIPFit",
-          needs=f"{ANALYSES} (t-SNE of image features)"),
+          _layers("eurosat", _ONLY, points=400), methods=("clipfit",), figure="tsne",
+          notes=("silhouette (cosine, by class) of each embedding's features in the table",)),
     Entry("clipfit:figure6", "clipfit", "Figure 6", "HM of 16-shot base-to-new against the KD weight beta",
-          needs=f"{ANALYSES} (beta sweep)"),
+          _B2N16, methods=("clipfit",), figure="sweep", sweep=("beta", (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)),
+          notes=("beta values: ours (the paper's axis is not in its text); HM of the average base and new",)),
     Entry("clipfit:figure7", "clipfit", "Figure 7", "change of each tuned layer's parameters on EuroSAT",
-          needs=f"{ANALYSES} (parameter change per layer)"),
+          _layers("eurosat", _ONLY), methods=("clipfit",), figure="layers"),
     Entry("clipfit:figure8", "clipfit", "Figure 8", "image LayerNorm change with and without the regularisers, DTD",
-          needs=f"{ANALYSES} (parameter change per layer)"),
+          _layers("dtd", _REG, series="image"), methods=("clipfit",), figure="layers"),
     Entry("clipfit:figure9", "clipfit", "Figure 9", "text bias change with and without the regularisers, EuroSAT",
-          needs=f"{ANALYSES} (parameter change per layer)"),
+          _layers("eurosat", _REG, series="text"), methods=("clipfit",), figure="layers"),
     Entry("clipfit:figure10", "clipfit", "Figure 10", "image LayerNorm change with and without the regularisers, "
-          "EuroSAT", needs=f"{ANALYSES} (parameter change per layer)"),
+          "EuroSAT", _layers("eurosat", _REG, series="image"), methods=("clipfit",), figure="layers"),
     Entry("clipfit:figure11", "clipfit", "Figure 11", "squared gradient sum per image LayerNorm; change of the first "
-          "layers at each iteration", needs=f"{ANALYSES} (gradient norms, parameter change per iteration)"),
+          "layers at each iteration", _layers("dtd", _ONLY, ("grads", "steps"), "image", layers="1"),
+          methods=("clipfit",), figure="layers",
+          notes=("steps.png beside it: the change of layer 1 of every series at each iteration",)),
 ]
 
 _LN_FAMILIES = {"Linear Probe": "linear_probe", "Prompt Tuning": "prompt", "Adapter": "adapter",
@@ -230,9 +252,11 @@ _LAYERNORM = [
     Entry("layernorm:figure6", "layernorm", "Figure 6", "accuracy against shots on each dataset, lines",
           Call("regimes", {"datasets": "layernorm10"}), methods=_LN_METHODS, figure="dataset_shots"),
     Entry("layernorm:figure7", "layernorm", "Figure 7", "LayerNorm tuning of the last K blocks only, K = 2 ... 12",
-          needs=f"{ANALYSES} (a sweep over a `layernorm` setting tuning the last K blocks, which does not exist yet)",
+          Call("fewshot", {"datasets": "layernorm10", "shots": (1, 4, 16)}), methods=("layernorm",), figure="sweep",
+          sweep=("last_blocks", (2, 4, 6, 8, 10, 12)),
           notes=("the paper's Sec. 4.3 cites 'Figure 7' for the recipes that its Figure 5 shows; this entry is the "
-                 "appendix figure captioned 'Effect of tuning a subset of trainable LayerNorm parameters'",)),
+                 "appendix figure captioned 'Effect of tuning a subset of trainable LayerNorm parameters'",
+                 "shots 1, 4, 16: ours (the figure's are not in the text); the average over the datasets")),
 ]
 
 _LLU_METHODS = ("zeroshot", "coop", "cocoop", "prograd", "clip_adapter", "llu")
@@ -260,7 +284,10 @@ _LLU = [
     Entry("llu:figure2", "llu", "Figure 2", "base and new accuracy against shots, each dataset and the average, lines",
           Call("base2new", {"datasets": COOP11, "shots": FEWSHOT_SHOTS}), methods=_LLU_METHODS, figure="b2n_shots"),
     Entry("llu:figure3", "llu", "Figure 3", "time of one training step against the batch size",
-          needs=f"{ANALYSES} (training-efficiency measurement)"),
+          Call("timing", {"dataset": "imagenet", "batch_sizes": (1, 2, 4, 8, 16, 32)}),
+          methods=("llu", "coop", "prograd", "clip_adapter", "cocoop"), figure="timing",
+          notes=("median of 3 steps after a warm-up step (forward, backward, update), every method in one process on "
+                 "the same images; methods trained on cached features step on features, as the training loop does",)),
 ]
 
 ENTRIES: dict[str, Entry] = {e.name: e for e in _CLIPFIT + _LAYERNORM + _LLU}

@@ -28,8 +28,10 @@ from typing import Any
 
 from ..errors import ClipfitError
 from ..io import write_json
+from .analyses import RECORD
 from .numbers import Numbers, load_numbers
 from .registry import (
+    ANALYSIS_KINDS,
     AVERAGE,
     ENTRIES,
     PAPERS,
@@ -266,6 +268,7 @@ class Ours:
 
     def __init__(self, plan: Plan, summary: dict, runs_dir: Path):
         self.plan, self.s, self.runs_dir = plan, summary, runs_dir
+        self.times: dict[str, float] = {}  # method -> ms of training per image (`Entry.time_batch`)
         self.missing = set(summary.get("missing", {}))
         shots = plan.args.get("shots")
         self.default_shots = shots if isinstance(shots, int) else (shots[0] if shots and len(shots) == 1 else None)
@@ -278,7 +281,7 @@ class Ours:
             return NOT_RUN
         metric = dims.get("metric", "accuracy")
         if metric == "time":
-            return NA
+            return self.times.get(m, NA)
         if dims.get("dataset") == AVERAGE:
             return self._average(dims, metric)
         return self._one(dims, m, metric)
@@ -401,6 +404,8 @@ def fmt_value(x: float | str, metric: str) -> str:
         return f"{round(x):,}"
     if metric == "reg":
         return f"{x:.2g}"
+    if metric == "time":
+        return f"{x:.3g}ms"
     return f"{x:.2f}"
 
 
@@ -628,6 +633,10 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
               overrides: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> PaperResult:
     entry = get_entry(name)
     settings = dict(settings or {})
+    if entry.figure in ANALYSIS_KINDS:
+        return run_analysis(entry, out=Path(out), model=model, root=root, seeds=seeds, methods=methods,
+                            stand_ins=stand_ins, dry_run=dry_run, device=device, progress=progress, echo=echo,
+                            skip_missing=skip_missing, overrides=overrides, settings=settings)
     plan = make_plan(entry, model, root, seeds, methods, stand_ins, overrides)
     out = Path(out)
     runs_dir = out / plan.runs_dir_name
@@ -639,6 +648,13 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
         raise AssertionError("the protocol ran nothing")
     summary = call_protocol(plan, out, root, device, progress, echo, skip_missing, settings)
     ours = Ours(plan, summary, runs_dir)
+    if entry.time_batch:  # training time per image: every method's step measured side by side, here
+        from .analyses import measure_steps
+
+        dataset = plan.args.get("datasets", [plan.args.get("source")])[0]
+        rows = measure_steps(plan.model, dataset, root, [m for m in plan.methods if m != "zeroshot"],
+                             (entry.time_batch,), device, settings)
+        ours.times = {m: per * 1000 for m, _, _, per in rows}
     paper = PAPERS[entry.paper]
     title = f"{paper.short} {entry.label}: {entry.title}"
     notes = [describe(plan, settings), *entry.notes, *average_note(plan, summary)]
@@ -682,6 +698,13 @@ def describe_call(entry: Entry) -> str:
     if entry.call is None:
         return ""
     args = entry.call.args
+    if entry.call.protocol == "train":
+        return (f"train {entry.methods[0]} on {args['dataset']}, {args['shots']} shots, with record={RECORD}: "
+                + ", ".join(f"{k}" + (f" ({' '.join(f'{a}={b}' for a, b in v.items())})" if v else "")
+                            for k, v in args["variants"].items()))
+    if entry.sweep:
+        return (f"{entry.call.protocol} " + " ".join(f"{k}={_show(v)}" for k, v in args.items())
+                + f" for each {entry.sweep[0]} in {_show(entry.sweep[1])}")
 
     return f"{entry.call.protocol} " + " ".join(f"{k}={_show(v)}" for k, v in args.items())
 
@@ -693,7 +716,9 @@ def list_entries() -> list[dict]:
                     "protocol": e.call.protocol if e.call else None,
                     "args": {k: list(v) if isinstance(v, tuple) else v for k, v in (e.call.args if e.call else {}).items()},
                     "methods": entry_methods(e), "numbers": e.numbers, "needs": e.needs,
-                    "runs": describe_call(e) + (f"; methods {','.join(entry_methods(e))}; seeds 1,2,3" if e.call else "")})
+                    "runs": describe_call(e) + (f"; methods {','.join(entry_methods(e))}" if e.call else "")
+                    + ("; seeds 1,2,3" if e.call and e.call.protocol not in ("train", "timing") else
+                       "; seed 1" if e.call and e.call.protocol == "train" else "")})
     return out
 
 
@@ -885,3 +910,103 @@ def estimate(plan: Plan, jobs: list, settings: dict[str, Any], device: str | Non
             "estimated_seconds": round(total, 1), "device": device, "measured": clock.methods,
             "forward_seconds_per_image": clock.forward, "seconds_per_evaluation": clock.overhead, "how": how}
     return PaperResult(text, data)
+
+
+# -- figures that are analyses (clipfit.papers.analyses) ------------------------------------------------------------
+
+
+def run_analysis(entry: Entry, *, out: Path, model: str | None, root: str | None, seeds: Sequence[int] | None,
+                 methods: Sequence[str] | None, stand_ins: bool | None, dry_run: bool, device: str | None,
+                 progress: bool, echo: Callable[[str], None], skip_missing: bool, overrides: dict[str, Any] | None,
+                 settings: dict[str, Any]) -> PaperResult:
+    """A figure that is an analysis: trained variants with recording, a t-SNE, a sweep of a setting through the
+    entry's protocol call, or step times against the batch size. Writes figures/<name>.png and tables/<name>.csv,
+    .md and .json as a table does."""
+    from ..backbone import EMBEDDED_MODEL
+    from ..engine.run import _model_ref
+    from ..plots import lines
+    from ..protocols.core import render
+    from . import analyses as an
+
+    model = model or EMBEDDED_MODEL
+    if stand_ins is None:
+        stand_ins = _model_ref(model) == EMBEDDED_MODEL and not root
+    chosen = [m for m in entry.methods if not methods or m in methods]
+    paper = PAPERS[entry.paper]
+    title = an.title_of(entry)
+    what = f"ours: {model}" + (f", settings {' '.join(f'{k}={v}' for k, v in settings.items())}" if settings else "")
+    if stand_ins:
+        what += (f"; on synthetic stand-ins. The paper's figure is for {paper.backbone} on the real datasets: not "
+                 "comparable.")
+    notes = [what, *entry.notes]
+    if dry_run:
+        return PaperResult(f"{title}\nwould run: {describe_call(entry)}", {"name": entry.name, "runs": describe_call(entry)})
+    figures, tables = out / "figures", out / "tables"
+    figures.mkdir(parents=True, exist_ok=True)
+    tables.mkdir(parents=True, exist_ok=True)
+    base = slug(entry.name)
+    kind = entry.figure
+    files: list[Path] = []
+    if kind in ("layers", "tsne"):
+        seed = (list(seeds) if seeds else [1])[0]
+        runs, used = an.train_variants(entry, out, model, root, seed, bool(stand_ins), device, progress, echo, settings)
+        notes.append(f"dataset: {entry.call.args['dataset']}" + (f" -> {used}" if used != entry.call.args['dataset']
+                                                                  else "") + f", seed {seed}")
+        if kind == "layers":
+            files = an.run_layers(entry, runs, figures, base)
+            header = ["run", "series", "layer", "param", "change", "grad_sq_sum"]
+            body = [[*r[:4], *(f"{float(x):.4g}" if x else NA for x in r[4:])]
+                    for r in csv.reader((figures / base / "layers.csv").read_text().splitlines()[1:])]
+        else:
+            from ..analyses import tsne
+
+            label, run = next(iter(runs.items()))
+            files = tsne(run, figures / base, _slug_run(label), entry.call.args.get("points", 400), device)
+            png = next(f for f in files if f.suffix == ".png")
+            (figures / f"{base}.png").write_bytes(png.read_bytes())
+            files.insert(0, figures / f"{base}.png")
+            scores = json.loads(next(f for f in files if f.suffix == ".json").read_text())["silhouette_cosine"]
+            header = ["features", "silhouette (cosine, by class)"]
+            body = [[k, f"{v:.4f}" if v is not None else NA] for k, v in scores.items()]
+    elif kind == "sweep":
+        def plan_for(e: Entry) -> Plan:
+            return make_plan(replace(e, figure=None), model, root, seeds, chosen or None, stand_ins, overrides)
+
+        def call(plan: Plan, where: Path, st: dict) -> dict:
+            return call_protocol(plan, where, root, device, progress, echo, skip_missing, st)
+
+        data, body, more = an.run_sweep(entry, plan_for, call, out, settings, echo)
+        notes += more
+        key = data["key"]
+        files.append(lines(figures / f"{base}.png", data["curves"], title, key, f"average {data['metric']} (%)"))
+        header = ["shots", "method", key, data["metric"]]
+        body = [[str(k), m, str(v), fmt_value(x, "accuracy")] for k, m, v, x in body]
+    else:  # timing
+        args = entry.call.args
+        dataset = STAND_INS.get(args["dataset"], args["dataset"]) if stand_ins else args["dataset"]
+        rows = an.measure_steps(model, dataset, root, chosen, args["batch_sizes"], device, settings)
+        notes.append(f"dataset: {dataset}; device: {device or 'auto'}")
+        curves: dict[str, tuple[list, list]] = {}
+        for m, b, sec, _ in rows:
+            curves.setdefault(m, ([], []))
+            curves[m][0].append(b)
+            curves[m][1].append(sec * 1000)
+        files.append(lines(figures / f"{base}.png", {"": curves}, title, "batch size", "ms per training step",
+                           logx=True, max_cols=1))
+        header = ["method", "batch size", "ms per step", "ms per image"]
+        body = [[m, str(b), f"{sec * 1000:.2f}", f"{per * 1000:.3f}"] for m, b, sec, per in rows]
+    text = render(title, header, body, notes) + f"\nfigure: {figures / f'{base}.png'}"
+    (tables / f"{base}.md").write_text(markdown(title, header, body, notes), encoding="utf-8")
+    csv_buf = io.StringIO()
+    csv.writer(csv_buf, lineterminator="\n").writerows([header, *body])
+    (tables / f"{base}.csv").write_text(csv_buf.getvalue(), encoding="utf-8")
+    data = {"name": entry.name, "paper": entry.paper, "label": entry.label, "title": title, "notes": notes,
+            "model": model, "header": header, "rows": body}
+    files += [tables / f"{base}.md", tables / f"{base}.csv", tables / f"{base}.json"]
+    data["files"] = [str(f) for f in files]
+    write_json(tables / f"{base}.json", data)
+    return PaperResult(text, data, files)
+
+
+def _slug_run(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")

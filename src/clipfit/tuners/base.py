@@ -344,3 +344,80 @@ def build_method(name: str, backbone: Backbone, classnames: Sequence[str], templ
     """An instance of method `name` (a preset name gives its base class; `cfg` None: the name's own config)."""
     entry = METHODS.get(name)
     return entry.cls(backbone, classnames, template, cfg if cfg is not None else entry.config(), init_weights)
+
+
+def parse_layers(spec: str, n: int, setting: str, ranking: Sequence[float] | None = None) -> list[int]:
+    """The 0-based layers of `n` that a layer setting names: 'all', or comma-separated items: K (1-based), A-B,
+    'last', 'lastK' (the last K), 'topK' (the K with the largest `ranking`: each layer's recorded change)."""
+    spec = spec.strip().lower()
+    if spec == "all":
+        return list(range(n))
+    out: set[int] = set()
+    for item in (x.strip() for x in spec.split(",") if x.strip()):
+        try:
+            if item == "last":
+                out.add(n - 1)
+            elif item.startswith("last"):
+                out.update(range(max(0, n - int(item[4:])), n))
+            elif item.startswith("top"):
+                if ranking is None:
+                    raise ClipfitError(f"setting {setting}={spec}: '{item}' ranks layers by their recorded change; "
+                                       "also set layers_from=RUN_DIR, a run trained with record=change")
+                k = int(item[3:])
+                out.update(sorted(range(n), key=lambda i: -ranking[i])[:k])
+            elif "-" in item:
+                a, b = (int(x) for x in item.split("-", 1))
+                out.update(range(a - 1, b))
+            else:
+                out.add(int(item) - 1)
+        except ValueError:
+            raise ClipfitError(f"setting {setting}={spec}: {item!r} is not a layer; write e.g. 1,12 or 1-6 or last3 "
+                               "or top6") from None
+    bad = sorted(i + 1 for i in out if not 0 <= i < n)
+    if bad or not out:
+        raise ClipfitError(f"setting {setting}={spec}: layers are 1 to {n}" + (f", not {bad[0]}" if bad else ""))
+    return sorted(out)
+
+
+def block_index(name: str) -> int | None:
+    """The encoder block a parameter belongs to (0-based), from its name ('...layers.3....'), or None."""
+    import re
+
+    m = re.search(r"\.layers\.(\d+)\.", name)
+    return int(m.group(1)) if m else None
+
+
+def recorded_change(run_dir: str, setting: str) -> dict[str, float]:
+    """Backbone parameter name -> its final recorded change ||p - p0||^2 in a run trained with record=change."""
+    import json
+
+    from ..engine.record import RECORD_JSON
+    from ..engine.rundir import RunDir
+
+    run = RunDir(run_dir)
+    if not run.file(RECORD_JSON).exists():
+        raise ClipfitError(f"setting {setting}={run_dir}: no {RECORD_JSON} there; train that run with "
+                           "--set record=change")
+    rec = json.loads(run.read_file(RECORD_JSON))
+    if not rec.get("epochs") or "change" not in rec["epochs"][-1]:
+        raise ClipfitError(f"setting {setting}={run_dir}: that run did not record change (record=change)")
+    return {n.removeprefix("backbone.model."): v for n, v in zip(rec["params"], rec["epochs"][-1]["change"])}
+
+
+def keep_layers(method: Method, layers: list[list[str]], spec: str, setting: str,
+                change: Mapping[str, float] | None = None) -> None:
+    """Freeze every parameter of `layers` (backbone parameter names, one list per layer in depth order) except those
+    of the layers `spec` names (`parse_layers`; 'topK' ranks layers by the summed recorded `change`)."""
+    ranking = [sum(change.get(n, 0.0) for n in names) for names in layers] if change is not None else None
+    chosen = set(parse_layers(spec, len(layers), setting, ranking))
+    params = dict(method.backbone.model.named_parameters())
+    for i, names in enumerate(layers):
+        if i not in chosen:
+            for n in names:
+                params[n].requires_grad_(False)
+
+
+def parameter_group_of(model: nn.Module, module: nn.Module) -> list[str]:
+    """The names (in `model`) of `module`'s own parameters."""
+    ids = {id(p) for p in module.parameters(recurse=False)}
+    return [n for n, p in model.named_parameters() if id(p) in ids]

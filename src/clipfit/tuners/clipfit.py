@@ -18,9 +18,18 @@ import torch
 import torch.nn.functional as F
 
 from .. import recipes
-from ..backbone import parameter_group
+from ..backbone import layernorms, parameter_group
 from ..config import opt
-from .base import Method, MethodConfig, register_method, register_preset
+from .base import (
+    Method,
+    MethodConfig,
+    block_index,
+    keep_layers,
+    parameter_group_of,
+    recorded_change,
+    register_method,
+    register_preset,
+)
 
 BIAS_GROUPS = {
     "ffn_out": ["text_ffn_out_bias"],  # Table 5 (d), CLIPFit's choice
@@ -42,6 +51,13 @@ class CLIPFitConfig(MethodConfig):
     beta: float = opt(8.0, "KD weight (the recipe sets the paper's: 8 base-to-new and cross-dataset; 2 few-shot and "
                            "domain shift; 8 few-shot DTD/SUN397)", range="[0, inf)")
     mse_weight: float = opt(1.0, "weight of the bias MSE regulariser when reg=mse (the paper gives no value)", range="[0, inf)")
+    ln_layers: str = opt("all", "image LayerNorm layers tuned (CLIPFit Sec. 4.3): all, or e.g. 1 / 12 / last / top6 / "
+                                "1-6,last (1-based, depth order: 1 is the patch-embedding LayerNorm); topK: the K "
+                                "most changed in the run `layers_from`")
+    bias_layers: str = opt("all", "encoder blocks whose text biases are tuned (CLIPFit appendix H): all, or e.g. 1 / 6 "
+                                  "/ last / top3 / last3 (1-based); biases outside the blocks are frozen when not all")
+    layers_from: str = opt("", "run directory trained with record=change whose recorded change ranks the layers for "
+                               "topK")
 
 
 @register_method("clipfit")
@@ -57,7 +73,21 @@ class CLIPFit(Method):
             groups.append("vision_layernorm")
         self.unfreeze(*groups)
         model = self.backbone.model
-        self._bias_names = [n for g in BIAS_GROUPS[self.cfg.bias] for n in parameter_group(model, g)]
+        cfg = self.cfg
+        change = recorded_change(cfg.layers_from, "layers_from") if cfg.layers_from else None
+        if cfg.image_layernorm and cfg.ln_layers != "all":
+            keep_layers(self, [parameter_group_of(model, m) for _, m in layernorms(model.vision_model)], cfg.ln_layers,
+                        "ln_layers", change)
+        bias = [n for g in BIAS_GROUPS[cfg.bias] for n in parameter_group(model, g)]
+        if cfg.bias_layers != "all":
+            blocks = model.config.text_config.num_hidden_layers
+            keep_layers(self, [[n for n in bias if block_index(n) == i and n.startswith("text")] for i in range(blocks)],
+                        cfg.bias_layers, "bias_layers", change)
+            for n in bias:  # text biases outside the encoder blocks (and the image's) are not layers: frozen
+                if block_index(n) is None or not n.startswith("text"):
+                    dict(model.named_parameters())[n].requires_grad_(False)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        self._bias_names = [n for n in bias if n in trainable]
         self._zs_text: torch.Tensor | None = None
         self._bias_init: dict[str, torch.Tensor] = {}
 

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 
 from .. import recipes
 from ..config import opt
-from .base import LN_GROUPS, GroupTuning, MethodConfig, register_method
+from ..errors import ClipfitError
+from .base import LN_GROUPS, GroupTuning, MethodConfig, block_index, register_method
 
 
 @dataclass
 class LayerNormConfig(MethodConfig):
     tower: str = opt("both", "LayerNorms tuned: of both encoders (the paper's), only the text or only the image encoder",
                      tuple(LN_GROUPS))
+    last_blocks: int = opt(0, "tune only the LayerNorms inside the last K residual blocks of each encoder (the LayerNorm "
+                              "paper's appendix figure 'tuning a subset of trainable LayerNorm parameters', K = 2 ... "
+                              "12); 0 = every LayerNorm", range="[0, inf)")
 
 
 @register_method("layernorm")
@@ -31,3 +35,19 @@ class LayerNormTuning(GroupTuning):
     Config = LayerNormConfig
     recipe = recipes.LAYERNORM_TUNING
     GROUPS = LN_GROUPS
+
+    def build(self) -> None:
+        super().build()
+        k = self.cfg.last_blocks
+        if k:
+            model = self.backbone.model
+            for tower in (model.text_model, model.vision_model):
+                blocks = len(tower.encoder.layers)
+                if k > blocks:
+                    raise ClipfitError(f"setting last_blocks={k}: the encoders have {blocks} blocks")
+            for n, p in model.named_parameters():  # the LayerNorms outside the blocks, and those of earlier blocks
+                if p.requires_grad:
+                    i = block_index(n)
+                    tower = model.text_model if n.startswith("text") else model.vision_model
+                    if i is None or i < len(tower.encoder.layers) - k:
+                        p.requires_grad_(False)

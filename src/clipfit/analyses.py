@@ -1,0 +1,242 @@
+"""`clipfit analyze RUN [RUN ...] --out DIR`: each analysis of finished runs and protocol grids as a PNG (headless
+matplotlib) with its data beside it as CSV.
+
+Of run directories (several runs are drawn together, one line each, e.g. CLIPFit with and without its regulariser):
+- curves.png/.csv: every number of the per-epoch history (loss and its parts, learning rate, validation accuracy);
+- change.png, grads.png, layers.csv: what `record=change,grads` recorded, per layer of each series (CLIPFit Figures 3,
+  4, 7-11 left);
+- steps.png/.csv: what `record=steps` recorded, the change of chosen layers at every step (CLIPFit Figure 11 right);
+- tsne.png/.csv/.json (`--tsne`): t-SNE of the test images' features, zero-shot model beside the tuned one (CLIPFit
+  Figure 5), with each embedding's silhouette score by class in the JSON.
+Of a protocol's results.json (or its folder): fewshot grids as accuracy against shots per method (the CoOp-style
+curve), base2new grids as base / new / HM bars per method.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ClipfitError
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def labels_for(paths: Sequence[Path]) -> list[str]:
+    """Short distinct names for runs: the folder name, with its parent's when names repeat."""
+    names = [p.name for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{p.parent.name}/{p.name}" for p in paths]
+    return names
+
+
+# -- of runs ---------------------------------------------------------------------------------------------------------
+
+
+def _record(run) -> dict | None:
+    from .engine.record import RECORD_JSON
+
+    return json.loads(run.read_file(RECORD_JSON)) if run.file(RECORD_JSON).exists() else None
+
+
+def curves(runs: dict[str, Any], out: Path) -> list[Path]:
+    from .plots import lines
+
+    panels: dict[str, dict[str, tuple[list[float], list[float | None]]]] = {}
+    rows = []
+    for name, run in runs.items():
+        history = (run.read_metrics() or {}).get("history") or []
+        keys = [k for k in dict.fromkeys(k for h in history for k in h) if k != "epoch"]
+        for k in keys:
+            xs = [h["epoch"] for h in history if isinstance(h.get(k), (int, float))]
+            ys = [h[k] for h in history if isinstance(h.get(k), (int, float))]
+            if xs:
+                panels.setdefault(k, {})[name] = (xs, ys)
+                rows += [[name, x, k, y] for x, y in zip(xs, ys)]
+    if not panels:
+        return []
+    return [write_csv(out / "curves.csv", ["run", "epoch", "what", "value"], rows),
+            lines(out / "curves.png", panels, "training curves", "epoch", "")]
+
+
+def layer_figures(runs: dict[str, Any], out: Path) -> list[Path]:
+    """change.png and grads.png: per series, each layer's final change / summed squared gradient, one line per run."""
+    from .engine.record import layer_table
+    from .plots import lines
+
+    tables = {name: layer_table(rec) for name, run in runs.items() if (rec := _record(run)) and rec["epochs"]}
+    if not tables:
+        return []
+    files = [write_csv(out / "layers.csv", ["run", "series", "layer", "param", "change", "grad_sq_sum"],
+                       [[name, r["series"], r["layer"], r["param"], r["change"], r["grad_sq_sum"]]
+                        for name, rows in tables.items() for r in rows])]
+    for what, fname, ylabel in (("change", "change.png", "||p - p0||^2"), ("grad_sq_sum", "grads.png",
+                                                                          "sum of squared gradients")):
+        panels: dict[str, dict] = {}
+        for name, rows in tables.items():
+            for series in dict.fromkeys(r["series"] for r in rows):
+                pts = [(r["layer"], r[what]) for r in rows if r["series"] == series and r[what] is not None]
+                if pts:
+                    panels.setdefault(series, {})[name] = ([p[0] for p in pts], [p[1] for p in pts])
+        if panels:
+            title = "parameter change per layer" if what == "change" else "squared gradient sum per layer"
+            files.append(lines(out / fname, panels, title, "layer", ylabel, max_cols=3))
+    return files
+
+
+def step_figure(runs: dict[str, Any], out: Path, layers: str = "1") -> list[Path]:
+    """steps.png/.csv: the change at every step of the layers `layers` names (as `ln_layers` does) of each series."""
+    from .plots import lines
+    from .tuners.base import parse_layers
+
+    panels: dict[str, dict] = {}
+    rows = []
+    for name, run in runs.items():
+        rec = _record(run)
+        if not rec or not rec["steps"]:
+            continue
+        index = {n: i for i, n in enumerate(rec["params"])}
+        for series, names in rec["series"].items():
+            for li in parse_layers(layers, len(names), "--layers"):
+                xs = [s["step"] for s in rec["steps"]]
+                ys = [s["change"][index[names[li]]] for s in rec["steps"]]
+                label = f"{name} layer {li + 1}" if len(runs) > 1 else f"layer {li + 1}"
+                panels.setdefault(series, {})[label] = (xs, ys)
+                rows += [[name, series, li + 1, x, y] for x, y in zip(xs, ys)]
+    if not panels:
+        return []
+    return [write_csv(out / "steps.csv", ["run", "series", "layer", "step", "change"], rows),
+            lines(out / "steps.png", panels, "change at each iteration", "step", "||p - p0||^2", max_cols=3)]
+
+
+def tsne(run_dir: Path, out: Path, name: str, max_points: int = 400, device: str | None = None) -> list[Path]:
+    """t-SNE of the test images' features (at most `max_points`, an even draw over the split), zero-shot model
+    beside the tuned run; the silhouette of each embedding by class says which separates the classes better."""
+    import numpy as np
+    import torch
+    from sklearn.manifold import TSNE
+    from sklearn.metrics import silhouette_score
+
+    from .backbone import Backbone
+    from .data.catalogue import load_task
+    from .data.sampling import subsample_classes
+    from .engine.loop import eval_loader
+    from .engine.run import load_run
+    from .plots import scatter
+    from .tuners import build_method
+
+    run = load_run(run_dir, device)
+    cfg = run.config
+    task = subsample_classes(load_task(cfg["dataset"], cfg.get("root")), cfg["subsample"])
+    items = task.test or task.val or task.train
+    if not items:
+        raise ClipfitError(f"{run_dir}: its dataset has no images to embed")
+    step = max(1, len(items) // max_points)
+    items = items[::step][:max_points]
+    zs = build_method("zeroshot", Backbone.from_pretrained(cfg["model"], device=run.device), cfg["classnames"],
+                      cfg["templates"]).to(run.device).eval()
+    panels, rows, scores = {}, [], {}
+    for label, method in (("zero-shot CLIP", zs), (f"{cfg['method']} ({name})", run.method)):
+        feats, ys = [], []
+        with torch.no_grad():
+            for x, y in eval_loader(items, task, method, 256):
+                feats.append(method.image_features(x.to(run.device)).float().cpu())
+                ys.append(y)
+        f, y = torch.cat(feats).numpy(), torch.cat(ys).numpy()
+        xy = TSNE(2, perplexity=min(30.0, (len(f) - 1) / 3), init="pca", random_state=0).fit_transform(f)
+        panels[label] = (xy.tolist(), y.tolist())
+        rows += [[label, float(a), float(b), int(c)] for (a, b), c in zip(xy, y)]
+        scores[label] = float(silhouette_score(f, y, metric="cosine")) if len(np.unique(y)) > 1 else None
+    stem = f"tsne_{name}".replace("/", "_")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({"run": str(run_dir), "points": len(items),
+                                                  "silhouette_cosine": scores}, indent=1), encoding="utf-8")
+    return [write_csv(out / f"{stem}.csv", ["model", "x", "y", "label"], rows), out / f"{stem}.json",
+            scatter(out / f"{stem}.png", panels, f"t-SNE of image features, {cfg['dataset']}")]
+
+
+# -- of protocol grids -----------------------------------------------------------------------------------------------
+
+
+def grid_figures(results: Path, out: Path, name: str) -> list[Path]:
+    from .plots import bars, lines
+
+    s = json.loads(results.read_text(encoding="utf-8"))
+    proto, rows = s.get("protocol"), s.get("rows", [])
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    if proto == "fewshot":
+        panels, table = {}, []
+        for d in s["datasets"]:
+            metric = s["primary_metric"][d]
+            for m in methods:
+                pts = sorted((r["shots"], r["metrics"][metric]["mean"]) for r in rows
+                             if r["dataset"] == d and r["method"] == m and metric in r["metrics"])
+                if pts:
+                    panels.setdefault(d, {})[m] = ([p[0] for p in pts], [p[1] for p in pts])
+                    table += [[d, m, k, v] for k, v in pts]
+        if len(panels) > 1:  # the average over datasets at each shot count, as the papers' first panel
+            avg = {}
+            for m in methods:
+                ks = sorted({r["shots"] for r in rows if r["method"] == m})
+                ys = [statistics.fmean(v for d in panels if m in panels[d] for k2, v in zip(*panels[d][m]) if k2 == k)
+                      for k in ks]
+                avg[m] = (ks, ys)
+            panels = {"Average": avg, **panels}
+        return [write_csv(out / f"{name}_shots.csv", ["dataset", "method", "shots", "accuracy"], table),
+                lines(out / f"{name}_shots.png", panels, "accuracy against shots", "shots per class", "accuracy (%)",
+                      logx=True)]
+    if proto == "base2new":
+        panels, table = {}, []
+        for d in s["datasets"]:
+            for k in sorted({r["shots"] for r in rows if r["dataset"] == d}):
+                got = {m: r["metrics"] for m in methods if (r := next((x for x in rows if x["dataset"] == d and
+                                                                        x["shots"] == k and x["method"] == m), None))}
+                if not got:
+                    continue
+                series = {col: [(got[m].get(col) or {}).get("mean") for m in got] for col in ("base", "new", "hm")}
+                panels[f"{d}, {k} shots"] = (list(got), series)
+                table += [[d, k, m, *[(got[m].get(c) or {}).get("mean") for c in ("base", "new", "hm")]] for m in got]
+        return [write_csv(out / f"{name}_b2n.csv", ["dataset", "shots", "method", "base", "new", "hm"], table),
+                bars(out / f"{name}_b2n.png", panels, "base-to-new: base, new, HM", "accuracy (%)")]
+    raise ClipfitError(f"{results}: analyze draws fewshot and base2new grids, not {proto!r}")
+
+
+# -- the command ----------------------------------------------------------------------------------------------------
+
+
+def analyze(paths: Sequence[str | Path], out: str | Path, tsne_points: int = 0, layers: str = "1",
+            device: str | None = None) -> list[Path]:
+    """Every analysis the given runs and grids allow, written under `out`; returns the files written."""
+    from .engine.rundir import RunDir
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, grids = [], []
+    for p in map(Path, paths):
+        results = p if p.name == "results.json" else p / "results.json"
+        if results.is_file():
+            grids.append(results)
+        elif RunDir(p).is_run:
+            RunDir(p).require_trained()
+            runs.append(p)
+        else:
+            raise ClipfitError(f"{p} is neither a run directory nor a protocol's results.json; give the --out of "
+                               "`clipfit train` or of a protocol command")
+    named = dict(zip(labels_for(runs), (RunDir(p) for p in runs)))
+    files = curves(named, out) + layer_figures(named, out) + step_figure(named, out, layers)
+    for name, path in zip(labels_for([g.parent for g in grids]), grids):
+        files += grid_figures(path, out, name.replace("/", "_"))
+    if tsne_points:
+        for name, p in zip(named, runs):
+            files += tsne(p, out, name, tsne_points, device)
+    return files

@@ -1,0 +1,199 @@
+"""The papers' figures that are analyses rather than tables (`clipfit paper run NAME` for them):
+
+- "layers" (CLIPFit Figures 3, 4, 7-11): train the entry's variants (CLIPFit, and CLIPFit without its regulariser)
+  with `record=change,grads,steps` on one dataset, one seed, and draw per-layer change, squared gradient sums or the
+  change at every step (`clipfit.analyses`);
+- "tsne" (CLIPFit Figure 5): train CLIPFit, embed the test images zero-shot and tuned with t-SNE;
+- "sweep" (CLIPFit Figure 6, the LayerNorm paper's Figure 7): the entry's protocol call once per value of a setting
+  (beta; last_blocks), each in OUT/<protocol>-<setting><value>/ (reused), and the average metric against the value;
+- "timing" (LLU Figure 3): seconds of one training step (forward, backward, update) against the batch size, every
+  method measured side by side in this one process on the same images.
+
+Runs of "layers" and "tsne" live in OUT/analyses/<dataset>/<shots>shots/<variant>/seed<seed>/ and are reused by
+every entry that needs them (Figures 3, 4, 8 and 11 share DTD's; 5, 7, 9 and 10 EuroSAT's).
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .registry import AVERAGE, PAPERS, STAND_INS, Entry
+
+RECORD = "change,grads,steps"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def train_variants(entry: Entry, out: Path, model: str, root: str | None, seed: int, stand_ins: bool,
+                   device: str | None, progress: bool, echo: Callable[[str], None],
+                   settings: dict[str, Any]) -> tuple[dict[str, Path], str]:
+    """The entry's variants trained (or reused) with recording on; (variant -> run dir, dataset used)."""
+    from .. import api
+    from ..engine.rundir import RunDir
+
+    args = entry.call.args
+    dataset = STAND_INS.get(args["dataset"], args["dataset"]) if stand_ins else args["dataset"]
+    shots = args.get("shots", 16)
+    runs = {}
+    for label, variant in args["variants"].items():
+        run = out / "analyses" / dataset / f"{shots}shots" / _slug(label) / f"seed{seed}"
+        if not RunDir(run).is_finished:
+            echo(f"{entry.name}: training {label} on {dataset}, {shots} shots, seed {seed}")
+            api.train(model, dataset=dataset, out=run, method=entry.methods[0] if entry.methods else "clipfit",
+                      shots=shots, seed=seed, root=root, protocol=args.get("protocol", "fewshot"), device=device,
+                      overwrite=True, progress=progress, **{**settings, **variant, "record": RECORD})
+        runs[label] = run
+    return runs, dataset
+
+
+def _select(runs: dict[str, Path], series: str | None) -> dict[str, Any]:
+    from ..engine.rundir import RunDir
+
+    return {label: _Filtered(RunDir(p), series) for label, p in runs.items()}
+
+
+class _Filtered:
+    """A run directory whose record.json shows only the series whose name starts with `series` (text / image)."""
+
+    def __init__(self, run, series: str | None):
+        self.run, self.series = run, series
+
+    def file(self, name: str) -> Path:
+        return self.run.file(name)
+
+    def read_metrics(self):
+        return self.run.read_metrics()
+
+    def read_file(self, name: str) -> bytes:
+        data = self.run.read_file(name)
+        if not self.series or not name.endswith(".json"):
+            return data
+        rec = json.loads(data)
+        rec["series"] = {s: n for s, n in rec["series"].items() if s.startswith(self.series)}
+        return json.dumps(rec).encode()
+
+
+def run_layers(entry: Entry, runs: dict[str, Path], figures: Path, base: str) -> list[Path]:
+    from .. import analyses
+
+    args = entry.call.args
+    view = _select(runs, args.get("series"))
+    work = figures / base
+    files = analyses.layer_figures(view, work)
+    if "steps" in args.get("draw", ()):
+        files += analyses.step_figure(view, work, args.get("layers", "1"))
+    first = {"change": "change.png", "grads": "grads.png", "steps": "steps.png"}[args.get("draw", ("change",))[0]]
+    main = figures / f"{base}.png"
+    main.write_bytes((work / first).read_bytes())
+    return [main, *files]
+
+
+def run_sweep(entry: Entry, plan_for: Callable[[Entry], Any], call: Callable[..., dict], out: Path,
+              settings: dict[str, Any], echo: Callable[[str], None]) -> tuple[dict, list[list[Any]], list[str]]:
+    """The entry's protocol call for each value of its swept setting: ({shots: {method: (values, metric)}}, CSV
+    rows, notes)."""
+    from .run import Ours
+
+    key, values = entry.sweep
+    notes = []
+    plan = plan_for(entry)
+    if key == "last_blocks":  # a model with fewer blocks than the paper's ViT-B/16: its own K
+        from ..backbone import Backbone
+
+        cfg = Backbone.from_pretrained(plan.model).model.config
+        blocks = min(cfg.text_config.num_hidden_layers, cfg.vision_config.num_hidden_layers)
+        kept = [v for v in values if v <= blocks] or [blocks]
+        if kept != list(values):
+            notes.append(f"{key}: {', '.join(map(str, kept))} of the paper's {', '.join(map(str, values))} (this model "
+                         f"has {blocks} blocks)")
+        values = kept
+    metric = "hm" if plan.protocol == "base2new" else "accuracy"
+    shots = plan.args.get("shots")
+    shots = list(shots) if isinstance(shots, (list, tuple)) else [shots]
+    curves: dict[str, dict[str, tuple[list, list]]] = {}
+    rows = []
+    for v in values:
+        echo(f"{entry.name}: {key}={v}")
+        where = out / "sweeps" / f"{key}{v:g}"  # runs in OUT/sweeps/<setting><value>/<protocol>/
+        summary = call(plan, where, {**settings, key: v})
+        ours = Ours(plan, summary, where / plan.runs_dir_name)
+        for k in shots:
+            for m in plan.methods:
+                x = ours.get({"method": m, "dataset": AVERAGE, "shots": k, "metric": metric})
+                panel = curves.setdefault(f"{k} shots", {}).setdefault(m, ([], []))
+                panel[0].append(v)
+                panel[1].append(x if isinstance(x, float) else None)
+                rows.append([k, m, v, x])
+    return {"metric": metric, "curves": curves, "key": key}, rows, notes
+
+
+def measure_steps(model: str, dataset: str, root: str | None, methods: Sequence[str], batch_sizes: Sequence[int],
+                  device: str | None, settings: dict[str, Any], steps: int = 3) -> list[list[Any]]:
+    """[method, batch size, seconds per step, seconds per image]: each method trained for `steps` steps (after one
+    untimed warm-up step) at each batch size on the same images, in this process; the median step."""
+    import torch
+
+    from ..backbone import Backbone
+    from ..config import TrainConfig
+    from ..data.catalogue import load_task
+    from ..engine.loop import FeatureSource, ImageSource, autocast, cached_features, make_optimizer, pick_device
+    from ..tuners import METHODS, build_method
+
+    dev = pick_device(device)
+    task = load_task(dataset, root)
+    backbone = Backbone.from_pretrained(model, device=dev)
+    state0 = {k: v.clone() for k, v in backbone.model.state_dict().items()}
+    rows = []
+    for m in methods:
+        for b in batch_sizes:
+            backbone.model.load_state_dict(state0)
+            tcfg = TrainConfig(batch_size=b, **{k: v for k, v in settings.items() if hasattr(TrainConfig, k)})
+            method = build_method(m, backbone, task.classnames, task.template, METHODS.get(m).config()).to(dev)
+            if method.closed_form or not method.trainable():
+                continue
+            torch.manual_seed(0)
+            method.reset_parameters()
+            method.on_train_start()
+            train = (task.train * (1 + b * (steps + 1) // max(1, len(task.train))))[: b * (steps + 1)]
+            small = task.with_splits(train=train, val=[])
+            if method.trains_on_features:  # as the training loop does: the frozen encoder ran once, before
+                feats, _ = cached_features(method, small, tcfg, 1, dev, False)
+                source: Any = FeatureSource(method, feats, None, tcfg, 1, dev)
+            else:
+                source = ImageSource(method, small, tcfg, 1, dev)
+            opt = make_optimizer(list(method.trainable().values()), tcfg)
+            static = method.text_is_static
+            text = method.text_features().detach() if static else None
+            times = []
+            method.train()
+            for i, (x, y) in enumerate(source.batches()):
+                x, y = x.to(dev), y.to(dev)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                with autocast(dev, tcfg.precision):
+                    t_feats = text if static else method.text_features()
+                    logits = method.logits(source.image_features(x), t_feats)
+                loss, _ = method.loss(logits, y, t_feats)
+                opt.zero_grad(set_to_none=True)
+                method.backward(loss)
+                opt.step()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                if i:  # the first step warms up
+                    times.append(time.perf_counter() - t)
+            if times:
+                s = statistics.median(times)
+                rows.append([m, b, s, s / b])
+    return rows
+
+
+def title_of(entry: Entry) -> str:
+    return f"{PAPERS[entry.paper].short} {entry.label}: {entry.title}"
