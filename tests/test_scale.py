@@ -6,6 +6,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 
 import clipfit
 from clipfit.cli import main
@@ -61,3 +62,62 @@ def test_executor_ray_without_ray_is_one_line_naming_the_extra(tiny_clip, tiny_f
     assert not (tmp_path / "g").exists()
     assert main(args[:-2] + ["--address", "auto"]) == 2
     assert "--executor ray" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(args: list[str], world: int, cwd) -> None:
+    """`clipfit ARGS` in `world` processes, with the environment a launcher (accelerate launch, torchrun) sets."""
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    src = str(__import__("pathlib").Path(clipfit.__file__).parents[1])
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "WORLD_SIZE": str(world), "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               "ACCELERATE_USE_CPU": "true"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "clipfit.cli", *args], env=env, cwd=cwd,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(outs)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,
+                    reason="accelerate is not installed (pip install 'clipfit[multi]')")
+def test_two_processes_train_what_one_process_trains_with_the_same_global_batch(tiny_clip, tiny_folder, tmp_path):
+    from clipfit.engine.rundir import RunDir
+    from conftest import set_args
+
+    ds = f"imagefolder:{tiny_folder}"
+    settings = {"epochs": 2, "batch_size": 6, "lr": 0.05, "warmup_epochs": 0, "eval_batch_size": 7}
+    one = clipfit.train(tiny_clip, dataset=ds, out=tmp_path / "one", method="clipfit", shots=4, seed=3, device="cpu",
+                        progress=False, **settings)
+    _launch(["train", "--model", tiny_clip, "--dataset", ds, "--out", str(tmp_path / "two"), "--method", "clipfit",
+             "--shots", "4", "--seed", "3", "--device", "cpu", "--quiet", *set_args(settings)], 2, tmp_path)
+    two = RunDir(tmp_path / "two")
+    assert two.is_finished and not list(tmp_path.glob("two.*"))  # one run directory, committed, no leftovers
+    a, b = RunDir(tmp_path / "one").read_tuned(), two.read_tuned()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-4)
+    # the tolerance tells batches apart: one process with a batch of 3 (what each of the two saw) ends elsewhere
+    half = clipfit.train(tiny_clip, dataset=ds, out=tmp_path / "half", method="clipfit", shots=4, seed=3,
+                         device="cpu", progress=False, **{**settings, "batch_size": 3})
+    c = RunDir(half.dir).read_tuned()
+    assert max(float((c[k] - a[k]).abs().max()) for k in a) > 1e-3
+    m1, m2 = one.metrics, two.read_metrics()
+    assert m2["test"]["all"] == m1["test"]["all"]  # evaluation split over the processes, gathered in order
+    for h1, h2 in zip(m1["history"], m2["history"], strict=True):  # the logged loss is the global batch's
+        assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5)
+        assert h2["val_accuracy"] == h1["val_accuracy"]

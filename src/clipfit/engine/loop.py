@@ -25,13 +25,15 @@ from ..data.types import Item, Task
 from ..errors import ClipfitError
 from ..progress import progress_bar
 from ..tuners.base import Method
-from . import metrics
+from . import distributed, metrics
 from .rng import capture_rng, py_state, restore_rng, set_py_state
 from .rundir import RunDir
 
 
 def pick_device(device: str | None = None) -> torch.device:
     if device in (None, "", "auto"):
+        if distributed.current().device is not None:  # one of several launched processes: its own GPU
+            return distributed.current().device
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ClipfitError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
@@ -84,7 +86,11 @@ def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, 
 @torch.no_grad()
 def predict(method: Method, loader, device: torch.device, precision: str = "auto", progress: bool = False,
             desc: str = "eval") -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits [N, C] and labels [N] over a loader."""
+    """Logits [N, C] and labels [N] over a loader (split across launched processes, gathered in order)."""
+    dp, n = distributed.current(), len(loader.dataset)
+    if dp.active and n >= dp.world:
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, dp.indices(n)),
+                                             batch_size=loader.batch_size, num_workers=loader.num_workers)
     was_training = method.training
     method.eval()
     with autocast(device, precision):
@@ -94,6 +100,8 @@ def predict(method: Method, loader, device: torch.device, precision: str = "auto
             out.append(method.logits(method.image_features(x.to(device)), text).float().cpu())
             labels.append(y)
     method.train(was_training)
+    if dp.active and n >= dp.world:
+        return dp.gather((torch.cat(out), torch.cat(labels)), n)
     return torch.cat(out), torch.cat(labels)
 
 
@@ -293,6 +301,7 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
     bar = progress_bar(total=total_steps, initial=min(start * source.n_batches, total_steps),
                        desc=f"train {method.name}", progress=progress)
     static_text = method.text_is_static
+    dp = distributed.current()  # several launched processes: each takes its share of every batch
     for epoch in range(start, cfg.epochs):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(epoch, cfg)
@@ -306,7 +315,11 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
             if cfg.schedule_unit == "step":
                 for grp in opt.param_groups:
                     grp["lr"] = lr_at(epoch, cfg, n, source.n_batches)
-            x, y = x.to(device), y.to(device)
+            if len(y) < dp.world:
+                raise ClipfitError(f"a batch of {len(y)} images cannot be shared by {dp.world} processes; raise "
+                                   "--set batch_size= or launch fewer processes")
+            weight = dp.share(len(y))
+            x, y = dp.shard(x).to(device), dp.shard(y).to(device)
             with autocast(device, cfg.precision):
                 if static_text:
                     if cached_text is None:
@@ -321,10 +334,11 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
                 raise ClipfitError(f"loss became {float(loss)} at epoch {epoch + 1}; lower --set lr=")
             opt.zero_grad(set_to_none=True)
             method.backward(loss)
+            dp.reduce_grads(params, weight)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
-            for k, v in {"loss": float(loss.detach()), **parts}.items():
+            for k, v in dp.reduce_values({"loss": float(loss.detach()), **parts}, weight).items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
             bar.update(1)
