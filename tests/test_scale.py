@@ -2,6 +2,7 @@
 one-process result; many classes: text encoded in chunks gives the same logits and gradients."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 
@@ -121,3 +122,56 @@ def test_two_processes_train_what_one_process_trains_with_the_same_global_batch(
     for h1, h2 in zip(m1["history"], m2["history"], strict=True):  # the logged loss is the global batch's
         assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5)
         assert h2["val_accuracy"] == h1["val_accuracy"]
+
+
+# -- many classes: the text encoder in chunks -------------------------------------------------------------------------
+
+WORDS = ["red", "green", "blue", "a red photo", "the green blue", "photo of red", "blue of the photo"]
+
+
+@pytest.mark.parametrize("method,extra", [("coop", {}), ("prompt+ln", {}), ("kgcoop", {}),
+                                          ("cocoop", {"max_prompts": 1000})])
+def test_text_in_chunks_gives_the_logits_and_gradients_of_all_classes_at_once(tiny_clip, method, extra):
+    from clipfit.backbone import Backbone
+    from clipfit.tuners import METHODS, build_method
+
+    torch.manual_seed(0)
+    backbone = Backbone.from_pretrained(tiny_clip)
+    images = torch.randn(3, 3, backbone.image_spec.size, backbone.image_spec.size)
+    labels = torch.tensor([0, 4, 6])
+    results = []
+    for chunk in (0, 3):  # 7 classes: chunks of 3, 3 and 1
+        cfg = METHODS.get(method).config()
+        for k, v in {"text_chunk": chunk, "n_ctx": 4, **extra}.items():
+            setattr(cfg, k, v)
+        torch.manual_seed(1)
+        m = build_method(method, copy.deepcopy(backbone), WORDS, "a photo of {}.", cfg)
+        m.on_train_start()
+        m.train()
+        text = m.text_features()
+        logits = m.logits(m.image_features(images), text)
+        loss, _ = m.loss(logits, labels, text)
+        loss.backward()
+        results.append((logits.detach(), {k: p.grad.clone() for k, p in m.trainable().items()}))
+    (l0, g0), (l1, g1) = results
+    torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-5)
+    assert g0.keys() == g1.keys() and len(g0) > (1 if method == "prompt+ln" else 0)
+    for k in g0:
+        assert g0[k].abs().sum() > 0
+        torch.testing.assert_close(g1[k], g0[k], atol=1e-5, rtol=1e-5)
+
+
+def test_the_fixed_token_embeddings_are_looked_up_once_and_follow_classes_and_weights(tiny_clip):
+    from clipfit.backbone import Backbone
+    from clipfit.tuners import build_method
+
+    m = build_method("coop", Backbone.from_pretrained(tiny_clip), WORDS[:3], "a photo of {}.")
+    emb = m.backbone.model.text_model.embeddings.token_embedding
+    first = m.prompt_embeds()[0]
+    assert m.prompt_embeds()[0] is first  # kept
+    torch.testing.assert_close(first, emb(m._ids), atol=0, rtol=0)
+    m.set_classes(WORDS[3:])
+    torch.testing.assert_close(m.prompt_embeds()[0], emb(m._ids), atol=0, rtol=0)  # new classes: new lookup
+    with torch.no_grad():
+        emb.weight.mul_(2)  # weights changed in place (e.g. a first stage loaded)
+    torch.testing.assert_close(m.prompt_embeds()[0], emb(m._ids), atol=0, rtol=0)
