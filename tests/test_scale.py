@@ -163,9 +163,11 @@ def test_text_in_chunks_gives_the_logits_and_gradients_of_all_classes_at_once(ti
 
 def test_the_fixed_token_embeddings_are_looked_up_once_and_follow_classes_and_weights(tiny_clip):
     from clipfit.backbone import Backbone
-    from clipfit.tuners import build_method
+    from clipfit.tuners import METHODS, build_method
 
-    m = build_method("coop", Backbone.from_pretrained(tiny_clip), WORDS[:3], "a photo of {}.")
+    cfg = METHODS.get("coop").config()
+    cfg.n_ctx = 4
+    m = build_method("coop", Backbone.from_pretrained(tiny_clip), WORDS[:3], "a photo of {}.", cfg)
     emb = m.backbone.model.text_model.embeddings.token_embedding
     first = m.prompt_embeds()[0]
     assert m.prompt_embeds()[0] is first  # kept
