@@ -177,3 +177,69 @@ def test_the_fixed_token_embeddings_are_looked_up_once_and_follow_classes_and_we
     with torch.no_grad():
         emb.weight.mul_(2)  # weights changed in place (e.g. a first stage loaded)
     torch.testing.assert_close(m.prompt_embeds()[0], emb(m._ids), atol=0, rtol=0)
+
+
+# -- the GPU path, checked on CPU ---------------------------------------------------------------------------------
+
+
+def test_the_backbone_attends_through_sdpa_and_matches_eager_attention(tiny_clip):
+    from transformers import CLIPModel
+
+    from clipfit.backbone import Backbone
+    from clipfit.tuners import METHODS, build_method
+
+    bb = Backbone.from_pretrained(tiny_clip)
+    assert bb.model.text_model.config._attn_implementation == "sdpa"
+    assert bb.model.vision_model.config._attn_implementation == "sdpa"
+    eager = copy.deepcopy(bb)
+    eager.model = CLIPModel.from_pretrained(tiny_clip, attn_implementation="eager")
+    assert eager.model.text_model.config._attn_implementation == "eager"
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, bb.image_spec.size, bb.image_spec.size)
+    torch.testing.assert_close(bb.encode_image(images), eager.encode_image(images), atol=1e-5, rtol=1e-5)
+    cfg = METHODS.get("coop").config()
+    cfg.n_ctx = 4
+    feats = []
+    for b in (bb, eager):  # prompts of different lengths: the padding mask matters
+        torch.manual_seed(1)
+        feats.append(build_method("coop", b, WORDS, "a photo of {}.", cfg).text_features())
+    torch.testing.assert_close(feats[0], feats[1], atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_autocast_keeps_fp32_master_weights_and_gradients(tiny_clip, tiny_folder, tmp_path):
+    from clipfit.backbone import Backbone
+    from clipfit.engine.loop import autocast
+    from clipfit.tuners import build_method
+
+    m = build_method("clipfit", Backbone.from_pretrained(tiny_clip), ["red", "green", "blue"], "a photo of {}.")
+    m.on_train_start()
+    m.train()
+    images = torch.randn(4, 3, m.backbone.image_spec.size, m.backbone.image_spec.size)
+    with autocast(torch.device("cpu"), "bf16"):
+        text = m.text_features()
+        logits = m.logits(m.image_features(images), text)
+    assert logits.dtype == torch.bfloat16  # the forward ran in bf16
+    loss, _ = m.loss(logits, torch.tensor([0, 1, 2, 0]), text)
+    loss.backward()
+    params = m.trainable()
+    assert params and all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in params.values())
+    # a whole run in bf16: it learns, and its tuned weights are fp32
+    run = clipfit.train(tiny_clip, dataset=f"imagefolder:{tiny_folder}", out=tmp_path / "bf16", method="clipfit",
+                        shots=2, device="cpu", progress=False, precision="bf16", **FAST)
+    from clipfit.engine.rundir import RunDir
+
+    tuned = RunDir(run.dir).read_tuned()
+    assert tuned and all(t.dtype == torch.float32 for t in tuned.values())
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_weights(tiny_clip, tiny_folder, tmp_path):
+    from clipfit.engine.rundir import RunDir
+
+    ds = f"imagefolder:{tiny_folder}"
+    kw = dict(dataset=ds, method="clipfit", shots=2, device="cpu", progress=False, **FAST)
+    plain = RunDir(clipfit.train(tiny_clip, out=tmp_path / "plain", **kw).dir).read_tuned()
+    compiled = RunDir(clipfit.train(tiny_clip, out=tmp_path / "compiled", compile=True, **kw).dir).read_tuned()
+    assert plain.keys() == compiled.keys()
+    for k in plain:
+        torch.testing.assert_close(compiled[k], plain[k], atol=1e-4, rtol=1e-4)

@@ -46,6 +46,14 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def compile_towers(method: Method) -> None:
+    """torch.compile each encoder layer of both towers in place (`nn.Module.compile`: parameter names, hooks and
+    checkpoints unchanged); the trainable weights stay fp32 tensors of the same modules."""
+    m = method.backbone.model
+    for layer in [*m.text_model.encoder.layers, *m.vision_model.encoder.layers]:
+        layer.compile()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -376,6 +384,8 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
     if not method.closed_form and (cfg.epochs <= 0 or not method.trainable()):
         return FitResult(0, None, None)
     method.on_train_start()
+    if cfg.compile:
+        compile_towers(method)
     t0 = time.time()
     if method.closed_form or method.trains_on_features:
         train, val = cached_features(method, task, cfg, seed, device, progress)
