@@ -31,9 +31,9 @@ from .rundir import RunDir
 
 
 def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "", "auto", "cuda") and distributed.current().device is not None:
+        return distributed.current().device  # one of several launched processes: its own GPU (or the CPU)
     if device in (None, "", "auto"):
-        if distributed.current().device is not None:  # one of several launched processes: its own GPU
-            return distributed.current().device
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ClipfitError(f"--device {device}: CUDA is not available on this machine; use --device cpu")

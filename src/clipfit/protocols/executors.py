@@ -47,8 +47,9 @@ def ray_executor(address: str | None = None, gpus_per_run: float | None = None, 
         if not ray.is_initialized():
             ray.init(address=address, **(init or {}))
         gpus = gpus_per_run
-        if gpus is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        if gpus is None:  # a GPU per run when the cluster has them, unless the runs are asked to use the CPU
+            on_cpu = all(j.spec.device == "cpu" for j in jobs)
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 and not on_cpu else 0
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus, max_retries=0)(_ensure_after)
         refs: dict[str, object] = {}
         for job in jobs:  # first stages are listed before the jobs that need them
