@@ -485,9 +485,12 @@ def test_interrupted_grid_run_resumes_exactly_from_its_partial_directory(tiny_cl
 
     monkeypatch.setattr(RunDir, "save_checkpoint", interrupt_after_two)
     assert main(grid(tmp_path / "g")) == 130
-    run = RunDir(tmp_path / "g" / "clipfit" / "seed1")
+    from clipfit.protocols.core import dataset_dir
+
+    cell = Path(dataset_dir(f"imagefolder:{tiny_folder}")) / "4shot" / "clipfit" / "seed1"  # OUT/<dataset>/<K>shot/...
+    run = RunDir(tmp_path / "g" / cell)
     assert run.has_checkpoint and not run.path.exists()  # the checkpoint lives in .seed1.partial
     monkeypatch.setattr(RunDir, "save_checkpoint", real)
     assert main(grid(tmp_path / "g")) == 0  # the grid continues the run by itself
     assert "resumed after epoch 2" in run.file("log.txt").read_text()
-    assert _result(run.path) == _result(tmp_path / "ref" / "clipfit" / "seed1")
+    assert _result(run.path) == _result(tmp_path / "ref" / cell)

@@ -309,7 +309,7 @@ def demo(methods: Sequence[str] = DEMO_METHODS, *, dataset: str = DEMO_DATASET, 
          **settings: Any) -> GridResult:
     """The main job: base-to-new on the embedded model (no download), on `synth_conflict`, a task where tuning on
     the base classes teaches what the new classes must not learn: CoOp forgets what zero-shot CLIP knew about the
-    new classes, KgCoOp's distillation toward the zero-shot text features holds much of it. The demo's own
+    new classes, KgCoOp's distillation toward the zero-shot text features holds a part of it. The demo's own
     settings (`DEMO_SETTINGS`) are overridden by `settings`."""
     methods = [methods] if isinstance(methods, str) else list(methods)
     settings = {**DEMO_SETTINGS, **settings}

@@ -200,7 +200,7 @@ def _add_grid_args(p: argparse.ArgumentParser, shots: int | None, dataset: bool 
 
 
 def _suites() -> list[str]:
-    from .protocols.core import SUITES
+    from .data.registry import SUITES  # not protocols: that imports torch
 
     return list(SUITES)
 

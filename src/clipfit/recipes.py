@@ -314,7 +314,7 @@ PROMPTSRC = MAPLE.derive("promptsrc", f"{PROMPTSRC_PAPER}; its configs vit_b16_c
 # -- adapters on features and low-rank updates: CLIP-Adapter, Tip-Adapter(-F), CLIP-LoRA ------------------------------
 
 CLIP_ADAPTER_PAPER = ("CLIP-Adapter: P. Gao, S. Geng, R. Zhang, T. Ma, R. Fang, Y. Zhang, H. Li, Y. Qiao, \"CLIP-Adapter: "
-                      "Better Vision-Language Models with Feature Adapters\", IJCV 2023 (arXiv:2110.04544)")
+                      "Better Vision-Language Models with Feature Adapters\", IJCV 2024 (arXiv:2110.04544)")
 TIP_ADAPTER_PAPER = ("Tip-Adapter: R. Zhang, W. Zhang, R. Fang, P. Gao, K. Li, J. Dai, Y. Qiao, H. Li, \"Tip-Adapter: "
                      "Training-free Adaption of CLIP for Few-shot Classification\", ECCV 2022 (arXiv:2111.03930)")
 CLIP_LORA_PAPER = ("CLIP-LoRA: M. Zanella, I. Ben Ayed, \"Low-Rank Few-Shot Adaptation of Vision-Language Models\", "

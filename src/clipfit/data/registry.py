@@ -43,3 +43,16 @@ def register_dataset(name: str, *, needs_root: bool = True, test_only: bool = Fa
 def register_prefix(prefix: str):
     """Decorator: register `reader(spec) -> Task` for datasets named '<prefix>:<spec>'."""
     return PREFIXES.register(prefix)
+
+
+# Named dataset lists (`--datasets coop11`), in the order the papers' tables print them.
+COOP11 = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
+          "sun397", "dtd", "eurosat", "ucf101")
+SUITES: dict[str, tuple[str, ...]] = {
+    "coop11": COOP11,  # CoOp's 11 datasets (few-shot, base-to-new)
+    "coop10": COOP11[1:],  # the cross-dataset targets: CoOp's datasets but ImageNet
+    "imagenet_shifts": ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"),  # domain-shift targets
+    # the LayerNorm-tuning paper's 10 regime datasets (Sec. 4; its 2 episodic sets are `clipfit episodic`)
+    "layernorm10": ("mnist", "eurosat", "cifar10", "cifar100", "oxford_flowers", "dtd", "food101", "fmow",
+                    "camelyon17", "iwildcam"),
+}

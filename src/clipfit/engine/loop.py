@@ -230,10 +230,11 @@ class FeatureSource:
         return self.method.adapt_image_features(x)
 
     def rng_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return {"order": self.generator.get_state()}, {}
+        return {"order": self.generator.get_state()}, {"epoch": self.epoch}  # the epoch picks the cached view
 
     def set_rng_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         self.generator.set_state(tensors["order"])
+        self.epoch = int(meta.get("epoch", 0))
 
     def validate(self) -> float:
         val_x, val_y = self.val

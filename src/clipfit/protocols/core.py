@@ -26,24 +26,13 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..data.catalogue import DATASETS, canonical_dataset, load_task
+from ..data.registry import COOP11, SUITES  # noqa: F401  (named dataset lists live with the datasets)
 from ..data.types import Task
 from ..engine.run import RunSpec, _model_ref, eval_run, load_run, recorded_settings, resolve_configs, train_run
 from ..engine.rundir import RunDir
 from ..errors import ClipfitError
 from ..io import write_json
 from ..tuners import METHODS
-
-# Named dataset lists (`--datasets coop11`), in the order the papers' tables print them.
-COOP11 = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
-          "sun397", "dtd", "eurosat", "ucf101")
-SUITES: dict[str, tuple[str, ...]] = {
-    "coop11": COOP11,  # CoOp's 11 datasets (few-shot, base-to-new)
-    "coop10": COOP11[1:],  # the cross-dataset targets: CoOp's datasets but ImageNet
-    "imagenet_shifts": ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"),  # domain-shift targets
-    # the LayerNorm-tuning paper's 10 regime datasets (Sec. 4; its 2 episodic sets are `clipfit episodic`)
-    "layernorm10": ("mnist", "eurosat", "cifar10", "cifar100", "oxford_flowers", "dtd", "food101", "fmow",
-                    "camelyon17", "iwildcam"),
-}
 
 
 def expand_datasets(names: str | Sequence[str]) -> list[str]:
@@ -256,9 +245,11 @@ def ensure_run(job: RunJob, progress: bool = False, backbones: Backbones | None 
     run = RunDir(job.dir)
     if run.is_run:
         check_same_run(run, job.spec)
+    elif run.partial.is_run:  # an interrupted run (its checkpoint lives in the partial directory)
+        check_same_run(run.partial, job.spec)
     m = run.read_metrics() if run.is_finished else None
     if m is None:
-        resume = run.has_checkpoint and run.is_run
+        resume = run.has_checkpoint
         m = train_run(job.spec, run.path, overwrite=not resume, resume=resume, progress=progress, test=job.test,
                       backbone=backbones.get(job.spec.model, job.spec.device))
     missing = [e for e in job.evals if e.key not in m.get("test", {})]

@@ -1,4 +1,4 @@
-"""CLIP-Adapter (Gao et al., "CLIP-Adapter: Better Vision-Language Models with Feature Adapters", IJCV 2023): a
+"""CLIP-Adapter (Gao et al., "CLIP-Adapter: Better Vision-Language Models with Feature Adapters", IJCV 2024): a
 bottleneck MLP on the image feature, blended with the feature it reads.
 
 With x the image encoder's projected feature before normalisation (what the reference's `image_encoder` returns)
