@@ -123,7 +123,10 @@ class Backbone(nn.Module):
         hf_logging.set_verbosity_error()  # its load report becomes our one line below
         hf_logging.disable_progress_bar()  # weight-loading bars; clipfit shows its own progress
         try:
-            model, info = CLIPModel.from_pretrained(path, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs)
+            # attention through torch's scaled_dot_product_attention (fused kernels on GPU), said explicitly: the
+            # default of older transformers versions is the eager implementation
+            model, info = CLIPModel.from_pretrained(path, ignore_mismatched_sizes=True, output_loading_info=True,
+                                                    attn_implementation="sdpa", **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             processor = AutoImageProcessor.from_pretrained(path, **kwargs)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:

@@ -204,6 +204,11 @@ def _add_grid_args(p: argparse.ArgumentParser, shots: int | None, dataset: bool 
     if skip:
         p.add_argument("--skip-missing", action="store_true",
                        help="list a dataset missing under --root as missing instead of stopping")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: the runs one after another in this process; ray: each run a Ray task (pip install "
+                        "'clipfit[ray]')")
+    p.add_argument("--address", help="with --executor ray: the cluster to join ('auto', 'ray://HOST:10001'; default: "
+                                      "a local one)")
 
 
 def _suites() -> list[str]:
@@ -307,8 +312,11 @@ def _methods(args) -> list[str]:
 
 def _common(args, methods: list[str]) -> dict:
     """The keyword arguments every grid of the API takes, from the command's arguments."""
+    from .protocols.executors import make_executor
+
     return dict(out=args.out, methods=methods, seeds=_ints(args.seeds, "seeds"), root=args.root, template=args.template,
-                device=args.device, progress=not args.quiet, echo=_echo(args), **_settings(args, methods))
+                device=args.device, progress=not args.quiet, echo=_echo(args),
+                executor=make_executor(args.executor, args.address), **_settings(args, methods))
 
 
 def cmd_grid(args, protocol: str) -> None:

@@ -25,12 +25,14 @@ from ..data.types import Item, Task
 from ..errors import ClipfitError
 from ..progress import progress_bar
 from ..tuners.base import Method
-from . import metrics
+from . import distributed, metrics
 from .rng import capture_rng, py_state, restore_rng, set_py_state
 from .rundir import RunDir
 
 
 def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "", "auto", "cuda") and distributed.current().device is not None:
+        return distributed.current().device  # one of several launched processes: its own GPU (or the CPU)
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -42,6 +44,14 @@ def autocast(device: torch.device, precision: str):
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compile_towers(method: Method) -> None:
+    """torch.compile each encoder layer of both towers in place (`nn.Module.compile`: parameter names, hooks and
+    checkpoints unchanged); the trainable weights stay fp32 tensors of the same modules."""
+    m = method.backbone.model
+    for layer in [*m.text_model.encoder.layers, *m.vision_model.encoder.layers]:
+        layer.compile()
 
 
 def seed_everything(seed: int) -> None:
@@ -84,7 +94,11 @@ def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, 
 @torch.no_grad()
 def predict(method: Method, loader, device: torch.device, precision: str = "auto", progress: bool = False,
             desc: str = "eval") -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits [N, C] and labels [N] over a loader."""
+    """Logits [N, C] and labels [N] over a loader (split across launched processes, gathered in order)."""
+    dp, n = distributed.current(), len(loader.dataset)
+    if dp.active and n >= dp.world:
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, dp.indices(n)),
+                                             batch_size=loader.batch_size, num_workers=loader.num_workers)
     was_training = method.training
     method.eval()
     with autocast(device, precision):
@@ -94,6 +108,8 @@ def predict(method: Method, loader, device: torch.device, precision: str = "auto
             out.append(method.logits(method.image_features(x.to(device)), text).float().cpu())
             labels.append(y)
     method.train(was_training)
+    if dp.active and n >= dp.world:
+        return dp.gather((torch.cat(out), torch.cat(labels)), n)
     return torch.cat(out), torch.cat(labels)
 
 
@@ -294,6 +310,7 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
     bar = progress_bar(total=total_steps, initial=min(start * source.n_batches, total_steps),
                        desc=f"train {method.name}", progress=progress)
     static_text = method.text_is_static
+    dp = distributed.current()  # several launched processes: each takes its share of every batch
     for epoch in range(start, cfg.epochs):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(epoch, cfg)
@@ -307,7 +324,11 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
             if cfg.schedule_unit == "step":
                 for grp in opt.param_groups:
                     grp["lr"] = lr_at(epoch, cfg, n, source.n_batches)
-            x, y = x.to(device), y.to(device)
+            if len(y) < dp.world:
+                raise ClipfitError(f"a batch of {len(y)} images cannot be shared by {dp.world} processes; raise "
+                                   "--set batch_size= or launch fewer processes")
+            weight = dp.share(len(y))
+            x, y = dp.shard(x).to(device), dp.shard(y).to(device)
             with autocast(device, cfg.precision):
                 if static_text:
                     if cached_text is None:
@@ -322,10 +343,11 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
                 raise ClipfitError(f"loss became {float(loss)} at epoch {epoch + 1}; lower --set lr=")
             opt.zero_grad(set_to_none=True)
             method.backward(loss)
+            dp.reduce_grads(params, weight)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
-            for k, v in {"loss": float(loss.detach()), **parts}.items():
+            for k, v in dp.reduce_values({"loss": float(loss.detach()), **parts}, weight).items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
             bar.update(1)
@@ -363,6 +385,8 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
     if not method.closed_form and (cfg.epochs <= 0 or not method.trainable()):
         return FitResult(0, None, None)
     method.on_train_start()
+    if cfg.compile:
+        compile_towers(method)
     t0 = time.time()
     if method.closed_form or method.trains_on_features:
         train, val = cached_features(method, task, cfg, seed, device, progress)

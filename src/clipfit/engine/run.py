@@ -23,6 +23,7 @@ from ..io import read_json
 from ..progress import is_terminal, status
 from ..recipes import Context, validation_shots
 from ..tuners import METHODS, Method, build_method
+from . import distributed
 from .loop import FitResult, evaluate, fit, pick_device
 from .record import Recorder, parse_record, tensorboard_writer, write_tensorboard
 from .rundir import RunDir, items_from_json
@@ -170,7 +171,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     if backbone is None:
         model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
     task = check_images(task, echo, test=test)
-    with run.transaction(overwrite, resume) as work:
+    progress = progress and distributed.current().is_main
+    with distributed.transaction(run, overwrite, resume) as work:
         if backbone is None:
             echo(f"loading model {spec.model}")
             backbone = Backbone.from_pretrained(spec.model, device=device)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .. import recipes
 from ..backbone import Backbone
@@ -45,8 +46,27 @@ def _attention_mask(text_model: nn.Module, hidden: torch.Tensor, attention_mask:
             ~keep, torch.finfo(hidden.dtype).min)
 
 
-def encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Projected (unnormalised) text features from token-level input embeddings [B, T, H] (right padding)."""
+def encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                       chunk: int = 0) -> torch.Tensor:
+    """Projected (unnormalised) text features from token-level input embeddings [B, T, H] (right padding).
+
+    `chunk` > 0: at most that many prompts through the encoder at once; when gradients are recorded, each chunk's
+    activations are recomputed in the backward pass (activation checkpointing) instead of kept, so the memory is one
+    chunk's whatever the number of classes. The features and gradients are the unchunked ones (each prompt is
+    encoded on its own row)."""
+    if chunk <= 0 or len(inputs_embeds) <= chunk:
+        return _encode_text_embeds(backbone, inputs_embeds, attention_mask)
+    out = []
+    for i in range(0, len(inputs_embeds), chunk):
+        x, m = inputs_embeds[i:i + chunk], attention_mask[i:i + chunk]
+        if torch.is_grad_enabled():
+            out.append(checkpoint(_encode_text_embeds, backbone, x, m, use_reentrant=False))
+        else:
+            out.append(_encode_text_embeds(backbone, x, m))
+    return torch.cat(out)
+
+
+def _encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     tm = backbone.model.text_model
     t = inputs_embeds.shape[1]
     n_pos = tm.embeddings.position_embedding.weight.shape[0]
@@ -103,6 +123,9 @@ class PromptConfig(MethodConfig):
                                            "halves (middle), before it (front) (CoOp)", POSITIONS)
     csc: bool = opt(False, "class-specific context: one set of n_ctx vectors per class (CoOp's CSC); the method then "
                            "cannot classify classes it was not trained on")
+    text_chunk: int = opt(0, "prompts the text encoder takes at once (0 = all classes together); with more, in chunks "
+                             "of this many, each chunk's activations recomputed in the backward pass: the memory of "
+                             "one chunk, the same results (for many classes, e.g. ImageNet's 1,000)", range="[0, inf)")
 
 
 @register_method("prompt")
@@ -196,6 +219,7 @@ class PromptTuning(Method):
             raise ClipfitError(f"method {self.name!r} learned a context per class (csc=true); it cannot classify "
                                "other classes")
         self._ids, self._mask, self._ctx_pos = self._layout(classnames)
+        self._token_cache = (None,)
         self.classnames = classnames
         if self.ctx is None:
             width = self.backbone.model.text_model.embeddings.token_embedding.weight.shape[1]
@@ -204,16 +228,25 @@ class PromptTuning(Method):
             self.reset_parameters()
 
     def prompt_embeds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token embeddings of the class prompts [C, T, H] (context rows not yet filled) and their mask [C, T]."""
-        emb = self.backbone.model.text_model.embeddings.token_embedding
-        dev = emb.weight.device
-        return emb(self._ids.to(dev)), self._mask.to(dev)
+        """Token embeddings of the class prompts [C, T, H] (context rows not yet filled) and their mask [C, T].
+
+        The fixed tokens' embeddings precede every trainable parameter of a frozen token embedding: they are looked
+        up once and kept until the classes, the device or the embedding weights change."""
+        w = self.backbone.model.text_model.embeddings.token_embedding.weight
+        if w.requires_grad:  # the embedding is tuned (e.g. full fine-tuning): look up every step
+            return F.embedding(self._ids.to(w.device), w), self._mask.to(w.device)
+        key = (w.data_ptr(), w._version, w.dtype)
+        if getattr(self, "_token_cache", (None,))[0] != key:
+            with torch.no_grad():
+                self._token_cache = (key, F.embedding(self._ids.to(w.device), w), self._mask.to(w.device))
+        return self._token_cache[1], self._token_cache[2]
 
     def encode_prompts(self, ctx: torch.Tensor, token_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Normalised text features [..., C, D] of the prompts with context `ctx` (see `insert_context`)."""
         x = insert_context(token_embeds, ctx, self._ctx_pos)
         lead, (t, h) = x.shape[:-2], x.shape[-2:]
-        feats = encode_text_embeds(self.backbone, x.reshape(-1, t, h), mask.expand(*lead, t).reshape(-1, t))
+        feats = encode_text_embeds(self.backbone, x.reshape(-1, t, h), mask.expand(*lead, t).reshape(-1, t),
+                                   self.cfg.text_chunk)
         return F.normalize(feats, dim=-1).reshape(*lead, -1)
 
     def text_features(self) -> torch.Tensor:
@@ -227,7 +260,8 @@ class PromptTuning(Method):
         feats = []
         for t in self.templates:
             tok = self.backbone.tokenize([t.format(c) for c in self.classnames])
-            feats.append(F.normalize(encode_text_embeds(self.backbone, emb(tok["input_ids"]), tok["attention_mask"]), dim=-1))
+            feats.append(F.normalize(encode_text_embeds(self.backbone, emb(tok["input_ids"]), tok["attention_mask"],
+                                                        self.cfg.text_chunk), dim=-1))
         return feats[0] if len(feats) == 1 else F.normalize(torch.stack(feats).mean(0), dim=-1)
 
 
