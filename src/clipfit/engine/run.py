@@ -202,6 +202,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
                                    "select": (tcfg.select if task.val else "last") if result.best_epoch is not None
                                    else None,
                                    "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
+        if result.validated:
+            metrics["validated"] = result.validated  # which epochs have a val_accuracy in the history
         if result.extra:
             metrics["selected"] = result.extra
         if test and task.test:

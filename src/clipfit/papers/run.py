@@ -773,13 +773,13 @@ class _Clock:
         return self.forward
 
     def measure(self, spec) -> dict:
-        from ..engine.loop import fit
+        from ..engine.loop import feature_views, fit, on_features
 
         if spec.method in self.methods:
             return self.methods[spec.method]
         method, task, tcfg, device = self._build(spec)
-        rec = {"features": bool(method.closed_form or method.trains_on_features),
-               "views": max(1, method.feature_views), "step": None, "batch": tcfg.batch_size}
+        rec = {"features": on_features(method, tcfg),
+               "views": max(1, feature_views(method, tcfg)), "step": None, "batch": tcfg.batch_size}
         if not rec["features"] and task.train and method.trainable():
             b = max(1, min(tcfg.batch_size, len(task.train)))
             small = task.with_splits(train=task.train[:2 * b], val=[])
