@@ -118,3 +118,30 @@ def test_never_validating_cannot_choose_the_best_epoch(tiny_clip, tiny_folder, t
 
     with pytest.raises(ClipfitError, match="validate=never"):
         _fit_coop(tiny_clip, tiny_folder, tmp_path, "run", select="best", validate="never")
+
+
+def test_threads_are_set_at_the_edge(tiny_clip, tiny_folder, tmp_path, monkeypatch):
+    from clipfit import api, threads
+    from clipfit.cli import main
+
+    monkeypatch.setattr(threads, "_asked", None)
+    before = torch.get_num_threads()
+    try:
+        args = ["train", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "2", "--quiet",
+                "--set", "epochs=1", "--no-test"]
+        assert main([*args, "--out", str(tmp_path / "a"), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr(threads, "_asked", None)
+        api.train(tiny_clip, dataset=f"imagefolder:{tiny_folder}", out=tmp_path / "b", shots=2, epochs=1, test=False,
+                  progress=False, threads=3)
+        assert torch.get_num_threads() == 3
+        # nothing asked: OMP_NUM_THREADS, else min(cores, 4)
+        monkeypatch.setattr(threads, "_asked", None)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert threads.set_threads() == 2 == torch.get_num_threads()
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr(threads, "cores", lambda: 16)
+        assert threads.default_threads() == threads.MAX_DEFAULT_THREADS
+        assert main([*args, "--out", str(tmp_path / "c"), "--threads", "0"]) == 2
+    finally:
+        torch.set_num_threads(before)
