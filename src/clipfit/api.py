@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ClipfitError
-from .threads import with_threads
 from .recipes import PROTOCOLS  # noqa: F401  (the protocols a run can name)
+from .threads import with_threads
 
 
 def _quiet(_: str) -> None:
