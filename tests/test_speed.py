@@ -145,3 +145,54 @@ def test_threads_are_set_at_the_edge(tiny_clip, tiny_folder, tmp_path, monkeypat
         assert main([*args, "--out", str(tmp_path / "c"), "--threads", "0"]) == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_decoded_images_are_kept_at_twice_the_input_size(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from clipfit.backbone import ImageSpec
+    from clipfit.data.transforms import ImageDataset, cache_side, train_transform
+    from clipfit.data.types import FileReader, Item, Task, check_images
+
+    rng = np.random.default_rng(0)
+    for name, (w, h) in {"big.png": (300, 200), "small.png": (40, 36)}.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / name)
+    items = [Item("big.png", 0, "a"), Item("small.png", 0, "a")]
+    spec = ImageSpec(size=32, mean=(0.5,) * 3, std=(0.25,) * 3, resize=32)
+    assert cache_side(spec) == 64
+    ds = ImageDataset(items, FileReader(tmp_path), train_transform(spec, scale=(0.08, 1.0)), cache=True,
+                      cache_short=cache_side(spec))
+    assert ds[0][0].shape == ds[1][0].shape == (3, 32, 32)
+    assert ds._cache[0].size == (96, 64)  # shorter side 2 x 32, aspect kept
+    assert ds._cache[1].size == (40, 36)  # never enlarged
+    task = Task("t", ["a"], "{}", items, [], [], FileReader(tmp_path))
+    kept = check_images(task, keep_short=64).reader.images
+    assert kept["big.png"].size == (96, 64) and kept["small.png"].size == (40, 36)
+    assert check_images(task).reader.images["big.png"].size == (300, 200)  # no size given: as decoded
+
+
+def test_a_run_keeps_its_training_images_at_twice_the_input_size(tiny_clip, tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from clipfit.data import types
+
+    for c in ("red", "green"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((150, 120, 3), 40 * i, np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
+    kept = {}
+    real = types.check_images
+
+    def spy(task, *a, **kw):
+        out = real(task, *a, **kw)
+        kept.update(getattr(out.reader, "images", {}))
+        return out
+
+    monkeypatch.setattr("clipfit.engine.run.check_images", spy)
+    spec = RunSpec(dataset=f"imagefolder:{tmp_path / 'data'}", method="coop", model=tiny_clip, shots=2,
+                   settings={"epochs": 1, "n_ctx": 4})
+    train_run(spec, tmp_path / "run", progress=False, test=False)
+    size = Backbone.from_pretrained(tiny_clip).image_spec.size
+    assert kept and all(min(im.size) == 2 * size for im in kept.values())

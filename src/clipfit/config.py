@@ -92,7 +92,8 @@ class TrainConfig:
     eval_every: int = opt(1, "validate every N epochs (and always after the last)", range="[1, inf)")
     eval_batch_size: int = opt(256, "batch size for evaluation", range="[1, inf)")
     precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", ("auto", "fp32", "bf16"))
-    num_workers: int = opt(0, "DataLoader worker processes", range="[0, inf)")
+    num_workers: int | None = opt(None, "DataLoader worker processes decoding and augmenting images; none = auto: "
+                                        "0 on CPU (the cores train), 4 on CUDA", range="[0, inf)")
     adam_eps: float = opt(1e-8, "AdamW's epsilon (Tip-Adapter-F: 1e-4)", range="(0, inf)")
     grad_clip: float = opt(0.0, "clip gradient norm to this value (0: off)", range="[0, inf)")
     crop_scale: float = opt(0.08, "smallest area fraction of the random resized crop (CoOp: 0.08; 1: no cropping)",

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
-from ..data.transforms import ImageDataset, eval_transform, seed_worker, train_transform
+from ..data.transforms import ImageDataset, cache_side, eval_transform, seed_worker, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
 from ..progress import progress_bar
@@ -76,9 +76,15 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
     raise ClipfitError(f"unknown optimizer {cfg.optimizer!r}")
 
 
-def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, num_workers: int = 0):
+def loader_workers(num_workers: int | None, device: torch.device) -> int:
+    """DataLoader workers: the setting, or auto (None): 0 on CPU, where the cores are busy training, 4 on CUDA."""
+    return num_workers if num_workers is not None else (4 if device.type == "cuda" else 0)
+
+
+def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, num_workers: int | None = 0):
     ds = ImageDataset(items, task.reader, eval_transform(method.backbone.image_spec))
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
+                                       num_workers=loader_workers(num_workers, method.backbone.device))
 
 
 @torch.no_grad()
@@ -124,7 +130,7 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     method.eval()
     spec = method.backbone.image_spec
     tf = eval_transform(spec) if views <= 0 else train_transform(spec, seed=seed, scale=(cfg.crop_scale, 1.0), flip=cfg.flip)
-    ds = ImageDataset(items, task.reader, tf, cache=views > 1)
+    ds = ImageDataset(items, task.reader, tf, cache=views > 1, cache_short=cache_side(spec))
     feats, labels = [], []
     with autocast(device, cfg.precision):
         for _ in range(max(1, views)):
@@ -161,10 +167,12 @@ class ImageSource:
         self.method, self.cfg, self.device = method, cfg, device
         self.transform = train_transform(method.backbone.image_spec, seed=seed, scale=(cfg.crop_scale, 1.0),
                                          flip=cfg.flip)
-        ds = ImageDataset(task.train, task.reader, self.transform, cache=True)
+        ds = ImageDataset(task.train, task.reader, self.transform, cache=True,
+                          cache_short=cache_side(method.backbone.image_spec))
         self.generator = torch.Generator().manual_seed(seed)  # the data order
         self.loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=self.generator,
-                                                  drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers,
+                                                  drop_last=len(ds) >= cfg.batch_size,
+                                                  num_workers=loader_workers(cfg.num_workers, device),
                                                   worker_init_fn=seed_worker)
         self.n_batches = len(self.loader)
         self.val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None

@@ -12,10 +12,11 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..backbone import EMBEDDED_MODEL, Backbone
+from ..backbone import EMBEDDED_MODEL, Backbone, input_spec
 from ..config import TrainConfig, to_dict
 from ..data.catalogue import canonical_dataset, load_task
 from ..data.sampling import fewshot, subsample_classes
+from ..data.transforms import cache_side
 from ..data.types import Task, check_images
 from ..errors import ClipfitError
 from ..hub import model_source
@@ -165,7 +166,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     device = pick_device(spec.device)
     if backbone is None:
         model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
-    task = check_images(task, echo, test=test)
+    spec_in = backbone.image_spec if backbone is not None else input_spec(spec.model)
+    task = check_images(task, echo, test=test, keep_short=cache_side(spec_in) if spec_in else None)
     with run.transaction(overwrite, resume) as work:
         if backbone is None:
             echo(f"loading model {spec.model}")
