@@ -3,6 +3,7 @@ something, thread settings, the decoded-image cache at twice the model's input s
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -135,13 +136,16 @@ def test_threads_are_set_at_the_edge(tiny_clip, tiny_folder, tmp_path, monkeypat
         api.train(tiny_clip, dataset=f"imagefolder:{tiny_folder}", out=tmp_path / "b", shots=2, epochs=1, test=False,
                   progress=False, threads=3)
         assert torch.get_num_threads() == 3
-        # nothing asked: OMP_NUM_THREADS, else min(cores, 4)
+        # nothing asked: OMP_NUM_THREADS, else the free cores (less the load average), at most 4
         monkeypatch.setattr(threads, "_asked", None)
         monkeypatch.setenv("OMP_NUM_THREADS", "2")
         assert threads.set_threads() == 2 == torch.get_num_threads()
         monkeypatch.delenv("OMP_NUM_THREADS")
         monkeypatch.setattr(threads, "cores", lambda: 16)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
         assert threads.default_threads() == threads.MAX_DEFAULT_THREADS
+        monkeypatch.setattr(os, "getloadavg", lambda: (14.6, 0.0, 0.0))
+        assert threads.default_threads() == 1
         assert main([*args, "--out", str(tmp_path / "c"), "--threads", "0"]) == 2
     finally:
         torch.set_num_threads(before)

@@ -31,8 +31,8 @@ def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: b
 
 
 def _add_threads_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: OMP_NUM_THREADS when set, else "
-                                               "min(cores, 4))")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: OMP_NUM_THREADS when set, else the "
+                                               "cores not busy with other processes, at most 4)")
 
 
 def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:

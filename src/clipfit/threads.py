@@ -1,7 +1,7 @@
 """CPU threads: chosen once at the process edge (the command line, the API's entry points), never in the engine.
 
 `--threads N` / `threads=N` wins; else OMP_NUM_THREADS when it is set (torch reads it at start); else the measured
-default `default_threads()` (benchmarks/bench_threads.py: the numbers are in the README's speed section).
+default `default_threads()`: the cores not busy with other processes, at most 4 (benchmarks/bench_threads.py: the numbers are in the README's speed section).
 """
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 
 from .errors import ClipfitError
 
-# Above this many threads a training step got no faster on the machines measured, and a machine shared with other
-# processes got slower (each extra thread waits for a core): benchmarks/bench_threads.py.
+# Measured (benchmarks/bench_threads.py, 2 shared cores): with other processes on the cores a thread more than the
+# cores left free made a step 5-7x slower (threads spin waiting for a core), so the default counts only free cores.
+# The cap of 4 is not measured here (no idle many-core machine was at hand): past a few threads a CLIP step on CPU
+# gains little.
 MAX_DEFAULT_THREADS = 4
 
 
@@ -25,12 +27,21 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def free_cores() -> int:
+    """Cores not busy with other processes: the cores less the 1-minute load average (rounded), at least 1."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this system
+        load = 0.0
+    return max(1, cores() - int(load + 0.5))
+
+
 def default_threads() -> int:
-    """Threads when nothing is asked: OMP_NUM_THREADS when set, else min(cores, MAX_DEFAULT_THREADS)."""
+    """Threads when nothing is asked: OMP_NUM_THREADS when set, else min(free cores, MAX_DEFAULT_THREADS)."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, min(cores(), MAX_DEFAULT_THREADS))
+    return max(1, min(free_cores(), MAX_DEFAULT_THREADS))
 
 
 _asked: int | None = None  # the number a caller asked for: later calls without one keep it
@@ -64,5 +75,5 @@ def with_threads(fn: F) -> F:
         set_threads(threads)
         return fn(*args, **kw)
 
-    run.__doc__ = (fn.__doc__ or "") + "\n\n    `threads`: CPU threads for torch (default: OMP_NUM_THREADS, else min(cores, 4))."
+    run.__doc__ = (fn.__doc__ or "") + "\n\n    `threads`: CPU threads for torch (default: OMP_NUM_THREADS, else the free cores, at most 4)."
     return run  # type: ignore[return-value]
