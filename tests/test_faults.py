@@ -256,6 +256,8 @@ def test_resume_after_sigkill_is_bit_identical(tiny_clip, tiny_folder, tmp_path)
 
 @pytest.mark.parametrize("method, settings", [
     ("linear_probe", {"epochs": 5, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0}),  # trains on cached features
+    # a frozen image tower: a pool of cached augmented views, epoch e on view e mod 3 (the resumed epoch's too)
+    ("coop", {"epochs": 5, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0, "n_ctx": 4, "feature_views": 3}),
     ("clipfit", {"epochs": 5, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0, "select": "last"}),
 ])
 def test_resume_after_an_interruption_is_bit_identical(tiny_clip, tiny_folder, tmp_path, monkeypatch, method, settings):

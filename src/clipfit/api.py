@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import ClipfitError
 from .recipes import PROTOCOLS  # noqa: F401  (the protocols a run can name)
+from .threads import with_threads
 
 
 def _quiet(_: str) -> None:
@@ -94,6 +95,7 @@ def load(run_dir: str | os.PathLike, device: str | None = None) -> Run:
     return Run(run_dir, device)
 
 
+@with_threads
 def train(model: str | None = None, *, dataset: str | None = None, out: str | os.PathLike, method: str = "clipfit",
           shots: int = 16, seed: int = 1, root: str | None = None, subsample: str = "all", protocol: str = "",
           template: str | None = None, items: str | None = None, device: str | None = None, overwrite: bool = False,
@@ -175,6 +177,7 @@ def _grid(protocol: str, model: str | None, dataset: str | None, datasets: str |
     return GridResult(summary, Path(out))
 
 
+@with_threads
 def fewshot(model: str | None = None, *, dataset: str | None = None, datasets: str | Sequence[str] | None = None,
             out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3),
             shots: int | Sequence[int] = 16, root: str | None = None, template: str | None = None,
@@ -187,6 +190,7 @@ def fewshot(model: str | None = None, *, dataset: str | None = None, datasets: s
                  echo, skip_missing, executor, settings)
 
 
+@with_threads
 def base2new(model: str | None = None, *, dataset: str | None = None, datasets: str | Sequence[str] | None = None,
              out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3),
              shots: int | Sequence[int] = 16, root: str | None = None, template: str | None = None,
@@ -209,6 +213,7 @@ def _transfer(protocol: str, model, source, targets, out, methods, seeds, shots,
     return GridResult(summary, Path(out))
 
 
+@with_threads
 def crossdataset(model: str | None = None, *, source: str = "imagenet", targets: str | Sequence[str] | None = None,
                  out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"),
                  seeds: Sequence[int] = (1, 2, 3), shots: int = 16, root: str | None = None,
@@ -221,6 +226,7 @@ def crossdataset(model: str | None = None, *, source: str = "imagenet", targets:
                      progress, echo, skip_missing, executor, settings)
 
 
+@with_threads
 def domainshift(model: str | None = None, *, source: str = "imagenet", targets: str | Sequence[str] | None = None,
                 out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"),
                 seeds: Sequence[int] = (1, 2, 3), shots: int = 16, root: str | None = None,
@@ -236,6 +242,7 @@ def domainshift(model: str | None = None, *, source: str = "imagenet", targets: 
 REGIME_METHODS = ("zeroshot", "linear_probe", "prompt", "layernorm", "adapter", "compacter", "full")
 
 
+@with_threads
 def regimes(model: str | None = None, *, datasets: str | Sequence[str] = "layernorm10", out: str | os.PathLike,
             methods: Sequence[str] = REGIME_METHODS, seeds: Sequence[int] = (1, 2, 3),
             regimes: Sequence[str] = ("low", "high"), low_shots: Sequence[int] | None = None,
@@ -253,6 +260,7 @@ def regimes(model: str | None = None, *, datasets: str | Sequence[str] = "layern
     return GridResult(summary, Path(out))
 
 
+@with_threads
 def episodic(model: str | None = None, *, dataset: str, out: str | os.PathLike,
              methods: Sequence[str] = ("zeroshot", "layernorm"), seeds: Sequence[int] = (1, 2, 3), ways: int = 5,
              shots: int | Sequence[int] = (1, 5), queries: int = 15, episodes: int = 600, base_shots: int = 0,
@@ -276,6 +284,7 @@ def paper_list() -> list[dict]:
     return list_entries()
 
 
+@with_threads
 def paper_run(name: str, model: str | None = None, *, out: str | os.PathLike, root: str | None = None,
               seeds: Sequence[int] | None = None, methods: Sequence[str] | None = None, stand_ins: bool | None = None,
               dry_run: bool = False, shots: Sequence[int] | None = None, low_shots: Sequence[int] | None = None,
@@ -303,6 +312,7 @@ DEMO_DATASET = "synth_conflict"
 DEMO_METHODS = ("zeroshot", "coop", "kgcoop", "clipfit")
 
 
+@with_threads
 def demo(methods: Sequence[str] = DEMO_METHODS, *, dataset: str = DEMO_DATASET, model: str | None = None,
          shots: int = 16, seeds: Sequence[int] = (1, 2, 3), out: str | os.PathLike | None = None,
          device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,

@@ -154,18 +154,7 @@ class Backbone(nn.Module):
 
     @property
     def image_spec(self) -> ImageSpec:
-        p = self.processor
-
-        def get(obj, *keys):
-            for k in keys:
-                v = obj.get(k) if isinstance(obj, dict) else getattr(obj, k, None)
-                if v:
-                    return int(v)
-            return int(obj) if isinstance(obj, (int, float)) else None
-
-        s = get(p.crop_size, "height", "shortest_edge") or get(p.size, "height", "shortest_edge")
-        return ImageSpec(size=s, mean=tuple(p.image_mean), std=tuple(p.image_std),
-                         resize=get(p.size, "shortest_edge", "height") or s)
+        return spec_of(self.processor)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         t = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
@@ -188,6 +177,33 @@ class Backbone(nn.Module):
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp()
+
+
+def spec_of(p) -> ImageSpec:
+    """The ImageSpec of a transformers image processor."""
+
+    def get(obj, *keys):
+        for k in keys:
+            v = obj.get(k) if isinstance(obj, dict) else getattr(obj, k, None)
+            if v:
+                return int(v)
+        return int(obj) if isinstance(obj, (int, float)) else None
+
+    s = get(p.crop_size, "height", "shortest_edge") or get(p.size, "height", "shortest_edge")
+    return ImageSpec(size=s, mean=tuple(p.image_mean), std=tuple(p.image_std),
+                     resize=get(p.size, "shortest_edge", "height") or s)
+
+
+def input_spec(name_or_path: str | None) -> ImageSpec | None:
+    """A model's ImageSpec from its image processor alone (no weights loaded); None when it cannot be read (the
+    model's own loading then says why)."""
+    from transformers import AutoImageProcessor
+
+    try:
+        path, kwargs = model_source(name_or_path)
+        return spec_of(AutoImageProcessor.from_pretrained(path, **kwargs))
+    except (ClipfitError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def make_random_clip(out_dir: str | os.PathLike, words: list[str] | None = None, image_size: int = 32,

@@ -25,8 +25,14 @@ def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: b
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a method or training setting (repeatable); see `clipfit methods --details`")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    _add_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: OMP_NUM_THREADS when set, else the "
+                                               "cores not busy with other processes, at most 4)")
 
 
 def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
@@ -68,6 +74,7 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--subsample", choices=["all", "base", "new"])
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--device")
+    _add_threads_arg(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -78,6 +85,7 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--classes", help="class names: a file (one per line) or 'a,b,c' (default: the run's classes)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--device")
+    _add_threads_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -147,6 +155,7 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a method or training setting for every run (repeatable), e.g. --set epochs=5")
     q.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    _add_threads_arg(q)
     q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.add_argument("--out", required=True, help="folder: runs in OUT/<protocol>/ (reused), tables in OUT/tables/, "
@@ -439,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(pretrain_args="pretrain-mini" in argv).parse_args(argv)
     try:
+        if "threads" in args:  # a command that runs a model: threads are set here, once
+            from .threads import set_threads
+
+            set_threads(args.threads)
         args.func(args)
     except ClipfitError as e:
         print(f"clipfit: error: {e}", file=sys.stderr)

@@ -17,6 +17,10 @@ from .errors import ClipfitError
 from .recipes import DASSL_SGD
 
 _D = DASSL_SGD.settings
+# Cached augmented views per image for methods with a frozen image encoder: the smallest pool whose accuracy
+# matched fresh augmentation every epoch (CoOp, base-to-new on synth_shift and synth_conflict, 3 seeds; the
+# measurement is in the README's speed section).
+FEATURE_VIEWS = 16
 
 
 def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None):
@@ -88,7 +92,8 @@ class TrainConfig:
     eval_every: int = opt(1, "validate every N epochs (and always after the last)", range="[1, inf)")
     eval_batch_size: int = opt(256, "batch size for evaluation", range="[1, inf)")
     precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", ("auto", "fp32", "bf16"))
-    num_workers: int = opt(0, "DataLoader worker processes", range="[0, inf)")
+    num_workers: int | None = opt(None, "DataLoader worker processes decoding and augmenting images; none = auto: "
+                                        "0 on CPU (the cores train), 4 on CUDA", range="[0, inf)")
     compile: bool = opt(False, "torch.compile the encoder layers of both towers (GPU runs: faster steps after a "
                                "compilation of a minute or so; the same results up to float rounding)")
     adam_eps: float = opt(1e-8, "AdamW's epsilon (Tip-Adapter-F: 1e-4)", range="(0, inf)")
@@ -102,6 +107,15 @@ class TrainConfig:
     log: str = opt("", "also write the training curves (and what `record` records) as TensorBoard event files in "
                        "RUN_DIR/tensorboard/ (needs the tensorboard package: pip install 'clipfit[tensorboard]')",
                    ("", "tensorboard"))
+    feature_cache: bool = opt(True, "methods whose image encoder is frozen (CoOp's family, adapters, probes) train "
+                                    "on image features encoded once per cached view; false: every step encodes "
+                                    "freshly augmented images (slower, the same result without augmentation)")
+    feature_views: int = opt(FEATURE_VIEWS, "augmented views per training image in the feature cache (methods "
+                                            "without a `views` setting of their own); epoch e trains on view e mod "
+                                            "N of every image; 0 = one un-augmented view", range="[0, inf)")
+    validate: str = opt("auto", "per-epoch validation: auto = every eval_every epochs when it chooses the kept "
+                                "epoch (select=best), else only after the last epoch; always = every eval_every "
+                                "epochs; never = not at all", ("auto", "always", "never"))
 
 
 def field_types(cfg_cls: type) -> dict[str, Any]:

@@ -130,17 +130,20 @@ class PreloadedReader:
         return im if im is not None else self.reader(key)
 
 
-def check_images(task: Task, echo=None, test: bool = True) -> Task:
+def check_images(task: Task, echo=None, test: bool = True, keep_short: int | None = None) -> Task:
     """Open every image of the task before anything trains, so a bad file fails in seconds with its name: training
-    and validation images are decoded (the training ones are kept, so they are decoded once), test images have their
-    header checked. In-memory datasets (no `check` on their reader) are returned unchanged."""
+    and validation images are decoded (the training ones are kept, so they are decoded once; with `keep_short`,
+    shrunk to that shorter side: `transforms.cache_side`), test images have their header checked. In-memory
+    datasets (no `check` on their reader) are returned unchanged."""
     check = getattr(task.reader, "check", None)
     if check is None:
         return task
     n = len(task.train) + len(task.val) + (len(task.test) if test else 0)
     if echo:
         echo(f"checking {n} images")
-    decoded = {it.key: task.reader(it.key) for it in task.train}
+    from .transforms import shrink
+
+    decoded = {it.key: shrink(task.reader(it.key), keep_short) for it in task.train}
     for it in task.val:
         task.reader(it.key)
     for it in task.test if test else []:

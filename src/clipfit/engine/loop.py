@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
-from ..data.transforms import ImageDataset, eval_transform, seed_worker, train_transform
+from ..data.transforms import ImageDataset, cache_side, eval_transform, seed_worker, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
 from ..progress import progress_bar
@@ -86,9 +86,15 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
     raise ClipfitError(f"unknown optimizer {cfg.optimizer!r}")
 
 
-def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, num_workers: int = 0):
+def loader_workers(num_workers: int | None, device: torch.device) -> int:
+    """DataLoader workers: the setting, or auto (None): 0 on CPU, where the cores are busy training, 4 on CUDA."""
+    return num_workers if num_workers is not None else (4 if device.type == "cuda" else 0)
+
+
+def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, num_workers: int | None = 0):
     ds = ImageDataset(items, task.reader, eval_transform(method.backbone.image_spec))
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
+                                       num_workers=loader_workers(num_workers, method.backbone.device))
 
 
 @torch.no_grad()
@@ -140,7 +146,7 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     method.eval()
     spec = method.backbone.image_spec
     tf = eval_transform(spec) if views <= 0 else train_transform(spec, seed=seed, scale=(cfg.crop_scale, 1.0), flip=cfg.flip)
-    ds = ImageDataset(items, task.reader, tf, cache=views > 1)
+    ds = ImageDataset(items, task.reader, tf, cache=views > 1, cache_short=cache_side(spec))
     feats, labels = [], []
     with autocast(device, cfg.precision):
         for _ in range(max(1, views)):
@@ -154,7 +160,8 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
 
 @dataclass
 class FitResult:
-    """What training did: the epoch whose weights are kept, its validation accuracy, the per-epoch history."""
+    """What training did: the epoch whose weights are kept, its validation accuracy, the per-epoch history, and
+    which epochs were validated (`validated`, as metrics.json says it)."""
 
     epochs: int
     best_epoch: int | None
@@ -162,6 +169,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # closed-form fits: what they chose (e.g. {"C": 0.1})
+    validated: str | None = None
 
 
 def _fmt(rec: dict) -> str:
@@ -175,10 +183,12 @@ class ImageSource:
         self.method, self.cfg, self.device = method, cfg, device
         self.transform = train_transform(method.backbone.image_spec, seed=seed, scale=(cfg.crop_scale, 1.0),
                                          flip=cfg.flip)
-        ds = ImageDataset(task.train, task.reader, self.transform, cache=True)
+        ds = ImageDataset(task.train, task.reader, self.transform, cache=True,
+                          cache_short=cache_side(method.backbone.image_spec))
         self.generator = torch.Generator().manual_seed(seed)  # the data order
         self.loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=self.generator,
-                                                  drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers,
+                                                  drop_last=len(ds) >= cfg.batch_size,
+                                                  num_workers=loader_workers(cfg.num_workers, device),
                                                   worker_init_fn=seed_worker)
         self.n_batches = len(self.loader)
         self.val_loader = eval_loader(task.val, task, method, cfg.eval_batch_size, cfg.num_workers) if task.val else None
@@ -200,41 +210,59 @@ class ImageSource:
         return accuracy(*predict(self.method, self.val_loader, self.device, self.cfg.precision))
 
 
+def on_features(method: Method, cfg: TrainConfig) -> bool:
+    """Whether `fit` trains `method` on cached image features (`FeatureSource`) rather than on images."""
+    return bool(method.closed_form or method.trains_on_features or (method.image_tower_frozen and cfg.feature_cache))
+
+
+def feature_views(method: Method, cfg: TrainConfig) -> int:
+    """Training views per image in the feature cache: the method's own `views` setting when it has one, else the
+    `feature_views` setting (0 for closed-form fits: one un-augmented view)."""
+    own = method.feature_views
+    if own is not None:
+        return own
+    if method.closed_form:
+        return 0
+    if method.view_per_epoch and cfg.iterations <= 0:  # views past the last epoch would never be used
+        return min(cfg.feature_views, max(1, cfg.epochs))
+    return cfg.feature_views
+
+
 class FeatureSource:
-    """Batches of image features the frozen encoder computed once (`Method.trains_on_features`); the method's
-    `adapt_image_features` is the only image-side computation per step. With several cached views and
-    `Method.view_per_epoch`, epoch e draws its batches from view e mod V of every image."""
+    """Batches of image features the frozen encoder computed once (`on_features`); the method's
+    `adapt_image_features` is the only image-side computation per step. With V cached views and
+    `Method.view_per_epoch`, epoch e draws its batches from view e mod V of every image: a pool of V augmentations
+    stands in for a fresh one every epoch. The batch order is drawn as `ImageSource` draws it (the same DataLoader
+    sampling from the same seed), so that without augmentation both train alike."""
 
     def __init__(self, method: Method, train: tuple[torch.Tensor, torch.Tensor],
                  val: tuple[torch.Tensor, torch.Tensor] | None, cfg: TrainConfig, seed: int, device: torch.device):
         self.method, self.cfg, self.device = method, cfg, device
         (x, y), self.val = train, val
-        self.views = max(1, method.feature_views) if method.view_per_epoch else 1
+        self.views = max(1, feature_views(method, cfg)) if method.view_per_epoch else 1
         n = len(y) // self.views
         self.x, self.y = x.reshape(self.views, n, *x.shape[1:]), y.reshape(self.views, n)  # view-major rows
         self.epoch = 0
         self.generator = torch.Generator().manual_seed(seed)
-        self.drop_last = n >= cfg.batch_size
-        self.n_batches = n // cfg.batch_size if self.drop_last else math.ceil(n / cfg.batch_size)
+        self.order = torch.utils.data.DataLoader(range(n), batch_size=cfg.batch_size, shuffle=True,
+                                                 generator=self.generator, drop_last=n >= cfg.batch_size)
+        self.n_batches = len(self.order)
 
     def batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         x, y = self.x[self.epoch % self.views], self.y[self.epoch % self.views]
         self.epoch += 1
-        perm = torch.randperm(len(y), generator=self.generator)
-        b = self.cfg.batch_size
-        for i in range(self.n_batches):
-            idx = perm[i * b:(i + 1) * b]
+        for idx in self.order:
             yield x[idx], y[idx]
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.adapt_image_features(x)
 
     def rng_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return {"order": self.generator.get_state()}, {"epoch": self.epoch}  # the epoch picks the cached view
+        return {"order": self.generator.get_state()}, {"epoch": self.epoch}
 
     def set_rng_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         self.generator.set_state(tensors["order"])
-        self.epoch = int(meta.get("epoch", 0))
+        self.epoch = meta.get("epoch", self.epoch)  # which cached view the next epoch trains on
 
     def validate(self) -> float:
         val_x, val_y = self.val
@@ -252,7 +280,8 @@ class FeatureSource:
 def cached_features(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,
                     progress: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
     """(train features, labels) and (val features, labels) from the frozen encoder; the method sees the train set."""
-    train = extract_features(method, task, task.train, device, cfg, method.feature_views, seed, progress, "train features")
+    train = extract_features(method, task, task.train, device, cfg, feature_views(method, cfg), seed, progress,
+                             "train features")
     val = extract_features(method, task, task.val, device, cfg, 0, seed, progress, "val features") if task.val else None
     method.on_features(train[0].to(device), train[1].to(device))
     return train, val
@@ -283,6 +312,19 @@ def select_after_training(method: Method, val, result: FitResult, log: Callable[
         result.extra.update(chosen)
 
 
+def validation_plan(cfg: TrainConfig, has_val: bool) -> tuple[int | None, str]:
+    """(validate every how many epochs: None = only after the last, 0 = never; the words metrics.json records).
+    validate=auto validates per epoch only when it chooses the kept epoch (select=best)."""
+    if not has_val or cfg.validate == "never":
+        if cfg.select == "best" and has_val:
+            raise ClipfitError("validate=never with select=best: nothing would choose the kept epoch; use select=last")
+        return 0, "never"
+    if cfg.validate == "always" or cfg.select == "best":
+        every = max(1, cfg.eval_every)
+        return every, "every epoch" if every == 1 else f"every {every} epochs and the last"
+    return None, "last epoch only (select=last: earlier epochs are not validated; validate=always to see them)"
+
+
 def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: TrainConfig, device: torch.device,
                  has_val: bool, log: Callable[[str], None], progress: bool, run: RunDir | None, resume: bool) -> FitResult:
     """The epoch loop: per-epoch learning rate, steps over the source's batches, validation, checkpoint selection.
@@ -311,6 +353,7 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
                        desc=f"train {method.name}", progress=progress)
     static_text = method.text_is_static
     dp = distributed.current()  # several launched processes: each takes its share of every batch
+    every, validated = validation_plan(cfg, has_val)
     for epoch in range(start, cfg.epochs):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(epoch, cfg)
@@ -355,7 +398,7 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
         rec = {"epoch": epoch + 1, "lr": lr_at(epoch, cfg, max(n - 1, 0), source.n_batches),
                **{k: v / max(n, 1) for k, v in sums.items()}}
         last = epoch + 1 == cfg.epochs
-        if has_val and (last or (epoch + 1) % max(1, cfg.eval_every) == 0):
+        if every != 0 and (last or (every is not None and (epoch + 1) % every == 0)):
             rec["val_accuracy"] = source.validate()
             if cfg.select == "best" and rec["val_accuracy"] >= best["acc"]:
                 best = {"acc": rec["val_accuracy"], "epoch": epoch + 1, "state": method.tuned_state()}
@@ -372,7 +415,7 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
     else:
         chosen, val_acc = cfg.epochs, history[-1].get("val_accuracy")
     method.eval()
-    return FitResult(cfg.epochs, chosen, val_acc, history, round(time.time() - t0, 2))
+    return FitResult(cfg.epochs, chosen, val_acc, history, round(time.time() - t0, 2), validated=validated)
 
 
 def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,
@@ -388,7 +431,7 @@ def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.d
     if cfg.compile:
         compile_towers(method)
     t0 = time.time()
-    if method.closed_form or method.trains_on_features:
+    if on_features(method, cfg):
         train, val = cached_features(method, task, cfg, seed, device, progress)
         if method.closed_form:
             result = fit_closed_form(method, train, val, log)

@@ -12,10 +12,11 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..backbone import EMBEDDED_MODEL, Backbone
+from ..backbone import EMBEDDED_MODEL, Backbone, input_spec
 from ..config import TrainConfig, to_dict
 from ..data.catalogue import canonical_dataset, load_task
 from ..data.sampling import fewshot, subsample_classes
+from ..data.transforms import cache_side
 from ..data.types import Task, check_images
 from ..errors import ClipfitError
 from ..hub import model_source
@@ -170,7 +171,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     device = pick_device(spec.device)
     if backbone is None:
         model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
-    task = check_images(task, echo, test=test)
+    spec_in = backbone.image_spec if backbone is not None else input_spec(spec.model)
+    task = check_images(task, echo, test=test, keep_short=cache_side(spec_in) if spec_in else None)
     progress = progress and distributed.current().is_main
     with distributed.transaction(run, overwrite, resume) as work:
         if backbone is None:
@@ -211,6 +213,8 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
                                    "select": (tcfg.select if task.val else "last") if result.best_epoch is not None
                                    else None,
                                    "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
+        if result.validated:
+            metrics["validated"] = result.validated  # which epochs have a val_accuracy in the history
         if result.extra:
             metrics["selected"] = result.extra
         if test and task.test:

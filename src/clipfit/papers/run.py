@@ -798,14 +798,14 @@ class _Clock:
         return self.forward
 
     def measure(self, spec) -> dict:
-        from ..engine.loop import fit
+        from ..engine.loop import feature_views, fit, on_features
 
         if spec.method in self.methods:
             return self.methods[spec.method]
         method, task, tcfg, device = self._build(spec)
-        rec = {"features": bool(method.closed_form or method.trains_on_features),
-               "views": max(1, method.feature_views), "step": None, "batch": tcfg.batch_size}
-        if not rec["features"] and task.train and method.trainable():
+        rec = {"features": on_features(method, tcfg),
+               "views": max(1, feature_views(method, tcfg)), "step": None, "batch": tcfg.batch_size}
+        if not method.closed_form and task.train and method.trainable():  # SGD steps (on features too: CoOp)
             b = max(1, min(tcfg.batch_size, len(task.train)))
             small = task.with_splits(train=task.train[:2 * b], val=[])
             t = time.perf_counter()
@@ -818,7 +818,7 @@ class _Clock:
 
 def _job_cost(job, clock: _Clock, train: bool) -> float:
     """Seconds a run will take: its training steps x the method's measured step (methods trained on cached features:
-    their images x views x the measured forward), plus every image it evaluates x the forward."""
+    plus their images x views x the measured forward), plus every image it evaluates x the forward."""
     from ..engine.run import resolve_configs
     from ..protocols.core import trains_nothing
 
@@ -839,10 +839,11 @@ def _job_cost(job, clock: _Clock, train: bool) -> float:
         n_val = (tcfg.val_shots or 0) * n_classes if task.val and spec.shots > 0 else 0
         if rec["features"]:
             seconds += (n_train * rec["views"] + n_val) * fwd
-        else:
+        if rec["step"] is not None:
             steps = tcfg.iterations or tcfg.epochs * math.ceil(n_train / max(1, tcfg.batch_size))
-            seconds += steps * (rec["step"] or 0.0)
-            seconds += n_val * fwd * math.ceil(tcfg.epochs / max(1, tcfg.eval_every))
+            seconds += steps * rec["step"]
+            if not rec["features"]:
+                seconds += n_val * fwd * math.ceil(tcfg.epochs / max(1, tcfg.eval_every))
     if train and job.test:
         seconds += clock.overhead + len(task.test) * (n_classes / len(task.classnames)) * fwd
     metrics = _metrics(job)

@@ -180,23 +180,36 @@ class Method(nn.Module):
 
     # -- training on cached features (no back-propagation through CLIP) ---------------------------------------
     @property
+    def image_tower_frozen(self) -> bool:
+        """True when nothing that trains changes `frozen_image_features` and the image side is
+        `adapt_image_features(frozen_image_features(x))`: the engine then encodes each training image once per
+        cached augmented view and trains on those features (`TrainConfig.feature_cache`), with the same result
+        as encoding the images every step when augmentation is off. Default: no trainable parameter in the image
+        encoder or its projection, and `image_features` not overridden (deep prompts change the image path)."""
+        model = self.backbone.model
+        tower = list(model.vision_model.parameters()) + list(model.visual_projection.parameters())
+        return not any(p.requires_grad for p in tower) and type(self).image_features is Method.image_features
+
+    @property
     def trains_on_features(self) -> bool:
-        """True when the engine should encode the training images once with the frozen backbone
-        (`frozen_image_features`) and train only `adapt_image_features` / the text side on those features."""
+        """True when the method can only train on cached features (it builds something from them in
+        `on_features`, e.g. Tip-Adapter's keys); others with `image_tower_frozen` do so unless told otherwise."""
         return False
 
     @property
-    def feature_views(self) -> int:
+    def feature_views(self) -> int | None:
         """Views per training image in the feature cache: 0 = one un-augmented view (eval transform), N > 0 =
-        N randomly augmented views (train transform). Read from the method config's `views` when it has one."""
-        return int(getattr(self.cfg, "views", 0) or 0)
+        N randomly augmented views (train transform). The method config's `views` when it has one, else None
+        (the engine's `feature_views` setting applies)."""
+        views = getattr(self.cfg, "views", None)
+        return None if views is None else int(views)
 
     @property
     def view_per_epoch(self) -> bool:
         """With N > 1 cached views per image: True = each epoch trains on one view of every image (view e mod N),
         so that an epoch is one pass over the training set as it is on images (the N views stand in for fresh
         augmentations); False = every epoch trains on all N views."""
-        return False
+        return True
 
     def on_features(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
         """Called with the cached training features [N, D] and labels [N] before training on features. With V

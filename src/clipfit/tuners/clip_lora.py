@@ -119,6 +119,10 @@ class ClipLora(Method):
                     self._attach(linear, per_layer[t])
                 self.lora[name].append(per_layer)
 
+    @property
+    def image_tower_frozen(self) -> bool:
+        return self.cfg.encoder == "text" and super().image_tower_frozen  # its branches hook the encoders' layers
+
     def _attach(self, linear: nn.Linear, branch: LoRA) -> None:
         linear._clipfit_lora = True
         self._sites.append((linear, branch))

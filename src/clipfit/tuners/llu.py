@@ -160,6 +160,10 @@ class LLU(Method):
     def trains_on_features(self) -> bool:
         return True
 
+    @property
+    def view_per_epoch(self) -> bool:
+        return False  # with views=N every epoch trains on all N views
+
     def set_classes(self, classnames: Sequence[str]) -> None:
         super().set_classes(classnames)
         self._text_cache = None
