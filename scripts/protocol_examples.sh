@@ -12,7 +12,7 @@ run() {  # run a command, append it and its output to the Markdown
   local start=$SECONDS
   printf '```\n$ clipfit %s\n' "$*" >> "$md"
   clipfit "$@" 2>&1 | tee -a "$md"
-  printf '```\n(%s s on %s CPU cores)\n\n' "$((SECONDS - start))" "$(nproc)" >> "$md"
+  printf '```\n(%s s, %s thread(s) on a %s-core machine)\n\n' "$((SECONDS - start))" "$OMP_NUM_THREADS" "$(nproc --all)" >> "$md"
 }
 run fewshot --datasets synth,synth_shift --shots 1,4 --methods zeroshot,clipfit,layernorm --seeds 1,2 "${small[@]}" --out "$out/fewshot"
 run base2new --datasets synth,synth_shift --shots 4 --methods zeroshot,clipfit,coop,llu,linear_probe --seeds 1,2 "${small[@]}" --out "$out/base2new"
