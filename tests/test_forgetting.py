@@ -12,8 +12,11 @@ Measured with exactly these runs (base / new test accuracy in %; 50 test images 
     CLIPFit bias strategy (a), CE only             97.67 / 57.00   (new -23.7)
     KgCoOp (lambda 8)                              92.67 / 62.00   (new +7.7 over CoOp)
     KgCoOp, lambda 0                              100.00 / 53.33   (its recipe without its regulariser)
-Over seeds 1 2 3 (README): KgCoOp recovers 29% of CoOp's loss, not half as in the papers; CLIPFit's KD (beta 8 vs
-0) makes no measurable difference here: its image LayerNorms carry the damage and KD anchors only the text side.
+    CLIPFit without image LayerNorms, beta 8       81.67 / 77.00   (the text FFN biases with KD)
+    CLIPFit without image LayerNorms, beta 0       83.67 / 73.67   (KD off: new -3.3)
+Over seeds 1 2 3 (README): KgCoOp recovers 33% of CoOp's loss, not half as in the papers. Full CLIPFit's KD (beta 8
+vs 0) makes no measurable difference (62.67 vs 62.44 new): its image LayerNorms carry the damage and KD anchors only
+the text side; on the text biases alone KD protects the new classes (76.00 +- 1.45 vs 73.22 +- 1.07).
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ def results(tmp_path_factory) -> dict[str, tuple[float, float]]:
         "kgcoop": ("kgcoop", {}),
         "kgcoop_lambda0": ("kgcoop", {"kg_weight": 0.0}),
         "bias_a": ("clipfit", {"bias": "text_image", "image_layernorm": False, "reg": "none"}),
+        "text_kd": ("clipfit:no_ln", {}),
+        "text_kd0": ("clipfit:no_ln", {"beta": 0.0}),
     }
     return {name: _run(tmp_path_factory, method, s) for name, (method, s) in runs.items()}
 
@@ -66,3 +71,8 @@ def test_knowledge_guidance_protects_the_new_classes(results):
     kg, kg0, coop = results["kgcoop"][1], results["kgcoop_lambda0"][1], results["coop"][1]
     assert kg >= coop + 4.0  # measured +7.7
     assert kg >= kg0 + 4.0  # measured +8.7
+
+
+def test_distillation_protects_the_new_classes_through_the_text_biases(results):
+    # CLIPFit's KD term acts on the text side: with the image LayerNorms frozen, switching it off costs new classes
+    assert results["text_kd"][1] >= results["text_kd0"][1] + 1.5  # measured +3.3 (seeds 1 2 3: +3.3, +2.7, +2.3)
