@@ -186,6 +186,7 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
             work.write_config({
                 "clipfit_version": __version__, "torch_version": torch.__version__,
                 "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "torch_threads": torch.get_num_threads(),  # thread counts can change a result's last bits
                 "model": _model_ref(spec.model), "dataset": _dataset_ref(spec.dataset),
                 "root": str(Path(spec.root).resolve()) if spec.root else None,
                 "method": spec.method, "shots": spec.shots, "seed": spec.seed, "subsample": spec.subsample,
