@@ -76,6 +76,20 @@ def folder_copy(tiny_folder, tmp_path) -> Path:
     return tmp_path / "images"
 
 
+def _interrupt_after_two_checkpoints(monkeypatch):
+    """Make training stop with Ctrl-C right after its second checkpoint; returns the real `save_checkpoint`."""
+    real, calls = RunDir.save_checkpoint, []
+
+    def interrupt_after_two(*a, **kw):
+        real(*a, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", interrupt_after_two)
+    return real
+
+
 # -- 1. data loss: --overwrite never destroys a good run ------------------------------------------------------------
 def test_failed_overwrite_keeps_the_old_run(tiny_clip, tiny_folder, run_copy, monkeypatch, capsys):
     before = {f: _sha(run_copy / f) for f in ("tuned.safetensors", "metrics.json", "config.json")}
@@ -263,15 +277,7 @@ def test_resume_after_sigkill_is_bit_identical(tiny_clip, tiny_folder, tmp_path)
 def test_resume_after_an_interruption_is_bit_identical(tiny_clip, tiny_folder, tmp_path, monkeypatch, method, settings):
     args = lambda out: _args(tiny_clip, tiny_folder, out, "--method", method, settings=settings)  # noqa: E731
     assert main(args(tmp_path / "ref")) == 0
-    real, calls = RunDir.save_checkpoint, []
-
-    def interrupt_after_two(*a, **kw):
-        real(*a, **kw)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", interrupt_after_two)
+    real = _interrupt_after_two_checkpoints(monkeypatch)
     assert main(args(tmp_path / "cut")) == 130
     monkeypatch.setattr(RunDir, "save_checkpoint", real)
     torch.manual_seed(1234), random.seed(99), np.random.seed(7)  # what happened in between must not matter
@@ -477,15 +483,7 @@ def test_interrupted_grid_run_resumes_exactly_from_its_partial_directory(tiny_cl
                 "clipfit", "--seeds", "1", "--out", str(out), "--quiet", *set_args({**FAST, "epochs": 3})]
 
     assert main(grid(tmp_path / "ref")) == 0
-    real, calls = RunDir.save_checkpoint, []
-
-    def interrupt_after_two(*a, **kw):
-        real(*a, **kw)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", interrupt_after_two)
+    real = _interrupt_after_two_checkpoints(monkeypatch)
     assert main(grid(tmp_path / "g")) == 130
     from clipfit.protocols.core import dataset_dir
 

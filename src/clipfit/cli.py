@@ -13,7 +13,8 @@ from .hub import ARCHS, EMBEDDED_MODEL  # not .backbone: that imports torch (slo
 from .recipes import PROTOCOLS
 
 
-def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: bool = True) -> None:
+def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: bool = True,
+                  template: bool = True) -> None:
     p.add_argument("--model", default=EMBEDDED_MODEL,
                    help=f"Hugging Face hub id or local directory of a CLIP model (default: the embedded {EMBEDDED_MODEL})")
     if dataset:
@@ -21,7 +22,8 @@ def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: b
     p.add_argument("--root", help="folder holding the datasets in CoOp's layout (catalogue datasets read from disk)")
     if shots is not None:
         p.add_argument("--shots", type=int, default=shots, help="training images per class (0: all)")
-    p.add_argument("--template", help="prompt template with {} for the class name (default: the dataset's)")
+    if template:
+        p.add_argument("--template", help="prompt template with {} for the class name (default: the dataset's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a method or training setting (repeatable); see `clipfit methods --details`")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
@@ -149,15 +151,7 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_paper_list)
     q = psub.add_parser("run", help="run or resume one table or figure, print it beside the paper's numbers")
     q.add_argument("name", help="a name of `clipfit paper list`, e.g. clipfit:table1")
-    q.add_argument("--model", default=EMBEDDED_MODEL, help="Hugging Face hub id or local directory of a CLIP model "
-                                                          f"(default: the embedded {EMBEDDED_MODEL})")
-    q.add_argument("--root", help="folder holding the datasets (each in the layout `clipfit datasets` names)")
-    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="a method or training setting for every run (repeatable), e.g. --set epochs=5")
-    q.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    _add_threads_arg(q)
-    q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_args(q, shots=None, dataset=False, template=False)  # --set applies to every run of the table
     q.add_argument("--out", required=True, help="folder: runs in OUT/<protocol>/ (reused), tables in OUT/tables/, "
                                                 "figures in OUT/figures/")
     q.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: the papers' 1,2,3)")

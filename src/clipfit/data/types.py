@@ -1,7 +1,9 @@
 """The data model every reader produces and every method consumes."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -81,15 +83,21 @@ def to_rgb(im: Image.Image) -> Image.Image:
         raise ClipfitError(f"cannot convert an image of mode {im.mode} to RGB ({e}); save it as RGB") from None
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """The image file at `path` as RGB; a one-line error naming the file when it is missing or unreadable."""
+@contextlib.contextmanager
+def reading_image(path: str | os.PathLike) -> Iterator[None]:
+    """Pillow's errors while reading the image at `path` as one line naming the file."""
     try:
-        with Image.open(path) as im:
-            return to_rgb(im)
+        yield
     except FileNotFoundError:
         raise ClipfitError(f"image not found: {path}") from None
     except IMAGE_ERRORS as e:
         raise ClipfitError(f"cannot read image {path}: {e}; replace or remove the file") from None
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """The image file at `path` as RGB; a one-line error naming the file when it is missing or unreadable."""
+    with reading_image(path), Image.open(path) as im:
+        return to_rgb(im)
 
 
 class FileReader:
@@ -110,13 +118,8 @@ class FileReader:
     def check(self, key: str) -> None:
         """Fast check that the file is an image: its header (and, for PNG, every chunk's checksum)."""
         p = self.path(key)
-        try:
-            with Image.open(p) as im:
-                im.verify()
-        except FileNotFoundError:
-            raise ClipfitError(f"image not found: {p}") from None
-        except IMAGE_ERRORS as e:
-            raise ClipfitError(f"cannot read image {p}: {e}; replace or remove the file") from None
+        with reading_image(p), Image.open(p) as im:
+            im.verify()
 
 
 class PreloadedReader:
