@@ -8,15 +8,15 @@ opposite of what the new classes need. 16 shots, seed 1, each method's paper rec
 
 Measured with exactly these runs (base / new test accuracy in %; 50 test images per class, 300 per half):
     zero-shot                                     79.33 / 80.67
-    CoOp (4 ctx "a photo of a", 200 epochs)      100.00 / 54.33   (new -26.3)
+    CoOp (4 ctx "a photo of a", 200 epochs)      100.00 / 55.00   (new -25.7)
     CLIPFit bias strategy (a), CE only             97.67 / 57.00   (new -23.7)
-    KgCoOp (lambda 8)                              92.67 / 62.00   (new +7.7 over CoOp)
-    KgCoOp, lambda 0                              100.00 / 53.33   (its recipe without its regulariser)
+    KgCoOp (lambda 8)                              91.33 / 63.67   (new +8.7 over CoOp)
+    KgCoOp, lambda 0                              100.00 / 54.67   (its recipe without its regulariser)
     CLIPFit without image LayerNorms, beta 8       81.67 / 77.00   (the text FFN biases with KD)
     CLIPFit without image LayerNorms, beta 0       83.67 / 73.67   (KD off: new -3.3)
 Over seeds 1 2 3 (README): KgCoOp recovers 33% of CoOp's loss, not half as in the papers. Full CLIPFit's KD (beta 8
 vs 0) makes no measurable difference (62.67 vs 62.44 new): its image LayerNorms carry the damage and KD anchors only
-the text side; on the text biases alone KD protects the new classes (76.00 +- 1.45 vs 73.22 +- 1.07).
+the text side; on the text biases alone KD protects the new classes (76.00 +- 1.20 vs 73.22 +- 1.07).
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_zero_shot_knows_the_new_classes(results):
 def test_coop_forgets_the_new_classes(results):
     (zb, zn), (cb, cn) = results["zeroshot"], results["coop"]
     assert cb >= zb + 10.0  # measured +20.7: it does learn the base classes
-    assert cn <= zn - 10.0  # measured -26.3
+    assert cn <= zn - 10.0  # measured -25.7
 
 
 def test_bias_tuning_without_distillation_forgets(results):
@@ -69,10 +69,10 @@ def test_bias_tuning_without_distillation_forgets(results):
 def test_knowledge_guidance_protects_the_new_classes(results):
     # KgCoOp's regulariser, not its shorter recipe, is what keeps new-class accuracy: with lambda 0 it forgets
     kg, kg0, coop = results["kgcoop"][1], results["kgcoop_lambda0"][1], results["coop"][1]
-    assert kg >= coop + 4.0  # measured +7.7
-    assert kg >= kg0 + 4.0  # measured +8.7
+    assert kg >= coop + 4.0  # measured +8.7
+    assert kg >= kg0 + 4.0  # measured +9.0
 
 
 def test_distillation_protects_the_new_classes_through_the_text_biases(results):
     # CLIPFit's KD term acts on the text side: with the image LayerNorms frozen, switching it off costs new classes
-    assert results["text_kd"][1] >= results["text_kd0"][1] + 1.5  # measured +3.3 (seeds 1 2 3: +3.3, +2.7, +2.3)
+    assert results["text_kd"][1] >= results["text_kd0"][1] + 1.5  # measured +3.3 (seeds 1 2 3: +3.3, +2.3, +2.7)

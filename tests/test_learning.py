@@ -6,9 +6,9 @@ mini-clip (its text residual normalised, see clipfit.pretrain.normalise_for_fine
     zero-shot                      51.00 / 33.13
     CLIPFit                        63.00 / 41.13
     CLIPFit, lr 0                  51.00 / 33.13   (identical to zero-shot, as it must be)
-    CLIPFit without image LNs      60.38 / 46.63   (the text FFN biases alone)
+    CLIPFit without image LNs      60.25 / 46.50   (the text FFN biases alone)
     CLIPFit, beta 0 (no KD)        62.25 / 40.38
-Both parameter groups learn on their own. The image LayerNorms add 2.6 points on the base classes and cost 5.5 on
+Both parameter groups learn on their own. The image LayerNorms add 2.8 points on the base classes and cost 5.4 on
 the new ones here (the CLIPFit paper's Table 6 finds them adding on both); KD moves both by under a point in this
 world, where the base and new classes share one shift (tests/test_forgetting.py has a world where tuning misleads).
 """
@@ -51,7 +51,7 @@ def test_learning_rate_zero_is_zero_shot(results):
 
 def test_text_biases_learn_on_their_own(results):
     (zb, zn), (tb, tn) = results["zeroshot"], results["no_ln"]
-    assert tb >= zb + 6.0 and tn >= zn + 8.0, (tb, tn)  # measured +9.4 / +13.5
+    assert tb >= zb + 6.0 and tn >= zn + 8.0, (tb, tn)  # measured +9.3 / +13.4
 
 
 def test_kd_has_no_measurable_effect_in_this_world(results):
