@@ -114,6 +114,35 @@ def test_analyze_writes_png_and_csv_of_runs_and_grids(tiny_clip, tiny_folder, tm
     assert layers[0] == "run,series,layer,param,change,grad_sq_sum" and len(layers) > 3
 
 
+def test_text_drift_is_one_minus_cosine_to_zero_shot(tiny_clip, tiny_folder, tmp_path):
+    import csv
+
+    from clipfit.analyses import analyze
+    from clipfit.engine.run import load_run
+
+    ds = f"imagefolder:{tiny_folder}"
+    settings = {**ONE_STEP, "iterations": 3, "reg": "none"}
+    train_run(RunSpec(dataset=ds, model=tiny_clip, shots=4, method="clipfit", settings=settings),
+              tmp_path / "text" / "seed1", progress=False, test=False)
+    train_run(RunSpec(dataset=ds, model=tiny_clip, shots=4, method="clipfit", settings={**settings, "bias": "none"}),
+              tmp_path / "image" / "seed1", progress=False, test=False)  # image LayerNorms only: text untouched
+    analyze([tmp_path / "text" / "seed1", tmp_path / "image" / "seed1"], tmp_path / "out", drift=True)
+    with open(tmp_path / "out" / "text_drift.csv", newline="") as f:
+        rows = {r["run"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"text/seed1", "image/seed1"}  # same folder names: told apart by their parents
+    assert float(rows["image/seed1"]["mean_1_minus_cos"]) == 0.0
+    run = load_run(tmp_path / "text" / "seed1")
+    zs = Backbone.from_pretrained(tiny_clip)
+    prompts = [run.config["templates"][0].format(c) for c in run.config["classnames"]]
+    with torch.no_grad():
+        a = torch.nn.functional.normalize(zs.encode_text(zs.tokenize(prompts)).float(), dim=-1)
+        b = run.method.text_features().float()
+    by_hand = 1.0 - (a * b).sum(-1)
+    assert by_hand.mean().item() > 1e-6  # the text biases moved
+    assert float(rows["text/seed1"]["mean_1_minus_cos"]) == pytest.approx(by_hand.mean().item(), rel=1e-3, abs=1e-6)
+    assert float(rows["text/seed1"]["max_1_minus_cos"]) == pytest.approx(by_hand.max().item(), rel=1e-3, abs=1e-6)
+
+
 def test_tensorboard_event_files(tiny_clip, tiny_folder, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -6,6 +6,8 @@ Of run directories (several runs are drawn together, one line each, e.g. CLIPFit
 - change.png, grads.png, layers.csv: what `record=change,grads` recorded, per layer of each series (CLIPFit Figures 3,
   4, 7-11 left);
 - steps.png/.csv: what `record=steps` recorded, the change of chosen layers at every step (CLIPFit Figure 11 right);
+- text_drift.csv (`--drift`): how far each run's class text features moved from zero-shot (1 - cosine), on its
+  own classes and, for a base-to-new run, on the new classes' prompts too;
 - tsne.png/.csv/.json (`--tsne`): t-SNE of the test images' features, zero-shot model beside the tuned one (CLIPFit
   Figure 5), with each embedding's silhouette score by class in the JSON.
 Of a protocol's results.json (or its folder): fewshot grids as accuracy against shots per method (the CoOp-style
@@ -33,11 +35,13 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
 
 
 def labels_for(paths: Sequence[Path]) -> list[str]:
-    """Short distinct names for runs: the folder name, with its parent's when names repeat."""
-    names = [p.name for p in paths]
-    if len(set(names)) < len(names):
-        names = [f"{p.parent.name}/{p.name}" for p in paths]
-    return names
+    """Short distinct names for runs: the folder name, with as many of its parents' as it takes to tell them apart."""
+    paths = [Path(p).resolve() for p in paths]
+    for depth in range(1, max((len(p.parts) for p in paths), default=1) + 1):
+        names = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
 
 
 # -- of runs ---------------------------------------------------------------------------------------------------------
@@ -165,6 +169,44 @@ def tsne(run_dir: Path, out: Path, name: str, max_points: int = 400, device: str
             scatter(out / f"{stem}.png", panels, f"t-SNE of image features, {cfg['dataset']}")]
 
 
+def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> list[Path]:
+    """How far each run's class text features moved from the zero-shot model's (same model, classes and templates):
+    mean and largest 1 - cosine over its classes, and over the dataset's other half when the run trained on one
+    (base-to-new: the new classes' prompts it never saw). What KgCoOp's and CLIPFit's regularisers hold down."""
+    import torch
+
+    from .backbone import Backbone
+    from .data.catalogue import load_task
+    from .data.sampling import subsample_classes
+    from .engine.run import load_run
+    from .tuners import build_method
+
+    rows = []
+    for name, run_dir in runs.items():
+        run = load_run(run_dir, device)
+        cfg = run.config
+        halves = {cfg.get("subsample") or "all": cfg["classnames"]}
+        other = {"base": "new", "new": "base"}.get(cfg.get("subsample") or "")
+        if other:
+            try:
+                halves[other] = subsample_classes(load_task(cfg["dataset"], cfg.get("root")), other).classnames
+            except ClipfitError:
+                pass  # the dataset is not at hand: the run's own classes only
+        zs = build_method("zeroshot", Backbone.from_pretrained(cfg["model"], device=run.device), cfg["classnames"],
+                          cfg["templates"]).to(run.device).eval()
+        for half, classes in halves.items():
+            with torch.no_grad():
+                feats = []
+                for m in (zs, run.method):
+                    m.set_classes(classes)
+                    feats.append(m.text_features().float())
+            d = 1.0 - (feats[0] * feats[1]).sum(-1)
+            rows.append([name, cfg["method"], half, len(classes), f"{d.mean().item():.6f}", f"{d.max().item():.6f}"])
+        run.reset()
+    return [write_csv(out / "text_drift.csv", ["run", "method", "classes", "n", "mean_1_minus_cos",
+                                               "max_1_minus_cos"], rows)]
+
+
 # -- of protocol grids -----------------------------------------------------------------------------------------------
 
 
@@ -215,7 +257,7 @@ def grid_figures(results: Path, out: Path, name: str) -> list[Path]:
 
 
 def analyze(paths: Sequence[str | Path], out: str | Path, tsne_points: int = 0, layers: str = "1",
-            device: str | None = None) -> list[Path]:
+            device: str | None = None, drift: bool = False) -> list[Path]:
     """Every analysis the given runs and grids allow, written under `out`; returns the files written."""
     from .engine.rundir import RunDir
 
@@ -239,4 +281,6 @@ def analyze(paths: Sequence[str | Path], out: str | Path, tsne_points: int = 0, 
     if tsne_points:
         for name, p in zip(named, runs):
             files += tsne(p, out, name, tsne_points, device)
+    if drift and runs:
+        files += text_drift(dict(zip(named, runs)), out, device)
     return files

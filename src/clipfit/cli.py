@@ -65,6 +65,8 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--layers", default="1", help="layers whose change per step is drawn (as ln_layers: 1,12 / last3)")
     p.add_argument("--tsne", type=int, default=0, metavar="N",
                    help="also a t-SNE of up to N test images' features, zero-shot beside each run (needs scikit-learn)")
+    p.add_argument("--drift", action="store_true",
+                   help="also text_drift.csv: how far each run's class text features moved from zero-shot (1 - cos)")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)
@@ -274,7 +276,7 @@ def cmd_train(args) -> None:
 def cmd_analyze(args) -> None:
     from .analyses import analyze
 
-    files = analyze(args.paths, args.out, args.tsne, args.layers, args.device)
+    files = analyze(args.paths, args.out, args.tsne, args.layers, args.device, args.drift)
     _emit(args, {"files": [str(f) for f in files]}, "\n".join(map(str, files)) or "nothing to draw")
 
 
