@@ -17,6 +17,22 @@ def set_args(settings: dict) -> list[str]:
     return [a for k, v in settings.items() for a in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
 
 
+def interrupt_after_two_checkpoints(monkeypatch):
+    """Make training stop with Ctrl-C right after its second checkpoint; returns the real `save_checkpoint`."""
+    from clipfit.engine.rundir import RunDir
+
+    real, calls = RunDir.save_checkpoint, []
+
+    def interrupt_after_two(*a, **kw):
+        real(*a, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", interrupt_after_two)
+    return real
+
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 
 

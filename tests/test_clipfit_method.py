@@ -14,7 +14,7 @@ from clipfit.engine.run import RunSpec, load_run, train_run
 from clipfit.io import load_tensors
 from clipfit.tuners import build_method
 from clipfit.tuners.clipfit import CLIPFitConfig
-from conftest import set_args
+from conftest import interrupt_after_two_checkpoints, set_args
 
 FAST = {"epochs": 3, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0}
 
@@ -212,15 +212,7 @@ def test_grid_two_stage_method_starts_from_first_stage(tiny_clip, tiny_folder, t
 def test_interrupted_run_resumes_from_last_epoch(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):
     from clipfit.engine.rundir import RunDir
 
-    real, calls = RunDir.save_checkpoint, []
-
-    def crash_after_two(*a, **kw):
-        real(*a, **kw)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", crash_after_two)
+    real = interrupt_after_two_checkpoints(monkeypatch)
     out = tmp_path / "run"
     sets = set_args({**FAST, "epochs": 4})
     args = ["train", "--model", tiny_clip, "--dataset", f"imagefolder:{tiny_folder}", "--shots", "4", "--quiet"]

@@ -26,7 +26,7 @@ import clipfit
 from clipfit.cli import main
 from clipfit.engine.rundir import RunDir
 from clipfit.errors import ClipfitError
-from conftest import set_args
+from conftest import interrupt_after_two_checkpoints, set_args
 
 FAST = {"epochs": 2, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0}
 SRC = str(Path(clipfit.__file__).resolve().parents[1])
@@ -74,20 +74,6 @@ def run_copy(trained, tmp_path) -> Path:
 def folder_copy(tiny_folder, tmp_path) -> Path:
     shutil.copytree(tiny_folder, tmp_path / "images")
     return tmp_path / "images"
-
-
-def _interrupt_after_two_checkpoints(monkeypatch):
-    """Make training stop with Ctrl-C right after its second checkpoint; returns the real `save_checkpoint`."""
-    real, calls = RunDir.save_checkpoint, []
-
-    def interrupt_after_two(*a, **kw):
-        real(*a, **kw)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", interrupt_after_two)
-    return real
 
 
 # -- 1. data loss: --overwrite never destroys a good run ------------------------------------------------------------
@@ -277,7 +263,7 @@ def test_resume_after_sigkill_is_bit_identical(tiny_clip, tiny_folder, tmp_path)
 def test_resume_after_an_interruption_is_bit_identical(tiny_clip, tiny_folder, tmp_path, monkeypatch, method, settings):
     args = lambda out: _args(tiny_clip, tiny_folder, out, "--method", method, settings=settings)  # noqa: E731
     assert main(args(tmp_path / "ref")) == 0
-    real = _interrupt_after_two_checkpoints(monkeypatch)
+    real = interrupt_after_two_checkpoints(monkeypatch)
     assert main(args(tmp_path / "cut")) == 130
     monkeypatch.setattr(RunDir, "save_checkpoint", real)
     torch.manual_seed(1234), random.seed(99), np.random.seed(7)  # what happened in between must not matter
@@ -483,7 +469,7 @@ def test_interrupted_grid_run_resumes_exactly_from_its_partial_directory(tiny_cl
                 "clipfit", "--seeds", "1", "--out", str(out), "--quiet", *set_args({**FAST, "epochs": 3})]
 
     assert main(grid(tmp_path / "ref")) == 0
-    real = _interrupt_after_two_checkpoints(monkeypatch)
+    real = interrupt_after_two_checkpoints(monkeypatch)
     assert main(grid(tmp_path / "g")) == 130
     from clipfit.protocols.core import dataset_dir
 

@@ -123,6 +123,16 @@ def step_figure(runs: dict[str, Any], out: Path, layers: str = "1") -> list[Path
             lines(out / "steps.png", panels, "change at each iteration", "step", "||p - p0||^2", max_cols=3)]
 
 
+def _zero_shot_of(run):
+    """The zero-shot model a loaded run started from: same model, classes and templates, nothing tuned."""
+    from .backbone import Backbone
+    from .tuners import build_method
+
+    cfg = run.config
+    return build_method("zeroshot", Backbone.from_pretrained(cfg["model"], device=run.device), cfg["classnames"],
+                        cfg["templates"]).to(run.device).eval()
+
+
 def tsne(run_dir: Path, out: Path, name: str, max_points: int = 400, device: str | None = None) -> list[Path]:
     """t-SNE of the test images' features (at most `max_points`, an even draw over the split), zero-shot model
     beside the tuned run; the silhouette of each embedding by class says which separates the classes better."""
@@ -131,13 +141,11 @@ def tsne(run_dir: Path, out: Path, name: str, max_points: int = 400, device: str
     from sklearn.manifold import TSNE
     from sklearn.metrics import silhouette_score
 
-    from .backbone import Backbone
     from .data.catalogue import load_task
     from .data.sampling import subsample_classes
     from .engine.loop import eval_loader
     from .engine.run import load_run
     from .plots import scatter
-    from .tuners import build_method
 
     run = load_run(run_dir, device)
     cfg = run.config
@@ -147,8 +155,7 @@ def tsne(run_dir: Path, out: Path, name: str, max_points: int = 400, device: str
         raise ClipfitError(f"{run_dir}: its dataset has no images to embed")
     step = max(1, len(items) // max_points)
     items = items[::step][:max_points]
-    zs = build_method("zeroshot", Backbone.from_pretrained(cfg["model"], device=run.device), cfg["classnames"],
-                      cfg["templates"]).to(run.device).eval()
+    zs = _zero_shot_of(run)
     panels, rows, scores = {}, [], {}
     for label, method in (("zero-shot CLIP", zs), (f"{cfg['method']} ({name})", run.method)):
         feats, ys = [], []
@@ -175,11 +182,9 @@ def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> l
     (base-to-new: the new classes' prompts it never saw). What KgCoOp's and CLIPFit's regularisers hold down."""
     import torch
 
-    from .backbone import Backbone
     from .data.catalogue import load_task
     from .data.sampling import subsample_classes
     from .engine.run import load_run
-    from .tuners import build_method
 
     rows = []
     for name, run_dir in runs.items():
@@ -192,8 +197,7 @@ def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> l
                 halves[other] = subsample_classes(load_task(cfg["dataset"], cfg.get("root")), other).classnames
             except ClipfitError:
                 pass  # the dataset is not at hand: the run's own classes only
-        zs = build_method("zeroshot", Backbone.from_pretrained(cfg["model"], device=run.device), cfg["classnames"],
-                          cfg["templates"]).to(run.device).eval()
+        zs = _zero_shot_of(run)
         for half, classes in halves.items():
             with torch.no_grad():
                 feats = []
@@ -202,7 +206,6 @@ def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> l
                     feats.append(m.text_features().float())
             d = 1.0 - (feats[0] * feats[1]).sum(-1)
             rows.append([name, cfg["method"], half, len(classes), f"{d.mean().item():.6f}", f"{d.max().item():.6f}"])
-        run.reset()
     return [write_csv(out / "text_drift.csv", ["run", "method", "classes", "n", "mean_1_minus_cos",
                                                "max_1_minus_cos"], rows)]
 

@@ -373,10 +373,20 @@ FORGET_LOOSE = {**{i: (SHAPE, CONFLICT_P, FORGET_NAMELESS_SHAPES) for i in range
                 **{6 + j: (COLOUR, CONFLICT_P) for j in range(6)}}
 
 _TASKS = {
-    "synth": dict(pairs=TASK_PAIRS, shift=None, seed=101),
-    "synth_shift": dict(pairs=TASK_PAIRS, shift=SHIFTS["stripes"], seed=102),
-    "synth_conflict": dict(pairs=CONFLICT_BASE + CONFLICT_NEW, shift=None, seed=301, loose=CONFLICT_LOOSE),
-    "synth_forget": dict(pairs=CONFLICT_BASE + CONFLICT_NEW, shift=SHIFTS["cast"], seed=301, loose=FORGET_LOOSE),
+    "synth": dict(pairs=TASK_PAIRS, shift=None, seed=101,
+                  help="32 shape-colour classes of clipfit's synthetic world (generated; 64/16/50 per class)"),
+    "synth_conflict": dict(pairs=CONFLICT_BASE + CONFLICT_NEW, shift=None, seed=301, loose=CONFLICT_LOOSE,
+                           help="12 classes named by colour and shape, the 6 base ones sorted by colour, the 6 new "
+                                "ones by shape (half of each class's images show the other attribute at random): "
+                                "base-class tuning can forget what the new classes need (generated; 64/16/50 per "
+                                "class)"),
+    "synth_forget": dict(pairs=CONFLICT_BASE + CONFLICT_NEW, shift=SHIFTS["cast"], seed=301, loose=FORGET_LOOSE,
+                         help="synth_conflict's 12 classes, but the base images' other shapes are ones no class is "
+                              "named after, under a colour cast: zero-shot gets most base classes right and tuning's "
+                              "drift costs the new ones (the demo's task; generated; 64/16/50 per class)"),
+    "synth_shift": dict(pairs=TASK_PAIRS, shift=SHIFTS["stripes"], seed=102,
+                        help="the 32 synth classes with striped backgrounds, a shift never seen in pretraining "
+                             "(generated; 64/16/50 per class)"),
 }
 
 
@@ -392,33 +402,16 @@ def _copy(task: Task) -> Task:
                    test=list(task.test))
 
 
-@register_dataset("synth", needs_root=False,
-                  help="32 shape-colour classes of clipfit's synthetic world (generated; 64/16/50 per class)")
-def build_synth(root: str | None = None) -> Task:
-    return _copy(_cached("synth"))
+def _task_builder(name: str, cached=None):
+    """A catalogue builder returning a fresh copy of the cached task `name` (`cached`: its cache, default `_cached`)."""
+    def build(root: str | None = None) -> Task:
+        return _copy((cached or _cached)(name))
+
+    return build
 
 
-@register_dataset("synth_conflict", needs_root=False,
-                  help="12 classes named by colour and shape, the 6 base ones sorted by colour, the 6 new ones by "
-                       "shape (half of each class's images show the other attribute at random): base-class tuning "
-                       "can forget what the new classes need (generated; 64/16/50 per class)")
-def build_synth_conflict(root: str | None = None) -> Task:
-    return _copy(_cached("synth_conflict"))
-
-
-@register_dataset("synth_forget", needs_root=False,
-                  help="synth_conflict's 12 classes, but the base images' other shapes are ones no class is named "
-                       "after, under a colour cast: zero-shot gets most base classes right and tuning's drift costs "
-                       "the new ones (the demo's task; generated; 64/16/50 per class)")
-def build_synth_forget(root: str | None = None) -> Task:
-    return _copy(_cached("synth_forget"))
-
-
-@register_dataset("synth_shift", needs_root=False,
-                  help="the 32 synth classes with striped backgrounds, a shift never seen in pretraining "
-                       "(generated; 64/16/50 per class)")
-def build_synth_shift(root: str | None = None) -> Task:
-    return _copy(_cached("synth_shift"))
+for _name, _spec in _TASKS.items():
+    register_dataset(_name, needs_root=False, help=_spec["help"])(_task_builder(_name))
 
 
 # An episodic stand-in (the shape of Mini-ImageNet's and CUB's splits): all 64 shape-colour pairs on striped
@@ -456,14 +449,7 @@ def _cached_target(name: str) -> Task:
                      sizes={"train": 0, "val": 0, "test": SPLIT_SIZES["test"]})
 
 
-def _target_builder(name: str):
-    def build(root: str | None = None) -> Task:
-        return _copy(_cached_target(name))
-
-    return build
-
-
 for _name, (_shift, _pairs) in SHIFT_TARGETS.items():
     register_dataset(_name, needs_root=False, test_only=True,
                      help=f"{len(_pairs)} synth classes under the '{_shift}' shift (test only; a domain-shift "
-                          "stand-in)")(_target_builder(_name))
+                          "stand-in)")(_task_builder(_name, _cached_target))
