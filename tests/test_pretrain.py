@@ -9,6 +9,7 @@ import torch
 from clipfit import pretrain
 from clipfit.backbone import Backbone
 from clipfit.data import synth
+from clipfit.errors import ClipfitError
 
 
 def test_contrastive_loss_prefers_matching_pairs():
@@ -69,6 +70,17 @@ def test_add_parser_registers_pretrain_mini():
                               "--threads", "1"])
     assert (args.out, args.steps, args.batch_size, args.seed, args.threads) == ("x", 5, 8, 3, 1)
     assert args.func is pretrain.run_pretrain
+    assert args.text_layers == 0 and parser.parse_args(["pretrain-mini", "--text-layers", "8"]).text_layers == 8
+
+
+def test_text_layers_deepen_only_the_text_tower():
+    cfg = pretrain.PretrainConfig(hidden=16, layers=1, text_layers=3, heads=2, proj=16)
+    model, _, _ = pretrain.build_model(cfg)
+    assert len(model.text_model.encoder.layers) == 3 and len(model.vision_model.encoder.layers) == 1
+    same, _, _ = pretrain.build_model(pretrain.PretrainConfig(hidden=16, layers=2, heads=2, proj=16))
+    assert len(same.text_model.encoder.layers) == len(same.vision_model.encoder.layers) == 2
+    with pytest.raises(ClipfitError, match="--text-layers -1"):
+        pretrain.pretrain_mini("unused", steps=1, text_layers=-1)
 
 
 def test_normalise_for_finetuning_keeps_the_function_and_reaches_unit_rms(tiny_clip):

@@ -43,6 +43,7 @@ class PretrainConfig:
     warmup: int = 100
     hidden: int = 128
     layers: int = 4
+    text_layers: int = 0  # 0: as many as `layers`
     heads: int = 4
     proj: int = 128
     patch: int = 8
@@ -60,7 +61,8 @@ def build_model(cfg: PretrainConfig):
     common = dict(hidden_size=cfg.hidden, intermediate_size=4 * cfg.hidden, num_hidden_layers=cfg.layers,
                   num_attention_heads=cfg.heads)
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), max_position_embeddings=cfg.max_length, **common, **special_ids()),
+        text_config=dict(vocab_size=len(tok), max_position_embeddings=cfg.max_length,
+                         **{**common, "num_hidden_layers": cfg.text_layers or cfg.layers}, **special_ids()),
         vision_config=dict(image_size=synth.IMAGE_SIZE, patch_size=cfg.patch, **common),
         projection_dim=cfg.proj,
     )
@@ -125,6 +127,8 @@ def pretrain_mini(out_dir: str | Path, steps: int = 1800, batch_size: int = 256,
     cfg = PretrainConfig(steps=steps, batch_size=batch_size, seed=seed, lr=lr, threads=threads, **arch)
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise ClipfitError("pretrain-mini needs --steps >= 1 and --batch-size >= 2")
+    if cfg.text_layers < 0:
+        raise ClipfitError(f"--text-layers {cfg.text_layers}: give a number of layers >= 1 (or 0 for the image tower's)")
     cfg.warmup = min(cfg.warmup, max(1, cfg.steps // 10))
     torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
@@ -483,6 +487,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=PretrainConfig.seed, help="seed of the data and the initialisation")
     p.add_argument("--lr", type=float, default=PretrainConfig.lr, help="peak learning rate (default %(default)s)")
     p.add_argument("--threads", type=int, default=PretrainConfig.threads, help="torch CPU threads (default %(default)s)")
+    p.add_argument("--text-layers", type=int, default=PretrainConfig.text_layers,
+                   help=f"layers of the text tower (default: as many as the image tower's {PretrainConfig.layers})")
     p.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation and the model card's numbers")
     p.add_argument("--json", action="store_true", help="print the training record as one JSON object")
 
@@ -502,9 +508,11 @@ def run_pretrain(args: argparse.Namespace) -> int:
     out = args.out or str(ASSETS / "mini-clip")
     prog = getattr(args, "prog", None) or "clipfit pretrain-mini"
     cmd = " ".join([prog, f"--out {out}", f"--steps {args.steps}", f"--batch-size {args.batch_size}",
-                    f"--seed {args.seed}", f"--threads {args.threads}"] + ([f"--lr {args.lr:g}"] if args.lr != PretrainConfig.lr else []))
+                    f"--seed {args.seed}", f"--threads {args.threads}"] + ([f"--lr {args.lr:g}"] if args.lr != PretrainConfig.lr else [])
+                   + ([f"--text-layers {args.text_layers}"] if args.text_layers else []))
     rec = pretrain_mini(out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
-                        threads=args.threads, evaluate=not args.no_eval, progress=not args.json, command=cmd)
+                        threads=args.threads, evaluate=not args.no_eval, progress=not args.json, command=cmd,
+                        **({"text_layers": args.text_layers} if args.text_layers else {}))
     if args.json:
         print(json.dumps({k: v for k, v in rec.items() if k != "history"}))
     else:
