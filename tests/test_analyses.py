@@ -114,7 +114,7 @@ def test_analyze_writes_png_and_csv_of_runs_and_grids(tiny_clip, tiny_folder, tm
     assert layers[0] == "run,series,layer,param,change,grad_sq_sum" and len(layers) > 3
 
 
-def test_text_drift_is_one_minus_cosine_to_zero_shot(tiny_clip, tiny_folder, tmp_path):
+def test_text_drift_is_one_minus_cosine_to_zero_shot_split_in_common_and_specific(tiny_clip, tiny_folder, tmp_path):
     import csv
 
     from clipfit.analyses import analyze
@@ -141,6 +141,15 @@ def test_text_drift_is_one_minus_cosine_to_zero_shot(tiny_clip, tiny_folder, tmp
     assert by_hand.mean().item() > 1e-6  # the text biases moved
     assert float(rows["text/seed1"]["mean_1_minus_cos"]) == pytest.approx(by_hand.mean().item(), rel=1e-3, abs=1e-6)
     assert float(rows["text/seed1"]["max_1_minus_cos"]) == pytest.approx(by_hand.max().item(), rel=1e-3, abs=1e-6)
+    # the change split into the part every class shares and the part that can reorder them
+    delta = b - a
+    common = delta.mean(0)
+    share = len(delta) * common.pow(2).sum() / delta.pow(2).sum()
+    specific = ((delta - common).pow(2).sum() / (a - a.mean(0)).pow(2).sum()).sqrt()
+    assert float(rows["text/seed1"]["common_share"]) == pytest.approx(share.item(), abs=2e-4)
+    assert float(rows["text/seed1"]["specific_rel"]) == pytest.approx(specific.item(), abs=2e-4)
+    assert 0 < share.item() < 1 and specific.item() > 0
+    assert float(rows["image/seed1"]["common_share"]) == float(rows["image/seed1"]["specific_rel"]) == 0.0
 
 
 def test_tensorboard_event_files(tiny_clip, tiny_folder, tmp_path):

@@ -179,7 +179,12 @@ def tsne(run_dir: Path, out: Path, name: str, max_points: int = 400, device: str
 def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> list[Path]:
     """How far each run's class text features moved from the zero-shot model's (same model, classes and templates):
     mean and largest 1 - cosine over its classes, and over the dataset's other half when the run trained on one
-    (base-to-new: the new classes' prompts it never saw). What KgCoOp's and CLIPFit's regularisers hold down."""
+    (base-to-new: the new classes' prompts it never saw). What KgCoOp's and CLIPFit's regularisers hold down.
+
+    The change d_k = w_k - w_k^zs is also split in two: `common_share`, the share of sum |d_k|^2 that is the same
+    for every class (mean_k d_k), which moves every logit of an image alike and so barely changes a prediction;
+    and `specific_rel`, the RMS of the rest (d_k - mean d) over the RMS spread of the zero-shot features around
+    their mean, the part that can reorder classes."""
     import torch
 
     from .data.catalogue import load_task
@@ -205,9 +210,23 @@ def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> l
                     m.set_classes(classes)
                     feats.append(m.text_features().float())
             d = 1.0 - (feats[0] * feats[1]).sum(-1)
-            rows.append([name, cfg["method"], half, len(classes), f"{d.mean().item():.6f}", f"{d.max().item():.6f}"])
+            common, specific = _drift_parts(feats[0], feats[1])
+            rows.append([name, cfg["method"], half, len(classes), f"{d.mean().item():.6f}", f"{d.max().item():.6f}",
+                         f"{common:.4f}", f"{specific:.4f}"])
     return [write_csv(out / "text_drift.csv", ["run", "method", "classes", "n", "mean_1_minus_cos",
-                                               "max_1_minus_cos"], rows)]
+                                               "max_1_minus_cos", "common_share", "specific_rel"], rows)]
+
+
+def _drift_parts(zero_shot, tuned) -> tuple[float, float]:
+    """(share of the squared change common to every class, RMS class-specific change / RMS zero-shot spread)."""
+    delta = tuned - zero_shot
+    total = float(delta.pow(2).sum())
+    if total == 0.0:
+        return 0.0, 0.0
+    common = delta.mean(0, keepdim=True)
+    spread = float((zero_shot - zero_shot.mean(0, keepdim=True)).pow(2).sum())
+    specific = float((delta - common).pow(2).sum())
+    return float(common.pow(2).sum()) * len(delta) / total, (specific / spread) ** 0.5 if spread else 0.0
 
 
 # -- of protocol grids -----------------------------------------------------------------------------------------------
