@@ -66,7 +66,8 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--tsne", type=int, default=0, metavar="N",
                    help="also a t-SNE of up to N test images' features, zero-shot beside each run (needs scikit-learn)")
     p.add_argument("--drift", action="store_true",
-                   help="also text_drift.csv: how far each run's class text features moved from zero-shot (1 - cos)")
+                   help="also text_drift.csv: how far each run's class text features moved from zero-shot (1 - cos; "
+                        "split into the part common to every class and the class-specific rest)")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)
