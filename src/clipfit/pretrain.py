@@ -58,12 +58,11 @@ def build_model(cfg: PretrainConfig):
     from .tokenizer import build_tokenizer, special_ids
 
     tok = build_tokenizer(synth.vocabulary(), max_length=cfg.max_length)
-    common = dict(hidden_size=cfg.hidden, intermediate_size=4 * cfg.hidden, num_hidden_layers=cfg.layers,
-                  num_attention_heads=cfg.heads)
+    common = dict(hidden_size=cfg.hidden, intermediate_size=4 * cfg.hidden, num_attention_heads=cfg.heads)
     config = CLIPConfig(
         text_config=dict(vocab_size=len(tok), max_position_embeddings=cfg.max_length,
-                         **{**common, "num_hidden_layers": cfg.text_layers or cfg.layers}, **special_ids()),
-        vision_config=dict(image_size=synth.IMAGE_SIZE, patch_size=cfg.patch, **common),
+                         num_hidden_layers=cfg.text_layers or cfg.layers, **common, **special_ids()),
+        vision_config=dict(image_size=synth.IMAGE_SIZE, patch_size=cfg.patch, num_hidden_layers=cfg.layers, **common),
         projection_dim=cfg.proj,
     )
     torch.manual_seed(cfg.seed)
@@ -118,7 +117,7 @@ def pretrain_mini(out_dir: str | Path, steps: int = 1800, batch_size: int = 256,
                   command: str | None = None, normalise: bool = True, **arch) -> dict:
     """Pretrain the small CLIP and save it (model, tokenizer, image processor, training.json, README.md) in out_dir.
 
-    arch: overrides of PretrainConfig fields (hidden, layers, heads, proj, patch, max_length, warmup,
+    arch: overrides of PretrainConfig fields (hidden, layers, text_layers, heads, proj, patch, max_length, warmup,
     weight_decay), for quick tests. normalise: apply `normalise_for_finetuning` before saving (the shipped model is). Returns the training record: recipe, time, final loss and, with
     evaluate=True, the zero-shot accuracies of `evaluate_mini`.
     """
@@ -512,7 +511,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
                    + ([f"--text-layers {args.text_layers}"] if args.text_layers else []))
     rec = pretrain_mini(out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
                         threads=args.threads, evaluate=not args.no_eval, progress=not args.json, command=cmd,
-                        **({"text_layers": args.text_layers} if args.text_layers else {}))
+                        text_layers=args.text_layers)
     if args.json:
         print(json.dumps({k: v for k, v in rec.items() if k != "history"}))
     else:
