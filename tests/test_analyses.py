@@ -211,3 +211,49 @@ def test_paper_figures_of_recorded_runs_sweeps_and_timing(tiny_clip, tmp_path, c
                  "--methods", "llu,clip_adapter", "--quiet", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [(r[0], r[1]) for r in data["rows"]] == [("llu", "1"), ("llu", "4"), ("clip_adapter", "1"), ("clip_adapter", "4")]
+
+
+def test_tower_swaps_score_each_encoder_tuned_alone(tiny_clip, tiny_folder, tmp_path):
+    import csv
+
+    from clipfit.analyses import analyze
+    from clipfit.data.catalogue import load_task
+    from clipfit.engine.loop import eval_loader
+    from clipfit.engine.run import eval_run, load_run
+    from clipfit.errors import ClipfitError
+
+    ds = f"imagefolder:{tiny_folder}"
+    settings = {**ONE_STEP, "iterations": 30, "reg": "none", "crop_scale": 1.0}
+    runs = {"both": {}, "text": {"image_layernorm": False}, "image": {"bias": "none"}}
+    for name, extra in runs.items():
+        train_run(RunSpec(dataset=ds, model=tiny_clip, shots=4, method="clipfit", subsample="base",
+                          settings={**settings, **extra}), tmp_path / name, progress=False, test=False)
+    analyze([tmp_path / n for n in runs], tmp_path / "out", towers=True)
+    with open(tmp_path / "out" / "towers.csv", newline="") as f:
+        rows = {(r["run"], r["classes"]): r for r in csv.DictReader(f)}
+    assert set(rows) == {(n, half) for n in runs for half in ("base", "new")}  # the other half scored too
+    acc = {k: {c: float(r[c]) for c in ("both", "image", "text", "zero_shot")} for k, r in rows.items()}
+    # a run that tuned one tower: swapping that tower back gives zero-shot, swapping the other changes nothing
+    assert acc["text", "base"]["image"] == acc["text", "base"]["zero_shot"] != acc["text", "base"]["both"]
+    assert acc["text", "base"]["text"] == acc["text", "base"]["both"]
+    assert acc["image", "base"]["text"] == acc["image", "base"]["zero_shot"] != acc["image", "base"]["both"]
+    assert acc["image", "base"]["image"] == acc["image", "base"]["both"]
+    assert acc["both", "base"]["both"] == pytest.approx(eval_run(tmp_path / "both", progress=False)["accuracy"], abs=0.01)
+    # every pairing by hand for the run that tuned both towers
+    run, zs = load_run(tmp_path / "both"), Backbone.from_pretrained(tiny_clip)
+    task = load_task(ds).with_splits()
+    base = [it for it in task.test if it.classname in run.config["classnames"]]
+    prompts = [run.config["templates"][0].format(c) for c in run.config["classnames"]]
+    with torch.no_grad():
+        text = {"tuned": run.method.text_features().float(), "zero_shot": zs.encode_text(zs.tokenize(prompts)).float()}
+        xs, ys = zip(*eval_loader(base, task, run.method, 256))
+        x, y = torch.cat(xs), torch.cat(ys)
+        image = {"tuned": run.method.image_features(x).float(), "zero_shot": zs.encode_image(x).float()}
+    by_hand = {col: 100.0 * float((image[i] @ text[t].t()).argmax(1).eq(y).float().mean())
+               for col, (i, t) in {"both": ("tuned", "tuned"), "image": ("tuned", "zero_shot"),
+                                   "text": ("zero_shot", "tuned"), "zero_shot": ("zero_shot", "zero_shot")}.items()}
+    assert acc["both", "base"] == pytest.approx(by_hand, abs=0.01)
+    train_run(RunSpec(dataset=ds, model=tiny_clip, shots=4, method="cocoop", settings=ONE_STEP),
+              tmp_path / "cocoop", progress=False, test=False)
+    with pytest.raises(ClipfitError, match="not image features x text features"):
+        analyze([tmp_path / "cocoop"], tmp_path / "out2", towers=True)

@@ -8,6 +8,8 @@ Of run directories (several runs are drawn together, one line each, e.g. CLIPFit
 - steps.png/.csv: what `record=steps` recorded, the change of chosen layers at every step (CLIPFit Figure 11 right);
 - text_drift.csv (`--drift`): how far each run's class text features moved from zero-shot (1 - cosine), on its
   own classes and, for a base-to-new run, on the new classes' prompts too;
+- towers.csv (`--towers`): test accuracy with each encoder tuned or zero-shot (tuned image + zero-shot text and the
+  reverse), on the run's classes and, for a base-to-new run, on the other half's: which tower forgot;
 - tsne.png/.csv/.json (`--tsne`): t-SNE of the test images' features, zero-shot model beside the tuned one (CLIPFit
   Figure 5), with each embedding's silhouette score by class in the JSON.
 Of a protocol's results.json (or its folder): fewshot grids as accuracy against shots per method (the CoOp-style
@@ -176,6 +178,22 @@ def tsne(run_dir: Path, out: Path, name: str, max_points: int = 400, device: str
             scatter(out / f"{stem}.png", panels, f"t-SNE of image features, {cfg['dataset']}")]
 
 
+def _halves(cfg: dict) -> dict[str, Any]:
+    """The classes a run can be scored on: {half: Task or None} -- its own (None: not loaded here) and, for a
+    base-to-new run, the dataset's other half (its Task) when the dataset is at hand."""
+    from .data.catalogue import load_task
+    from .data.sampling import subsample_classes
+
+    halves: dict[str, Any] = {cfg.get("subsample") or "all": None}
+    other = {"base": "new", "new": "base"}.get(cfg.get("subsample") or "")
+    if other:
+        try:
+            halves[other] = subsample_classes(load_task(cfg["dataset"], cfg.get("root")), other)
+        except ClipfitError:
+            pass  # the dataset is not at hand: the run's own classes only
+    return halves
+
+
 def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> list[Path]:
     """How far each run's class text features moved from the zero-shot model's (same model, classes and templates):
     mean and largest 1 - cosine over its classes, and over the dataset's other half when the run trained on one
@@ -187,23 +205,15 @@ def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> l
     their mean, the part that can reorder classes."""
     import torch
 
-    from .data.catalogue import load_task
-    from .data.sampling import subsample_classes
     from .engine.run import load_run
 
     rows = []
     for name, run_dir in runs.items():
         run = load_run(run_dir, device)
         cfg = run.config
-        halves = {cfg.get("subsample") or "all": cfg["classnames"]}
-        other = {"base": "new", "new": "base"}.get(cfg.get("subsample") or "")
-        if other:
-            try:
-                halves[other] = subsample_classes(load_task(cfg["dataset"], cfg.get("root")), other).classnames
-            except ClipfitError:
-                pass  # the dataset is not at hand: the run's own classes only
         zs = _zero_shot_of(run)
-        for half, classes in halves.items():
+        for half, task in _halves(cfg).items():
+            classes = task.classnames if task is not None else cfg["classnames"]
             with torch.no_grad():
                 feats = []
                 for m in (zs, run.method):
@@ -215,6 +225,50 @@ def text_drift(runs: dict[str, Path], out: Path, device: str | None = None) -> l
                          f"{common:.4f}", f"{specific:.4f}"])
     return [write_csv(out / "text_drift.csv", ["run", "method", "classes", "n", "mean_1_minus_cos",
                                                "max_1_minus_cos", "common_share", "specific_rel"], rows)]
+
+
+def tower_swaps(runs: dict[str, Path], out: Path, device: str | None = None) -> list[Path]:
+    """Which encoder's tuning moved each run's accuracy: test accuracy on its classes (and, base-to-new, on the
+    other half's) with each tower tuned or zero-shot -- `both` (the run itself), `image` (tuned image encoder,
+    zero-shot class text features), `text` (zero-shot image features, tuned text), `zero_shot` (neither). On new
+    classes, `image` and `text` say which tower carries what tuning cost them (CLIPFit's KD anchors only the text).
+    For methods whose logits are image features x text features (not CoCoOp, Tip-Adapter, the probes)."""
+    import torch
+
+    from .data.catalogue import load_task
+    from .data.sampling import subsample_classes
+    from .engine.loop import eval_loader
+    from .engine.run import load_run
+
+    rows = []
+    for name, run_dir in runs.items():
+        run = load_run(run_dir, device)
+        cfg = run.config
+        if not run.method.feature_logits:
+            raise ClipfitError(f"--towers: {run_dir} is a {cfg['method']} run, whose logits are not image features x "
+                               "text features; leave it out (tower swaps apply to clipfit, coop, layernorm, ...)")
+        zs = _zero_shot_of(run)
+        for half, task in _halves(cfg).items():
+            if task is None:
+                task = subsample_classes(load_task(cfg["dataset"], cfg.get("root")), half)
+            if not task.test:
+                continue
+            image, text = {}, {}
+            with torch.no_grad():
+                for tag, m in (("tuned", run.method), ("zero_shot", zs)):
+                    m.set_classes(task.classnames)
+                    text[tag] = m.text_features().float()
+                    feats, labels = [], []
+                    for x, y in eval_loader(task.test, task, m, 256):
+                        feats.append(m.image_features(x.to(run.device)).float())
+                        labels.append(y)
+                    image[tag] = torch.cat(feats)
+            y = torch.cat(labels).to(run.device)  # the same items in the same order for both models
+            pairs = (("tuned", "tuned"), ("tuned", "zero_shot"), ("zero_shot", "tuned"), ("zero_shot", "zero_shot"))
+            rows.append([name, cfg["method"], half, len(y)] + [
+                f"{100.0 * float((image[i] @ text[t].t()).argmax(1).eq(y).float().mean()):.2f}" for i, t in pairs])
+    return [write_csv(out / "towers.csv", ["run", "method", "classes", "n", "both", "image", "text", "zero_shot"],
+                      rows)]
 
 
 def _drift_parts(zero_shot, tuned) -> tuple[float, float]:
@@ -279,7 +333,7 @@ def grid_figures(results: Path, out: Path, name: str) -> list[Path]:
 
 
 def analyze(paths: Sequence[str | Path], out: str | Path, tsne_points: int = 0, layers: str = "1",
-            device: str | None = None, drift: bool = False) -> list[Path]:
+            device: str | None = None, drift: bool = False, towers: bool = False) -> list[Path]:
     """Every analysis the given runs and grids allow, written under `out`; returns the files written."""
     from .engine.rundir import RunDir
 
@@ -305,4 +359,6 @@ def analyze(paths: Sequence[str | Path], out: str | Path, tsne_points: int = 0, 
             files += tsne(p, out, name, tsne_points, device)
     if drift and runs:
         files += text_drift(dict(zip(named, runs)), out, device)
+    if towers and runs:
+        files += tower_swaps(dict(zip(named, runs)), out, device)
     return files

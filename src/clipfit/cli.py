@@ -68,6 +68,9 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--drift", action="store_true",
                    help="also text_drift.csv: how far each run's class text features moved from zero-shot (1 - cos; "
                         "split into the part common to every class and the class-specific rest)")
+    p.add_argument("--towers", action="store_true",
+                   help="also towers.csv: test accuracy with each encoder tuned or zero-shot (tuned image + zero-shot "
+                        "text, and the reverse), on the run's classes and the other half's: which tower forgot")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)
@@ -277,7 +280,7 @@ def cmd_train(args) -> None:
 def cmd_analyze(args) -> None:
     from .analyses import analyze
 
-    files = analyze(args.paths, args.out, args.tsne, args.layers, args.device, args.drift)
+    files = analyze(args.paths, args.out, args.tsne, args.layers, args.device, args.drift, args.towers)
     _emit(args, {"files": [str(f) for f in files]}, "\n".join(map(str, files)) or "nothing to draw")
 
 

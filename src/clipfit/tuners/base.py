@@ -111,6 +111,9 @@ class Method(nn.Module):
     mergeable: ClassVar[bool] = True  # tuned weights are the backbone's own parameters: `export --merged` works
     class_agnostic: ClassVar[bool] = True  # can classify classes never trained on (base-to-new "new")
     closed_form: ClassVar[bool] = False  # fitted by `fit_features` on cached frozen features (no SGD, no epochs)
+    # logits at evaluation are logit_scale x image_features @ text_features.T, so either tower's features can be
+    # swapped for zero-shot CLIP's (`clipfit analyze --towers`); False for logits built otherwise
+    feature_logits: ClassVar[bool] = True
 
     def __init__(self, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str], cfg: Any = None,
                  init_weights: Mapping[str, torch.Tensor] | None = None):

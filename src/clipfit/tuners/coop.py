@@ -65,6 +65,7 @@ class CoCoOp(CoOp):
 
     Config = CoCoOpConfig
     recipe = recipes.COCOOP
+    feature_logits = False  # each image has prompts of its own
 
     def build(self) -> None:
         super().build()

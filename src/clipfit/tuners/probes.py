@@ -35,6 +35,7 @@ class _ClassSpecificHead:
 
     class_agnostic = False
     mergeable = False
+    feature_logits = False  # a linear head, no text features
 
     def _feature_dim(self) -> int:
         raise NotImplementedError

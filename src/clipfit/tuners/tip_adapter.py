@@ -80,6 +80,7 @@ class TipAdapter(Method):
     recipe = recipes.TIP_ADAPTER
     closed_form = True
     mergeable = False
+    feature_logits = False  # zero-shot logits plus the cache's
     class_agnostic = False  # the cache's values are one-hot over the training classes
 
     def build(self) -> None:
