@@ -266,7 +266,7 @@ def tower_swaps(runs: dict[str, Path], out: Path, device: str | None = None) -> 
             y = torch.cat(labels).to(run.device)  # the same items in the same order for both models
             pairs = (("tuned", "tuned"), ("tuned", "zero_shot"), ("zero_shot", "tuned"), ("zero_shot", "zero_shot"))
             rows.append([name, cfg["method"], half, len(y)] + [
-                f"{100.0 * float((image[i] @ text[t].t()).argmax(1).eq(y).float().mean()):.2f}" for i, t in pairs])
+                f"{100.0 * float((image[i] @ text[t].t()).argmax(1).eq(y).float().mean()):.4f}" for i, t in pairs])
     return [write_csv(out / "towers.csv", ["run", "method", "classes", "n", "both", "image", "text", "zero_shot"],
                       rows)]
 
