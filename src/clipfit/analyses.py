@@ -253,17 +253,19 @@ def tower_swaps(runs: dict[str, Path], out: Path, device: str | None = None) -> 
                 task = subsample_classes(load_task(cfg["dataset"], cfg.get("root")), half)
             if not task.test:
                 continue
-            image, text = {}, {}
+            models = {"tuned": run.method, "zero_shot": zs}
+            feats: dict[str, list] = {tag: [] for tag in models}
+            labels = []
             with torch.no_grad():
-                for tag, m in (("tuned", run.method), ("zero_shot", zs)):
+                for m in models.values():
                     m.set_classes(task.classnames)
-                    text[tag] = m.text_features().float()
-                    feats, labels = [], []
-                    for x, y in eval_loader(task.test, task, m, 256):
-                        feats.append(m.image_features(x.to(run.device)).float())
-                        labels.append(y)
-                    image[tag] = torch.cat(feats)
-            y = torch.cat(labels).to(run.device)  # the same items in the same order for both models
+                text = {tag: m.text_features().float() for tag, m in models.items()}
+                for x, y in eval_loader(task.test, task, zs, 256):  # each image decoded once, encoded by both
+                    for tag, m in models.items():
+                        feats[tag].append(m.image_features(x.to(run.device)).float())
+                    labels.append(y)
+            image = {tag: torch.cat(f) for tag, f in feats.items()}
+            y = torch.cat(labels).to(run.device)
             pairs = (("tuned", "tuned"), ("tuned", "zero_shot"), ("zero_shot", "tuned"), ("zero_shot", "zero_shot"))
             rows.append([name, cfg["method"], half, len(y)] + [
                 f"{100.0 * float((image[i] @ text[t].t()).argmax(1).eq(y).float().mean()):.4f}" for i, t in pairs])
