@@ -146,16 +146,16 @@ class _Follower:
 
 
 @contextlib.contextmanager
-def transaction(run, overwrite: bool = False, resume: bool = False) -> Iterator:
+def transaction(run, overwrite: bool = False, resume: bool = False, protect=()) -> Iterator:
     """`run.transaction` on the main process; the others wait until it has begun (to read its checkpoint when
     resuming) and, at the end, until it has committed the run."""
     dp = current()
     if not dp.active:
-        with run.transaction(overwrite, resume) as work:
+        with run.transaction(overwrite, resume, protect) as work:
             yield work
         return
     if dp.is_main:
-        with run.transaction(overwrite, resume) as work:
+        with run.transaction(overwrite, resume, protect) as work:
             dp.barrier()
             yield work
     else:

@@ -135,6 +135,25 @@ def _resume_spec(spec: RunSpec, target: RunDir) -> RunSpec:
                    settings=recorded_settings(cfg), items=str(run.file(RunDir.ITEMS)), device=spec.device)
 
 
+def read_paths(spec: RunSpec, task: Task, mcfg: Any) -> list[tuple[str, str]]:
+    """What a run reads from disk ((what, path) pairs): its images, dataset and root, its model folder, the first stage
+    it starts from. Its run directory may be none of them, nor contain one (`RunDir.check_target`)."""
+    out = []
+    images = getattr(task.reader, "root", None)
+    if images is not None:
+        out.append(("the folder of the training images", str(images)))
+    prefix, sep, rest = spec.dataset.partition(":")
+    if sep and prefix in ("imagefolder", "hf") and os.path.exists(os.path.expanduser(rest.partition("#")[0])):
+        out.append(("the dataset", os.path.expanduser(rest.partition("#")[0])))
+    if spec.root:
+        out.append(("the dataset root (--root)", spec.root))
+    if os.path.isdir(spec.model):
+        out.append(("the model", spec.model))
+    if mcfg.init_from:
+        out.append(("the first stage (init_from)", mcfg.init_from))
+    return out
+
+
 def recorded_settings(config: dict) -> dict[str, Any]:
     """The user's settings a run recorded (runs of clipfit 0.1 recorded them as 'key=value' strings)."""
     if "settings" in config:
@@ -167,14 +186,15 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     task = prepare_task(spec)
     if not task.train and tcfg.epochs > 0:
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
-    run.check_target(overwrite, resume)
+    protect = read_paths(spec, task, mcfg)
+    run.check_target(overwrite, resume, protect)
     device = pick_device(spec.device)
     if backbone is None:
         model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
     spec_in = backbone.image_spec if backbone is not None else input_spec(spec.model)
     task = check_images(task, echo, test=test, keep_short=cache_side(spec_in) if spec_in else None)
     progress = progress and distributed.current().is_main
-    with distributed.transaction(run, overwrite, resume) as work:
+    with distributed.transaction(run, overwrite, resume, protect) as work:
         if backbone is None:
             echo(f"loading model {spec.model}")
             backbone = Backbone.from_pretrained(spec.model, device=device)

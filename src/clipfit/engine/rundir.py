@@ -15,6 +15,11 @@ checkpoint.safetensors: the state after the last finished epoch (weights, optimi
 number generator), from which `--resume` (and a grid, by itself) continues an interrupted run exactly. A partial
 directory without a checkpoint holds nothing worth keeping and is removed.
 
+`--overwrite` replaces only what clipfit wrote (`RunDir.foreign`): a folder every entry of which its manifest lists
+(a run; an export, `kind="export"`), or an empty folder. It refuses a folder holding anything else, and a target that
+is, or contains, what the run reads (`check_target`'s `protect`: the training images, the dataset root, the model, the
+source run of an export). The same checks run again when the finished run is swapped in.
+
 A run holds RUN_DIR/../.NAME.lock (an flock, with the holder's pid inside) from start to finish; a second run into
 the same RUN_DIR is refused. The operating system releases the lock of a process that dies, so the lock file of a
 killed run never blocks the next one.
@@ -27,8 +32,9 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,16 +78,44 @@ class Checkpoint:
     rng_meta: dict
 
 
+def _entries(folder: Path) -> list[str]:
+    """Every file and folder under `folder` (paths relative to it, sorted); symbolic links are listed, not followed."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        rel = Path(dirpath).relative_to(folder)
+        out += [(rel / n).as_posix() for n in dirnames + filenames]
+    return sorted(out)
+
+
+_TEMP = re.compile(r"\.(.+)\.[A-Za-z0-9_]+\.tmp")  # what `atomic_write_bytes` leaves when killed: .NAME.XXXXXXXX.tmp
+
+
+def check_protected(target: Path, protect: Iterable[tuple[str, str | os.PathLike]], flag: str) -> None:
+    """A one-line error when `target` is, or contains, one of `protect` ((what it is, path) pairs: what a run reads),
+    compared by real path: writing there would replace it."""
+    t = Path(os.path.realpath(target))
+    for what, p in protect:
+        rp = Path(os.path.realpath(p))
+        if t == rp:
+            raise ClipfitError(f"{flag} {target} is {what}; writing there would replace it: choose another {flag}")
+        if t in rp.parents:
+            raise ClipfitError(f"{flag} {target} contains {what} ({p}); replacing the folder would delete it: choose "
+                               f"another {flag}")
+
+
 class RunDir:
-    """One run directory (it need not exist yet)."""
+    """One run directory (it need not exist yet). `kind`: "run" (`clipfit train --out`) or "export" (`clipfit export
+    --merged`), the only kind of folder this one may replace, named in its messages by `flag`."""
 
     CONFIG, ITEMS, TUNED, METRICS, LOG, CHECKPOINT, MANIFEST = (
         "config.json", "items.json", "tuned.safetensors", "metrics.json", "log.txt", "checkpoint.safetensors",
         "manifest.json")
     FILES = (CONFIG, ITEMS, TUNED, METRICS, LOG, CHECKPOINT, MANIFEST)
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, kind: str = "run"):
         self.path = Path(path)
+        self.kind = kind
+        self.flag = "--merged" if kind == "export" else "--out"
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -96,7 +130,7 @@ class RunDir:
     @property
     def partial(self) -> RunDir:
         """Where this run is written until it finished (and where an interrupted run's checkpoint lives)."""
-        return RunDir(self._sibling("partial"))
+        return RunDir(self._sibling("partial"), self.kind)
 
     @property
     def lock_file(self) -> Path:
@@ -138,27 +172,78 @@ class RunDir:
                                "or continue it with --resume")
 
     # -- transactions ------------------------------------------------------------------------------------------
-    def check_target(self, overwrite: bool = False, resume: bool = False) -> None:
-        """A one-line error when a run with these options cannot start here (called again under the lock)."""
+    def foreign(self) -> str | None:
+        """Why this folder is not one clipfit may replace (None when it may: empty, or every entry written by clipfit
+        as a folder of this kind). A run or an export lists every file in its manifest (a run's log.txt is listed
+        when it finishes; temporary files of a killed write are its own); a run of clipfit 0.1 has no manifest and
+        holds only the run files."""
+        entries = _entries(self.path)
+        if not entries:
+            return None
+        listed: set[str] = set()
+        kind = None
+        try:
+            man = json.loads((self.file(self.MANIFEST)).read_bytes())
+            listed = set(man["files"]) | set(man.get("pending", {})) | {self.MANIFEST}
+            kind = man.get("kind", "run")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            if set(entries) <= set(self.FILES) and self.kind == "run":  # a run of clipfit 0.1
+                try:
+                    cfg = json.loads(self.file(self.CONFIG).read_bytes())
+                    if isinstance(cfg, dict) and {"method", "model", "classnames"} <= set(cfg):
+                        return None
+                except (OSError, ValueError):
+                    pass
+            return f"it holds {entries[0]!r} and is no clipfit {self.kind} (no {self.MANIFEST} listing its files)"
+        if kind != self.kind:
+            return f"it is a clipfit {kind}, not a {self.kind}"
+        if self.kind == "run":
+            listed.add(self.LOG)  # appended line by line; recorded when the run finishes
+        folders = {p.as_posix() for n in listed for p in Path(n).parents}
+        for e in entries:
+            temp = _TEMP.fullmatch(Path(e).name)
+            ours = e in listed or e in folders or (temp and (Path(e).parent / temp[1]).as_posix() in listed)
+            if not ours or os.path.islink(self.path / e):
+                return f"it holds {e!r}, which clipfit did not write"
+        return None
+
+    def check_target(self, overwrite: bool = False, resume: bool = False,
+                     protect: Iterable[tuple[str, str | os.PathLike]] = ()) -> None:
+        """A one-line error when a run with these options cannot start here (called again under the lock): the
+        target is, or contains, one of `protect` (what the run reads), or holds something `--overwrite` may not
+        replace (`foreign`)."""
+        flag = self.flag
         try:
             if self.path.exists() and not self.path.is_dir():
-                raise ClipfitError(f"--out {self.path} is a file, not a folder; choose another --out")
+                raise ClipfitError(f"{flag} {self.path} is a file, not a folder; choose another {flag}")
             above = next((p for p in self.path.parents if p.exists()), None)
             if above is not None and not above.is_dir():
-                raise ClipfitError(f"--out {self.path}: {above} is a file, not a folder; choose another --out")
+                raise ClipfitError(f"{flag} {self.path}: {above} is a file, not a folder; choose another {flag}")
+            check_protected(self.path, protect, flag)
+            full = self.path.exists() and any(self.path.iterdir())
             if resume:
                 if not self.has_checkpoint:
                     raise ClipfitError(f"nothing to resume in {self.path}: no {self.CHECKPOINT} (the run finished, or "
                                        "never completed an epoch)")
-                return
-            if self.path.exists() and any(self.path.iterdir()) and not overwrite:
+            elif full and not overwrite:
+                if self.kind == "export":
+                    raise ClipfitError(f"{self.path} already exists and is not empty; choose another directory or "
+                                       "pass --overwrite")
                 raise ClipfitError(f"run directory {self.path} already exists and is not empty; choose another --out, "
                                    "pass --resume to continue an interrupted run, or --overwrite to replace it")
-            if self.partial.has_checkpoint and not overwrite:
+            elif self.partial.has_checkpoint and not overwrite:
                 raise ClipfitError(f"an interrupted run of {self.path} is in {self.partial.path}; pass --resume to "
                                    "continue it, or --overwrite to start again")
+            if full:
+                self._check_replaceable()
         except OSError as e:
             raise os_error(e, self.path, "use the run directory") from None
+
+    def _check_replaceable(self) -> None:
+        why = self.foreign()
+        if why:
+            raise ClipfitError(f"{self.flag} {self.path}: {why}; --overwrite replaces only a {self.kind} clipfit wrote "
+                               f"(or an empty folder): choose another {self.flag}, or empty it yourself")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -198,12 +283,13 @@ class RunDir:
             os.close(fd)
 
     @contextlib.contextmanager
-    def transaction(self, overwrite: bool = False, resume: bool = False) -> Iterator[RunDir]:
+    def transaction(self, overwrite: bool = False, resume: bool = False,
+                    protect: Iterable[tuple[str, str | os.PathLike]] = ()) -> Iterator[RunDir]:
         """Lock this run directory and yield the directory to write the run into (its partial directory); when the
         block finishes, that directory replaces this one. When it fails, a partial directory with a checkpoint stays
-        for `--resume`; one without is removed."""
+        for `--resume`; one without is removed. `protect`: as `check_target`'s."""
         with self.lock():
-            work = self._begin(overwrite, resume)
+            work = self._begin(overwrite, resume, protect)
             try:
                 yield work
             except BaseException:
@@ -212,21 +298,36 @@ class RunDir:
                 raise
             self._commit(work)
 
-    def _begin(self, overwrite: bool, resume: bool) -> RunDir:
+    def _begin(self, overwrite: bool, resume: bool, protect: Iterable[tuple[str, str | os.PathLike]]) -> RunDir:
         work = self.partial
         try:
             self._recover()
-            self.check_target(overwrite, resume)
+            self.check_target(overwrite, resume, protect)
             if resume:
                 if not work.has_checkpoint:  # a run of clipfit 0.1, interrupted in place: continue it as a partial one
-                    shutil.rmtree(work.path, ignore_errors=True)
+                    work._remove_partial()
                     os.rename(self.path, work.path)
                 return work
-            shutil.rmtree(work.path, ignore_errors=True)
+            work._remove_partial()
             work.path.mkdir(parents=True)
+            work._save_manifest({"format": FORMAT, "kind": self.kind, "files": {}})  # marks the folder as clipfit's
         except OSError as e:
             raise os_error(e, work.path, "create") from None
         return work
+
+    def _remove_partial(self) -> None:
+        """Remove this partial directory, if it is one clipfit made (empty, or marked by its manifest)."""
+        if not self.path.exists():
+            return
+        if _entries(self.path):
+            try:
+                kind = json.loads(self.file(self.MANIFEST).read_bytes()).get("kind", "run")
+            except (OSError, ValueError, AttributeError):
+                kind = None
+            if kind != self.kind or self.path.is_symlink():
+                raise ClipfitError(f"{self.path} is where clipfit writes an unfinished {self.kind}, but it holds files "
+                                   "clipfit did not write; move them away")
+        shutil.rmtree(self.path)
 
     def _commit(self, work: RunDir) -> None:
         """Replace this directory by the finished `work` directory (two renames; `_recover` completes them after a
@@ -236,6 +337,9 @@ class RunDir:
                 work._record(self.LOG)
             old = None
             if self.path.exists():
+                if any(self.path.iterdir()) and self.foreign():  # changed while this run was written
+                    raise ClipfitError(f"{self.flag} {self.path}: {self.foreign()}, so it is not replaced; the finished "
+                                       f"{self.kind} is in {work.path}")
                 old = self._sibling(f"old-{os.getpid()}")
                 os.rename(self.path, old)
             os.rename(work.path, self.path)
@@ -290,6 +394,13 @@ class RunDir:
         """Record the checksum of a file written otherwise (the log, appended line by line)."""
         man = self._manifest() or {"format": FORMAT, "files": {}}
         man["files"][name] = sha256(read_bytes(self.file(name)))
+        self._save_manifest(man)
+
+    def record_all(self) -> None:
+        """Record the checksum of every file in this folder (an export, written by transformers' save_pretrained)."""
+        man = self._manifest() or {"format": FORMAT, "kind": self.kind, "files": {}}
+        man["files"] = {e: sha256(read_bytes(self.file(e))) for e in _entries(self.path)
+                        if e != self.MANIFEST and self.file(e).is_file()}
         self._save_manifest(man)
 
     def _read(self, name: str) -> bytes:

@@ -62,13 +62,20 @@ EXPORT_INFO = "clipfit.json"
 def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> str:
     """Write the tuned model as a plain transformers CLIP checkpoint (model, tokenizer, image processor) that knows
     its classes: config.json's `id2label`, and clipfit.json with the class names and the prompt template (pass it
-    as the zero-shot pipeline's `hypothesis_template` to get `clipfit predict`'s probabilities). Written beside
-    `out_dir` and moved there when complete, so a failed export never destroys an earlier one."""
+    as the zero-shot pipeline's `hypothesis_template` to get `clipfit predict`'s probabilities). manifest.json lists
+    every file with its checksum and marks the folder as a clipfit export: the only folder (besides an empty one)
+    `overwrite` replaces. Written beside `out_dir` and moved there when complete, so a failed export never destroys
+    an earlier one; `out_dir` may not be, or contain, the source run or its model."""
     from .rundir import RunDir
 
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ClipfitError(f"{out} already exists and is not empty; choose another directory or pass --overwrite")
+    out = RunDir(out_dir, kind="export")
+    source = RunDir(run_dir)
+    source.require_trained()
+    protect = [("the source run", run_dir)]
+    model = source.read_config().get("model")
+    if isinstance(model, str) and os.path.isdir(model):
+        protect.append(("the model the run adapted", model))
+    out.check_target(overwrite, protect=protect)  # before the model loads
     run = load_run(run_dir, device="cpu")
     run.method.merge_into_backbone()  # refuses a method that cannot be merged; CLIP-LoRA folds s B A into W
     bb, names, templates = run.method.backbone, list(run.method.classnames), list(run.method.templates)
@@ -81,12 +88,13 @@ def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwr
     if len(templates) > 1:
         info["note"] = ("the run averages the features of several templates; the zero-shot pipeline takes one, so "
                         "its probabilities differ from `clipfit predict`")
-    with RunDir(out).transaction(overwrite=True) as work:
+    with out.transaction(overwrite=overwrite, protect=protect) as work:
         bb.model.save_pretrained(work.path)
         bb.tokenizer.save_pretrained(work.path)
         bb.processor.save_pretrained(work.path)
         write_json(work.path / EXPORT_INFO, info)
-    return str(out)
+        work.record_all()
+    return str(out.path)
 
 
 def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
