@@ -52,3 +52,14 @@ def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", pro
 def status(progress: bool):
     """A function printing one status line on stderr (nothing when `progress` is off)."""
     return (lambda line: print(f"clipfit: {line}", file=sys.stderr, flush=True)) if progress else (lambda line: None)
+
+
+_WARNED: set[str] = set()
+
+
+def warn(line: str) -> None:
+    """One warning line on stderr, whatever the progress setting; a line already given in this process is not
+    repeated (a grid reads its dataset once per run)."""
+    if line not in _WARNED:
+        _WARNED.add(line)
+        print(f"clipfit: warning: {line}", file=sys.stderr, flush=True)

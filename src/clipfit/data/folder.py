@@ -15,6 +15,10 @@ image in val when n >= 3 and in test when n >= 2. Each split is listed in sorted
 
 Class name = folder name with '_' replaced by a space. Images: jpg jpeg png bmp gif webp tif tiff (any case),
 found recursively; hidden files and folders are skipped. Template "a photo of a {}.".
+
+Symbolic links are followed once, by real path, so an image counts once, in its own class: a link to a folder above
+(a loop), to a folder already read or into another class folder, and a second path to a file already counted are
+skipped, with one warning line; a link to a file outside the image folder is refused.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import ClipfitError
+from ..progress import warn
 from .registry import register_prefix
 from .types import FileReader, Item, Task
 
@@ -34,14 +39,51 @@ SPLIT_NAMES = ("train", "val", "test")
 K = TypeVar("K", str, int)
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursive, hidden entries skipped), sorted by path."""
-    out = []
+def _inside(path: str, folder: str) -> bool:
+    """Whether real path `path` is `folder` or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def list_images(folder: Path, skipped: list[str] | None = None, others: dict[str, str] | None = None) -> list[Path]:
+    """Image files under `folder` (recursive, hidden entries skipped), sorted by path. Symbolic links are followed
+    once: a link to a folder enclosing `folder` (a loop), already walked or inside one of `others` (name -> real path
+    of a folder whose images belong elsewhere: another class), and a second path to a file already found, are left
+    out (and described in `skipped`)."""
+    top = os.path.realpath(folder)
+    walked, found = {top}, {}
+    others = {n: r for n, r in (others or {}).items() if not _inside(top, r)}
+    note = skipped.append if skipped is not None else (lambda line: None)
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        out.extend(Path(dirpath) / f for f in filenames
-                   if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTS)
-    return sorted(out)
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            full = os.path.join(dirpath, d)
+            real = os.path.realpath(full)
+            other = next((n for n, r in others.items() if _inside(real, r)), None)
+            if _inside(top, real):
+                note(f"{full} leads back up to {real} (a loop)")
+            elif other is not None:
+                note(f"{full} leads into class folder {other}")
+            elif real in walked:
+                note(f"{full} leads to {real}, already read")
+            else:
+                walked.add(real)
+                keep.append(d)
+        dirnames[:] = keep
+        for f in sorted(filenames):
+            if f.startswith(".") or os.path.splitext(f)[1].lower() not in IMAGE_EXTS:
+                continue
+            path = Path(dirpath) / f
+            real = os.path.realpath(path)
+            other = next((n for n, r in others.items() if _inside(real, r)), None)
+            if other is not None:
+                note(f"{path} leads into class folder {other}")
+            elif real in found:
+                note(f"{path} is a second path to {found[real]}")
+            else:
+                found[real] = path
+    return sorted(found.values())
 
 
 def class_folders(folder: Path) -> list[str]:
@@ -83,13 +125,32 @@ def _check_dir(path: Path, what: str) -> None:
 
 
 def _class_images(folders: list[str], base: Path, where: Path) -> dict[str, list[str]]:
-    """folder -> sorted keys (paths relative to `base`) for each class folder under `where`; errors on empty classes."""
+    """folder -> sorted keys (paths relative to `base`) for each class folder under `where`; errors on empty classes
+    and on files outside `base`. Each image counts once, in its own class (see the module docstring)."""
+    real_base = os.path.realpath(base)
+    real_class = {f: os.path.realpath(where / f) for f in folders}
+    owner: dict[str, str] = {}  # real path -> the key that counts it
+    skipped: list[str] = []
     out = {}
     for f in folders:
-        ims = list_images(where / f)
-        if not ims:
+        keys = []
+        for p in list_images(where / f, skipped, {g: r for g, r in real_class.items() if g != f}):
+            real, key = os.path.realpath(p), p.relative_to(base).as_posix()
+            if not _inside(real, real_base):
+                raise ClipfitError(f"image folder {base}: {key} leads to {real}, outside the image folder (a symbolic "
+                                   "link); clipfit reads only images inside it: copy the file in")
+            if real in owner:
+                skipped.append(f"{p} is a second path to {owner[real]}")
+            else:
+                owner[real] = key
+                keys.append(key)
+        if not keys:
             raise ClipfitError(f"class folder {where / f} has no images ({', '.join(sorted(IMAGE_EXTS))})")
-        out[f] = [p.relative_to(base).as_posix() for p in ims]
+        out[f] = keys
+    if skipped:
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        warn(f"image folder {base}: {len(skipped)} symbolic link(s) skipped, so that each image counts once, in its "
+             f"own class: {skipped[0]}{more}")
     return out
 
 
@@ -136,7 +197,7 @@ def read_image_folder(path: str | os.PathLike, name: str | None = None, template
             parts["train"][f], parts["val"][f], parts["test"][f] = split_class(images[f], f)
     classnames = [display_name(f) for f in folders]
     items = {s: [Item(k, y, classnames[y]) for y, f in enumerate(folders) for k in parts[s].get(f, [])] for s in SPLIT_NAMES}
-    return Task(name=name, classnames=classnames, template=template, reader=FileReader(root), **items)
+    return Task(name=name, classnames=classnames, template=template, reader=FileReader(root, "image folder"), **items)
 
 
 @register_prefix("imagefolder")

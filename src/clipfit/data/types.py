@@ -101,15 +101,18 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 
 class FileReader:
-    """Reads images from files under `root`; refuses keys that resolve outside it."""
+    """Reads images from files under `root`; refuses keys that resolve outside it. `what`: what `root` is to the user
+    ("image folder": keys are its files; else a split file lists them), for that one-line error."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, what: str = "dataset root"):
         self.root = Path(root).resolve()
+        self.what = what
 
     def path(self, key: str) -> Path:
         p = (self.root / key).resolve()
         if p != self.root and self.root not in p.parents:
-            raise ClipfitError(f"path {key!r} points outside the dataset root {self.root}; fix the split file")
+            fix = ("copy the image into the folder" if self.what == "image folder" else "fix the split file")
+            raise ClipfitError(f"path {key!r} points outside the {self.what} {self.root}; {fix}")
         return p
 
     def __call__(self, key: str) -> Image.Image:
