@@ -9,7 +9,7 @@ import dataclasses
 import math
 import re
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -23,13 +23,15 @@ _D = DASSL_SGD.settings
 FEATURE_VIEWS = 16
 
 
-def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None):
+def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None,
+        check: Callable[[str, Any], Any] | None = None):
     """A dataclass field with help text (shown by `clipfit methods --details`), optional allowed values and an
     optional numeric range in interval notation: "(0, inf)" is > 0, "[1, inf)" is >= 1, "(0, 1]" is 0 < x <= 1.
-    Float settings are always finite (NaN and infinities are refused)."""
+    Float settings are always finite (NaN and infinities are refused). `check(key, value)`: a further check of a
+    value when it is set (a one-line `ClipfitError` when it is wrong)."""
     if range is not None:
         Interval.parse(range).check("default", default)  # a wrong default fails at import, not in a user's run
-    return field(default=default, metadata={"help": help, "choices": choices, "range": range})
+    return field(default=default, metadata={"help": help, "choices": choices, "range": range, "check": check})
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,10 @@ def _base_type(typ: Any) -> tuple[Any, bool]:
     return typ, False
 
 
-def check_value(key: str, value: Any, typ: Any, choices: tuple | None = None, range: str | None = None) -> Any:
+def check_value(key: str, value: Any, typ: Any, choices: tuple | None = None, range: str | None = None,
+                check: Callable[[str, Any], Any] | None = None) -> Any:
     """`value` as the field's type (an int is accepted for a float), finite, inside the field's `range` and among its
-    `choices`, or a one-line error naming the key, the value and what is allowed."""
+    `choices`, passing its `check`, or a one-line error naming the key, the value and what is allowed."""
     typ, optional = _base_type(typ)
     if value is None and optional:
         return None
@@ -152,6 +155,8 @@ def check_value(key: str, value: Any, typ: Any, choices: tuple | None = None, ra
         Interval.parse(range).check(key, value)
     if choices and value not in choices:
         raise ClipfitError(f"setting {key}={value!r}: choose one of {', '.join(map(str, choices))}")
+    if check is not None and value is not None:
+        check(key, value)
     return value
 
 
@@ -175,13 +180,15 @@ def parse_value(key: str, text: str, typ: Any) -> Any:
     return text
 
 
-def known_fields(config_classes: Iterable[type]) -> dict[str, tuple[Any, tuple | None, str | None]]:
-    """name -> (type, allowed values, range) over several config classes (the first class that has a name wins)."""
-    out: dict[str, tuple[Any, tuple | None, str | None]] = {}
+def known_fields(config_classes: Iterable[type]) -> dict[str, tuple[Any, tuple | None, str | None, Any]]:
+    """name -> (type, allowed values, range, check) over several config classes (the first class that has a name
+    wins)."""
+    out: dict[str, tuple[Any, tuple | None, str | None, Any]] = {}
     for cls in config_classes:
         types = field_types(cls)
         for f in fields(cls):
-            out.setdefault(f.name, (types[f.name], f.metadata.get("choices"), f.metadata.get("range")))
+            out.setdefault(f.name, (types[f.name], f.metadata.get("choices"), f.metadata.get("range"),
+                                    f.metadata.get("check")))
     return out
 
 
@@ -196,8 +203,8 @@ def parse_settings(pairs: Iterable[str], config_classes: Iterable[type]) -> dict
             raise ClipfitError(f"--set expects key=value, got {pair!r}")
         if key not in known:
             raise ClipfitError(f"--set {key}: unknown setting; known: {', '.join(sorted(known))}")
-        typ, choices, range = known[key]
-        out[key] = check_value(key, parse_value(key, text, typ), typ, choices, range)
+        typ, choices, range, check = known[key]
+        out[key] = check_value(key, parse_value(key, text, typ), typ, choices, range, check)
     return out
 
 
@@ -208,7 +215,8 @@ def apply_settings(configs: list[Any], settings: Mapping[str, Any], what: str = 
             fmap = {f.name: f for f in fields(cfg)}
             if key in fmap:
                 meta = fmap[key].metadata
-                setattr(cfg, key, check_value(key, value, field_types(type(cfg))[key], meta.get("choices"), meta.get("range")))
+                setattr(cfg, key, check_value(key, value, field_types(type(cfg))[key], meta.get("choices"),
+                                              meta.get("range"), meta.get("check")))
                 break
         else:
             known = sorted(f.name for cfg in configs for f in fields(cfg))

@@ -2,7 +2,11 @@
 
 
 class ClipfitError(Exception):
-    """A mistake in the user's input (a path, a value, a dataset): say what and what to do."""
+    """A mistake in the user's input (a path, a value, a dataset): say what and what to do. Always one line: a line
+    break inside (from a value quoted in the message) is written as \\n."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def require(module: str, what: str, package: str, extra: str = "data"):

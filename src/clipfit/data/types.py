@@ -29,6 +29,29 @@ class ImageReader(Protocol):
     def __call__(self, key: str) -> Image.Image: ...
 
 
+def check_template(template: object, what: str = "template") -> str:
+    """`template` if it is a prompt template: text with exactly one `{}` (where the class name goes) and no other
+    replacement field (literal braces are written `{{` and `}}`); else a one-line error naming it (`what`: the
+    option or setting it came from)."""
+    import string
+
+    if not isinstance(template, str):
+        raise ClipfitError(f"{what} {template!r}: expected text with {{}} where the class name goes")
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:
+        raise ClipfitError(f"{what} {template!r}: {e}; write {{}} where the class name goes and {{{{ or }}}} for a "
+                           "literal brace") from None
+    if fields != [("", "", None)]:
+        why = ("has no '{}' where the class name goes" if not fields else
+               f"has {len(fields)} replacement fields" if len(fields) > 1 else
+               f"has '{{{fields[0][0]}{'!' + fields[0][2] if fields[0][2] else ''}{':' + fields[0][1] if fields[0][1] else ''}}}'"
+               " instead of '{}'")
+        raise ClipfitError(f"{what} {template!r} {why}; write exactly one {{}} where the class name goes ({{{{ and }}}} "
+                           "for literal braces)")
+    return template
+
+
 @dataclass
 class Task:
     """A classification task: class names, a prompt template, and train/val/test items.

@@ -66,7 +66,8 @@ class PromptSRCConfig(DeepPromptConfig):
     logit_weight: float = opt(1.0, "weight of the KL divergence from the frozen zero-shot logits")
     teacher_templates: str = opt("promptsrc60", "templates of the frozen text features: promptsrc60 (the first 60 of "
                                                 "CLIP's ImageNet templates, as PromptSRC), imagenet80, dataset, or a "
-                                                "'|'-separated list with {} for the class name")
+                                                "'|'-separated list with {} for the class name",
+                                  check=lambda key, value: value.strip() == "promptsrc60" or resolve_templates(value, key))
     gpa: bool = opt(True, "Gaussian prompt aggregation over epochs (the last epoch's weights replaced by the "
                           "aggregate; with select=best the best epoch's are kept instead)")
     gpa_mean: float = opt(_B2N_GPA[0], "GPA mean epoch (the recipe sets it by protocol)")
@@ -79,6 +80,7 @@ class PromptSRC(DeepPromptMethod):
 
     Config = PromptSRCConfig
     recipe = recipes.PROMPTSRC
+    term_weights = {"l1_text": "text_weight", "l1_image": "image_weight", "kl": "logit_weight"}
 
     def build_vision(self) -> tuple[int, int]:
         cfg = self.cfg

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .. import recipes
 from ..config import opt
-from ..errors import ClipfitError
+from ..data.types import check_template
 from .base import Method, MethodConfig, register_method
 
 # The 80 ImageNet prompt templates of CLIP (Radford et al. 2021, "Prompt_Engineering_for_ImageNet" notebook).
@@ -41,24 +41,25 @@ IMAGENET_TEMPLATES = [
 assert len(IMAGENET_TEMPLATES) == 80 and len(set(IMAGENET_TEMPLATES)) == 80
 
 
-def resolve_templates(spec: str) -> list[str] | None:
-    """None for 'dataset'; the 80 ImageNet templates for 'imagenet80'; else the '|'-separated list."""
+def resolve_templates(spec: str, key: str = "templates") -> list[str] | None:
+    """None for 'dataset'; the 80 ImageNet templates for 'imagenet80'; else the '|'-separated list, each template
+    checked (`check_template`; `key`: the setting, for its error)."""
     spec = spec.strip()
     if spec in ("", "dataset"):
         return None
     if spec == "imagenet80":
         return list(IMAGENET_TEMPLATES)
     out = [t.strip() for t in spec.split("|") if t.strip()]
-    bad = [t for t in out if "{}" not in t]
-    if bad:
-        raise ClipfitError(f"--set templates: {bad[0]!r} has no '{{}}' where the class name goes")
+    for t in out:
+        check_template(t, f"--set {key}:")
     return out
 
 
 @dataclass
 class ZeroShotConfig(MethodConfig):
     templates: str = opt("dataset", "prompt templates: dataset (its one template), imagenet80 (CLIP's 80-template "
-                                    "ensemble, features averaged), or a '|'-separated list with {} for the class name")
+                                    "ensemble, features averaged), or a '|'-separated list with {} for the class name",
+                         check=lambda key, value: resolve_templates(value, key))
 
 
 @register_method("zeroshot")
