@@ -91,9 +91,14 @@ def loader_workers(num_workers: int | None, device: torch.device) -> int:
     return num_workers if num_workers is not None else (4 if device.type == "cuda" else 0)
 
 
+def batch_of(batch_size: int, n: int) -> int:
+    """A batch size for `n` examples: at most `n` (the same batches; a huge setting is no error)."""
+    return max(1, min(batch_size, n))
+
+
 def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, num_workers: int | None = 0):
     ds = ImageDataset(items, task.reader, eval_transform(method.backbone.image_spec))
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
+    return torch.utils.data.DataLoader(ds, batch_size=batch_of(batch_size, len(ds)), shuffle=False,
                                        num_workers=loader_workers(num_workers, method.backbone.device))
 
 
@@ -150,7 +155,8 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
     feats, labels = [], []
     with autocast(device, cfg.precision):
         for _ in range(max(1, views)):
-            loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0)
+            loader = torch.utils.data.DataLoader(ds, batch_size=batch_of(cfg.eval_batch_size, len(ds)), shuffle=False,
+                                                 num_workers=0)
             for x, y in progress_bar(loader, desc=desc, progress=progress):
                 feats.append(method.frozen_image_features(x.to(device)).float().cpu())
                 labels.append(y)
@@ -186,7 +192,8 @@ class ImageSource:
         ds = ImageDataset(task.train, task.reader, self.transform, cache=True,
                           cache_short=cache_side(method.backbone.image_spec))
         self.generator = torch.Generator().manual_seed(seed)  # the data order
-        self.loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=self.generator,
+        self.loader = torch.utils.data.DataLoader(ds, batch_size=batch_of(cfg.batch_size, len(ds)), shuffle=True,
+                                                  generator=self.generator,
                                                   drop_last=len(ds) >= cfg.batch_size,
                                                   num_workers=loader_workers(cfg.num_workers, device),
                                                   worker_init_fn=seed_worker)
@@ -244,7 +251,7 @@ class FeatureSource:
         self.x, self.y = x.reshape(self.views, n, *x.shape[1:]), y.reshape(self.views, n)  # view-major rows
         self.epoch = 0
         self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.utils.data.DataLoader(range(n), batch_size=cfg.batch_size, shuffle=True,
+        self.order = torch.utils.data.DataLoader(range(n), batch_size=batch_of(cfg.batch_size, n), shuffle=True,
                                                  generator=self.generator, drop_last=n >= cfg.batch_size)
         self.n_batches = len(self.order)
 
@@ -325,6 +332,17 @@ def validation_plan(cfg: TrainConfig, has_val: bool) -> tuple[int | None, str]:
     return None, "last epoch only (select=last: earlier epochs are not validated; validate=always to see them)"
 
 
+def nonfinite_loss(method: Method, cfg: TrainConfig, loss: float, parts: dict[str, float], epoch: int) -> str:
+    """The one line for a loss that became NaN or infinite: the terms that did, and the settings that feed them (the
+    learning rate, and each such term's weight, `Method.term_weights`)."""
+    bad = [k for k, v in parts.items() if not math.isfinite(v)]
+    what = (f"non-finite: {', '.join(bad)}" if bad else
+            "the terms are finite (" + ", ".join(f"{k}={v:.3g}" for k, v in parts.items()) + ") but their weighted sum is not")
+    weights = [w for k, w in method.term_weights.items() if k in (bad or parts)]
+    feeds = [f"lr={cfg.lr:g}"] + [f"{w}={getattr(method.cfg, w):g}" for w in weights]
+    return f"loss became {loss} at epoch {epoch} ({what}); the settings that feed it: {', '.join(feeds)}; lower them"
+
+
 def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: TrainConfig, device: torch.device,
                  has_val: bool, log: Callable[[str], None], progress: bool, run: RunDir | None, resume: bool) -> FitResult:
     """The epoch loop: per-epoch learning rate, steps over the source's batches, validation, checkpoint selection.
@@ -383,7 +401,7 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
                 logits = method.logits(source.image_features(x), text)
             loss, parts = method.loss(logits, y, text)
             if not torch.isfinite(loss):
-                raise ClipfitError(f"loss became {float(loss)} at epoch {epoch + 1}; lower --set lr=")
+                raise ClipfitError(nonfinite_loss(method, cfg, float(loss.detach()), parts, epoch + 1))
             opt.zero_grad(set_to_none=True)
             method.backward(loss)
             dp.reduce_grads(params, weight)

@@ -14,6 +14,7 @@ from .. import recipes
 from ..backbone import Backbone, parameter_group
 from ..config import TrainConfig, apply_settings, opt
 from ..errors import ClipfitError
+from ..progress import warn
 from ..recipes import Context, Recipe
 from ..registry import Registry
 
@@ -114,6 +115,8 @@ class Method(nn.Module):
     # logits at evaluation are logit_scale x image_features @ text_features.T, so either tower's features can be
     # swapped for zero-shot CLIP's (`clipfit analyze --towers`); False for logits built otherwise
     feature_logits: ClassVar[bool] = True
+    # the setting that weights each term of `loss` (as its parts name them), named when the loss becomes non-finite
+    term_weights: ClassVar[dict[str, str]] = {}
 
     def __init__(self, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str], cfg: Any = None,
                  init_weights: Mapping[str, torch.Tensor] | None = None):
@@ -240,6 +243,7 @@ class Method(nn.Module):
         """Set the classes to classify (their prompts are built from the templates)."""
         self.classnames = list(classnames)
         self._tokens = [self.backbone.tokenize([t.format(c) for c in self.classnames]) for t in self.templates]
+        warn_same_prompts(self.classnames, *[(tok["input_ids"], tok["attention_mask"]) for tok in self._tokens])
 
     def text_features(self) -> torch.Tensor:
         """Normalised class features [C, D] (mean over templates when there are several)."""
@@ -343,6 +347,25 @@ class Method(nn.Module):
                 if p.shape != state[n].shape:
                     raise ClipfitError(f"tuned weight {n} has shape {tuple(state[n].shape)}, model needs {tuple(p.shape)}")
                 p.copy_(state[n].to(p.dtype))
+
+
+def warn_same_prompts(classnames: Sequence[str], *tokens: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """One warning line when classes get the same prompt tokens under every template (`tokens`: (ids [C, T], mask
+    [C, T]) per template): names cut at the text encoder's length, or words the tokenizer does not know, make
+    classes the model cannot tell apart. Called where the prompts are tokenized, once per class list."""
+    if not tokens or tokens[0][0].is_meta:
+        return
+    groups: dict[tuple, list[str]] = {}
+    for i, c in enumerate(classnames):
+        key = tuple(tuple(ids[i][mask[i].bool()].tolist()) for ids, mask in tokens)
+        groups.setdefault(key, []).append(c)
+    same = [g for g in groups.values() if len(g) > 1]
+    if same:
+        short = lambda c: repr(c if len(c) <= 40 else f"{c[:18]}...{c[-18:]}")  # noqa: E731
+        more = f" (and {len(same) - 1} more group(s))" if len(same) > 1 else ""
+        warn(f"classes {', '.join(map(short, same[0][:3]))}{' ...' if len(same[0]) > 3 else ''} get the same prompt "
+             f"tokens{more}: the model cannot tell them apart (names cut at the text encoder's length, words the "
+             "tokenizer does not know, or the same name twice); shorten or reword them")
 
 
 class GroupTuning(Method):

@@ -66,6 +66,7 @@ class CLIPFit(Method):
 
     Config = CLIPFitConfig
     recipe = recipes.CLIPFIT
+    term_weights = {"kd": "beta", "mse": "mse_weight"}
 
     def build(self) -> None:
         groups = list(BIAS_GROUPS[self.cfg.bias])

@@ -120,6 +120,7 @@ class KgCoOp(CoOp):
 
     Config = KgCoOpConfig
     recipe = recipes.KGCOOP
+    term_weights = {"kg": "kg_weight"}
 
     def on_train_start(self) -> None:
         super().on_train_start()
@@ -173,6 +174,7 @@ class ProGrad(CoOp):
 
     Config = ProGradConfig
     recipe = recipes.PROGRAD
+    term_weights = {"kd": "prograd_lambda"}
 
     def build(self) -> None:
         super().build()

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..config import opt
 from ..errors import ClipfitError
-from .base import Method, MethodConfig
+from .base import Method, MethodConfig, warn_same_prompts
 from .prompt import encode_with_context
 
 PROMPT_STD = 0.02  # the references' N(0, 0.02^2) initialisation of prompts not initialised from words
@@ -170,6 +170,7 @@ class DeepPromptMethod(Method):
         # [SOS] (context replaces init tokens 1..learned) <kept init tokens> <class name> . [EOS]
         self._ids = torch.cat([ids[:, :1], ids[:, 1 + dropped:]], dim=1)
         self._mask = torch.cat([mask[:, :1], mask[:, 1 + dropped:]], dim=1)
+        warn_same_prompts(self.classnames, (self._ids, self._mask))
 
     def text_features(self) -> torch.Tensor:
         with self._text_hooks.on():

@@ -134,6 +134,7 @@ class LLU(Method):
 
     Config = LLUConfig
     recipe = recipes.LLU
+    term_weights = {"reg": "lam"}
     mergeable = False
 
     def build(self) -> None:

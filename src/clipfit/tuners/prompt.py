@@ -25,7 +25,7 @@ from .. import recipes
 from ..backbone import Backbone
 from ..config import opt
 from ..errors import ClipfitError
-from .base import Method, MethodConfig, register_method, register_preset
+from .base import Method, MethodConfig, register_method, register_preset, warn_same_prompts
 
 POSITIONS = ("end", "middle", "front")
 FROM_TEMPLATE = "template"  # ctx_init / suffix taken from the dataset's template (the text before / after '{}')
@@ -221,6 +221,8 @@ class PromptTuning(Method):
         self._ids, self._mask, self._ctx_pos = self._layout(classnames)
         self._token_cache = (None,)
         self.classnames = classnames
+        if not self.cfg.csc:  # a context per class tells classes apart whatever their names
+            warn_same_prompts(classnames, (self._ids, self._mask))
         if self.ctx is None:
             width = self.backbone.model.text_model.embeddings.token_embedding.weight.shape[1]
             shape = (len(classnames), self.cfg.n_ctx, width) if self.cfg.csc else (self.cfg.n_ctx, width)
