@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 
 from .api import DEMO_DATASET, DEMO_METHODS
 from .errors import ClipfitError
@@ -267,12 +269,17 @@ def cmd_train(args) -> None:
                     seed=args.seed, root=args.root, subsample=args.subsample, protocol=args.protocol,
                     template=args.template, items=args.items, device=args.device, overwrite=args.overwrite,
                     resume=args.resume, test=not args.no_test, progress=not args.quiet, **settings)
+    from .engine import distributed
+
+    if not distributed.current().is_main:  # the main process reports for all
+        return
     m = {k: v for k, v in run.metrics.items() if k != "history"}
     method, subsample = run.config["method"], run.config["subsample"]
     test = m.get("test", {}).get(subsample, {})
     val = m["val_accuracy"] if m["val_accuracy"] is None else round(m["val_accuracy"], 2)
-    text = (f"trained {method} ({m['trainable_parameters']} parameters) in {m['train_seconds']:.1f}s; "
-            f"best epoch {m['best_epoch']}, val {val}"
+    procs = run.config.get("processes", 1)
+    text = (f"trained {method} ({m['trainable_parameters']} parameters) in {m['train_seconds']:.1f}s in {procs} "
+            f"process{'es' * (procs > 1)}; best epoch {m['best_epoch']}, val {val}"
             + (f", test {test['accuracy']:.2f} (n={test['n']})" if test else "") + f"\nrun directory: {args.out}")
     _emit(args, {"run_dir": args.out, **m}, text)
 
@@ -444,9 +451,21 @@ def cmd_methods(args) -> None:
             print(f"    {f} = {d!r}: {h}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler's stop), handled as Ctrl-C: the run stops where it is, keeps its checkpoint
+    and releases its lock."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(pretrain_args="pretrain-mini" in argv).parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if "threads" in args:  # a command that runs a model: threads are set here, once
             from .threads import set_threads
@@ -456,14 +475,18 @@ def main(argv: list[str] | None = None) -> int:
     except ClipfitError as e:
         print(f"clipfit: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         hint = ""
         if args.command == "train":
             from .engine.rundir import RunDir
 
             hint = f"; continue with `clipfit train --out {args.out} --resume`" if RunDir(args.out).has_checkpoint else ""
-        print(f"clipfit: interrupted{hint}", file=sys.stderr)
-        return 130
+        term = isinstance(e, Terminated)
+        print(f"clipfit: {'terminated (SIGTERM)' if term else 'interrupted'}{hint}", file=sys.stderr)
+        return 143 if term else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

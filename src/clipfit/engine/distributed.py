@@ -127,6 +127,18 @@ def current() -> Single:
     return _CURRENT
 
 
+def single_under_launcher() -> str | None:
+    """What to say when a launcher asked for several processes but this is the only one (None otherwise):
+    `accelerate launch --cpu --num_processes N` starts one process (accelerate starts several CPU processes only
+    through mpirun, `--mpirun_hostfile`); it sets MASTER_PORT and ACCELERATE_USE_CPU but no WORLD_SIZE."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or "MASTER_PORT" not in os.environ:
+        return None
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
+        return None
+    return ("`accelerate launch --cpu` started this one process only (it starts several CPU processes only through "
+            "mpirun); training in 1 process. For N CPU processes: torchrun --nproc-per-node N -m clipfit.cli train ...")
+
+
 class _Follower:
     """A process other than the main one: reads the main process's working directory, writes nothing."""
 

@@ -17,17 +17,17 @@ from ..config import TrainConfig, to_dict
 from ..data.catalogue import canonical_dataset, load_task
 from ..data.sampling import fewshot, subsample_classes
 from ..data.transforms import cache_side
-from ..data.types import Task, check_images
+from ..data.types import Item, Task, check_images, check_template
 from ..errors import ClipfitError
 from ..hub import model_source
 from ..io import read_json
-from ..progress import is_terminal, status
+from ..progress import is_terminal, status, warn
 from ..recipes import Context, validation_shots
 from ..tuners import METHODS, Method, build_method
 from . import distributed
 from .loop import FitResult, evaluate, fit, pick_device
 from .record import Recorder, parse_record, tensorboard_writer, write_tensorboard
-from .rundir import RunDir, items_from_json
+from .rundir import RunDir
 
 
 @dataclass
@@ -71,25 +71,59 @@ def _model_ref(model: str | None) -> str:
 
 
 def prepare_task(spec: RunSpec) -> Task:
-    """Load the dataset, draw the few-shot sets (or reuse recorded ones), and apply the base/new split. Validation
-    images per class: the run's `val_shots`, by default the protocol's rule (`recipes.validation_shots`)."""
+    """Load the dataset, draw the few-shot sets (or reuse recorded ones, `read_items`), and apply the base/new split.
+    Validation images per class: the run's `val_shots`, by default the protocol's rule (`recipes.validation_shots`)."""
     task = load_task(spec.dataset, spec.root)
-    if spec.items:
-        items = Path(spec.items)
-        if items.name == RunDir.ITEMS:  # a run's own: checked against its manifest
-            rec = RunDir(items.parent).read_items()
-        else:
-            raw = read_json(items)
-            rec = {"train": items_from_json(raw["train"]), "val": items_from_json(raw.get("val", []))}
-        task = task.with_splits(train=rec["train"], val=rec["val"])
+    if spec.items:  # a run records its items after the base/new split, with its labels
+        task = subsample_classes(task, spec.subsample)
+        task = task.with_splits(**read_items(spec.items, task))
     else:
-        task = fewshot(task, spec.shots, spec.seed, resolve_configs(spec)[1].val_shots)
-    task = subsample_classes(task, spec.subsample)
+        task = subsample_classes(fewshot(task, spec.shots, spec.seed, resolve_configs(spec)[1].val_shots),
+                                 spec.subsample)
     if spec.template:
-        if "{}" not in spec.template:
-            raise ClipfitError(f"--template {spec.template!r} has no '{{}}' where the class name goes")
-        task = task.with_splits(template=spec.template)
+        task = task.with_splits(template=check_template(spec.template, "--template"))
     return task
+
+
+def read_items(path: str, task: Task) -> dict[str, list[Item]]:
+    """{"train", "val"}: the items of an items.json (a run's own is checked against its manifest), every entry checked
+    against `task` before anything trains: a label among its classes, with its class name, on an image of the
+    dataset that the dataset labels alike (for an image folder: the image's class folder) and that is no test image;
+    one line naming the first bad entry."""
+    p = Path(path)
+    raw = RunDir(p.parent)._read_json(RunDir.ITEMS) if p.name == RunDir.ITEMS else read_json(p)
+    if not isinstance(raw, dict) or not isinstance(raw.get("train"), list) or not isinstance(raw.get("val", []), list):
+        raise ClipfitError(f"--items {path} is not a list of training items ({{\"train\": [[image, label, class "
+                           "name], ...], \"val\": [...]}}); give the items.json of a run")
+    known = {it.key: it for it in task.test + task.val + task.train}
+    test_only = {it.key for it in task.test} - {it.key for it in task.train + task.val}
+    n = len(task.classnames)
+    out: dict[str, list[Item]] = {}
+    for split in ("train", "val"):
+        seen: set[str] = set()
+        for i, row in enumerate(raw.get(split, [])):
+            why = None
+            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and isinstance(row[2], str)
+                    and isinstance(row[1], int) and not isinstance(row[1], bool)):
+                why = "expected [image, label, class name]"
+            elif not 0 <= row[1] < n:
+                why = f"label {row[1]} is outside 0..{n - 1} (the {n} classes of {task.name})"
+            elif row[2] != task.classnames[row[1]]:
+                why = f"label {row[1]} is class {task.classnames[row[1]]!r} in {task.name}, not {row[2]!r}"
+            elif row[0] not in known:
+                why = f"{row[0]!r} is not an image of {task.name}"
+            elif known[row[0]].label != row[1]:
+                why = f"{task.name} labels that image {known[row[0]].label} ({known[row[0]].classname!r})"
+            elif row[0] in test_only:
+                why = f"{row[0]!r} is a test image of {task.name} (training on it would inflate the test accuracy)"
+            elif row[0] in seen:
+                why = f"{row[0]!r} is listed twice"
+            if why:
+                raise ClipfitError(f"--items {path}: {split} entry {i + 1} {row!r}: {why}; fix the file, or train "
+                                   "without --items")
+            seen.add(row[0])
+        out[split] = [Item(*row) for row in raw.get(split, [])]
+    return out
 
 
 def run_context(spec: RunSpec) -> Context:
@@ -185,15 +219,23 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
         tensorboard_writer()
     task = prepare_task(spec)
     if not task.train and tcfg.epochs > 0:
+        if spec.items:
+            raise ClipfitError(f"--items {spec.items} lists no training items; give the items.json of a run that "
+                               "trained")
         raise ClipfitError(f"dataset {spec.dataset!r} has no training split (a test-only set); train on another dataset")
     protect = read_paths(spec, task, mcfg)
     run.check_target(overwrite, resume, protect)
     device = pick_device(spec.device)
+    dp = distributed.current()
+    if dp.is_main and distributed.single_under_launcher():
+        warn(distributed.single_under_launcher())
+    if tcfg.batch_size > len(task.train) > 0:
+        echo(f"batch_size={tcfg.batch_size} is more than the {len(task.train)} training images: a batch holds them all")
     if backbone is None:
         model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
     spec_in = backbone.image_spec if backbone is not None else input_spec(spec.model)
     task = check_images(task, echo, test=test, keep_short=cache_side(spec_in) if spec_in else None)
-    progress = progress and distributed.current().is_main
+    progress = progress and dp.is_main
     with distributed.transaction(run, overwrite, resume, protect) as work:
         if backbone is None:
             echo(f"loading model {spec.model}")
@@ -207,6 +249,7 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
                 "clipfit_version": __version__, "torch_version": torch.__version__,
                 "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "torch_threads": torch.get_num_threads(),  # thread counts can change a result's last bits
+                "processes": dp.world,  # data-parallel processes (`accelerate launch`, `torchrun`)
                 "model": _model_ref(spec.model), "dataset": _dataset_ref(spec.dataset),
                 "root": str(Path(spec.root).resolve()) if spec.root else None,
                 "method": spec.method, "shots": spec.shots, "seed": spec.seed, "subsample": spec.subsample,
@@ -223,7 +266,7 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
                 if tee:
                     echo(f"{spec.method} seed {spec.seed}: {line}")
 
-            echo(f"training {spec.method} on {len(task.train)} images")
+            echo(f"training {spec.method} on {len(task.train)} images in {dp.world} process{'es' * (dp.world > 1)}")
             result: FitResult = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, run=work,
                                     resume=resume)
         work.write_tuned(method.tuned_state(), spec.method)

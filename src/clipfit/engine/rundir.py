@@ -168,8 +168,14 @@ class RunDir:
                                    "continue it with `clipfit train --out ... --resume`")
             raise ClipfitError(f"{self.path} is not a run directory (no {self.CONFIG}); give the --out of `clipfit train`")
         if not self.file(self.TUNED).exists():
-            raise ClipfitError(f"{self.path} has no {self.TUNED}: the run did not finish; train it again with --overwrite "
-                               "or continue it with --resume")
+            if self.file(self.METRICS).exists():  # the run finished: its weights were removed since
+                raise ClipfitError(f"{self.path} has no {self.TUNED}: the run finished, but the file was removed since; "
+                                   "restore it, or train the run again with --overwrite")
+            if self.has_checkpoint:
+                raise ClipfitError(f"{self.path} has no {self.TUNED}: the run did not finish; continue it with --resume "
+                                   "or train it again with --overwrite")
+            raise ClipfitError(f"{self.path} has no {self.TUNED}: the run did not finish, and has no checkpoint to "
+                               "continue from; train it again with --overwrite")
 
     # -- transactions ------------------------------------------------------------------------------------------
     def foreign(self) -> str | None:
