@@ -21,12 +21,72 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ClipfitError
-from .recipes import PROTOCOLS  # noqa: F401  (the protocols a run can name)
+from .recipes import PROTOCOLS  # the protocols a run can name
 from .threads import with_threads
 
 
 def _quiet(_: str) -> None:
     pass
+
+
+# -- arguments, checked at the edge: the same one-line errors as the command line -----------------------------------
+def _int(name: str, x: Any) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise ClipfitError(f"{name}={x!r}: expected an integer")
+    return x
+
+
+def _str(name: str, x: Any, optional: bool = False) -> str | None:
+    if x is None and optional:
+        return None
+    if not isinstance(x, str) or not x.strip():
+        raise ClipfitError(f"{name}={x!r}: expected a non-empty string")
+    return x
+
+
+def _path(name: str, x: Any) -> str | os.PathLike:
+    if not isinstance(x, (str, os.PathLike)) or not str(x).strip():
+        raise ClipfitError(f"{name}={x!r}: expected a folder (a path)")
+    return x
+
+
+def _root(root: Any) -> str | None:
+    """`root`: None, or a folder; an empty or blank one is refused (it would quietly mean none)."""
+    if root is None:
+        return None
+    if not isinstance(root, (str, os.PathLike)) or not str(root).strip():
+        raise ClipfitError(f"--root {root!r}: give the folder holding the datasets, or leave --root out")
+    return str(root)
+
+
+def _template(template: Any) -> str | None:
+    from .data.types import check_template
+
+    return None if template is None else check_template(template, "--template")
+
+
+def _list(name: str, x: Any, item: type) -> list:
+    """A list argument: a list or tuple, or (as on the command line) one comma-separated string, or for integers one
+    integer; each entry of type `item`, at least one, none twice (a repeat would count one run twice in a mean)."""
+    if isinstance(x, str):
+        x = [v.strip() for v in x.split(",") if v.strip()]
+        if item is int:
+            try:
+                x = [int(v) for v in x]
+            except ValueError:
+                raise ClipfitError(f"{name}: expected comma-separated integers, got {','.join(x)!r}") from None
+    elif item is int and isinstance(x, int) and not isinstance(x, bool):
+        x = [x]
+    if not isinstance(x, (list, tuple)) or not all(isinstance(v, item) and not isinstance(v, bool) for v in x) \
+            or (item is str and not all(v.strip() for v in x)):
+        raise ClipfitError(f"{name}={x!r}: expected a list of {item.__name__}s (or one comma-separated string)")
+    if not x:
+        raise ClipfitError(f"{name}: give at least one")
+    dup = next((v for i, v in enumerate(x) if v in x[:i]), None)
+    if dup is not None:
+        raise ClipfitError(f"{name} {','.join(map(str, x))}: {dup} is given twice; give each once (a repeat would "
+                           "count one run twice)")
+    return list(x)
 
 
 class Run:
@@ -69,11 +129,19 @@ class Run:
                 topk: int = 5) -> list[dict]:
         """Top-k classes with probabilities for each image (paths or PIL images); `classes` replaces the run's own
         (class-agnostic methods only)."""
-        from .engine.use import predict_images
+        from .engine.use import predict_images, read_classes
 
-        if topk < 1:
+        if _int("topk", topk) < 1:
             raise ClipfitError(f"topk={topk}: must be at least 1")
-        return predict_images(self._model(), list(images), list(classes) if classes else None, topk)
+        one = isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple))
+        images = [images] if one else list(images)
+        if not images:
+            raise ClipfitError("predict: give at least one image (a path or a PIL image)")
+        if isinstance(classes, str):
+            classes = read_classes(classes)  # a file, or 'a,b,c', as --classes
+        elif classes is not None:
+            classes = _list("classes", classes, str)
+        return predict_images(self._model(), images, classes or None, topk)
 
     def evaluate(self, dataset: str | None = None, root: str | None = None, subsample: str | None = None,
                  split: str = "test", progress: bool = False) -> dict:
@@ -81,13 +149,14 @@ class Run:
         classes and template (cross-dataset use)."""
         from .engine.run import eval_run
 
+        dataset, root = _str("dataset", dataset, optional=True), _root(root)
         return eval_run(self.dir, dataset, root, subsample, split, progress=progress, loaded=self._model())
 
     def export(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the tuned model as a plain transformers CLIP checkpoint (model, tokenizer, image processor)."""
         from .engine.use import export_merged
 
-        return Path(export_merged(self.dir, out_dir, overwrite))
+        return Path(export_merged(self.dir, _path("out_dir", out_dir), overwrite))
 
 
 def load(run_dir: str | os.PathLike, device: str | None = None) -> Run:
@@ -107,9 +176,17 @@ def train(model: str | None = None, *, dataset: str | None = None, out: str | os
 
     if not dataset and not resume:
         raise ClipfitError("train needs a dataset (see `clipfit datasets`)")
-    spec = RunSpec(dataset=dataset or "", method=method, model=model or EMBEDDED_MODEL, root=root, shots=shots,
-                   seed=seed, subsample=subsample, protocol=protocol, template=template, settings=settings,
-                   items=items, device=device)
+    out, dataset, method = _path("out", out), _str("dataset", dataset, optional=True), _str("method", method)
+    if items is not None:
+        items = str(_path("items", items))
+    if subsample not in ("all", "base", "new"):
+        raise ClipfitError(f"subsample={subsample!r}: choose all, base or new")
+    if protocol != "" and protocol not in PROTOCOLS:
+        raise ClipfitError(f"protocol={protocol!r}: choose one of {', '.join(PROTOCOLS)} (or '' for the default)")
+    device = _str("device", device, optional=True)
+    spec = RunSpec(dataset=dataset or "", method=method, model=model or EMBEDDED_MODEL, root=_root(root),
+                   shots=_int("shots", shots), seed=_int("seed", seed), subsample=subsample, protocol=protocol,
+                   template=_template(template), settings=settings, items=items, device=device)
     train_run(spec, out, overwrite=overwrite, progress=progress, test=test, resume=resume)
     return Run(out, device)
 
@@ -150,17 +227,14 @@ def _args(model: str | None, out: str | os.PathLike, methods: Sequence[str], see
     from .engine.run import RunSpec
     from .protocols.core import GridArgs
 
-    if not methods:
-        raise ClipfitError("give at least one method")
-    if not seeds:
-        raise ClipfitError("give at least one seed")
-    base = RunSpec(dataset="", method=methods[0], model=model or EMBEDDED_MODEL, root=root, template=template,
-                   settings=dict(settings), device=device)
-    return GridArgs(base, Path(out), list(methods), list(seeds), progress, echo, skip_missing, executor)
+    methods, seeds = _list("methods", methods, str), _list("seeds", seeds, int)
+    base = RunSpec(dataset="", method=methods[0], model=model or EMBEDDED_MODEL, root=_root(root),
+                   template=_template(template), settings=dict(settings), device=device)
+    return GridArgs(base, Path(_path("out", out)), methods, seeds, progress, echo, skip_missing, executor)
 
 
-def _ints(x: int | Sequence[int]) -> list[int]:
-    return [x] if isinstance(x, int) else list(x)
+def _datasets(x: Any) -> str | list[str]:
+    return x if isinstance(x, str) else _list("datasets", x, str)
 
 
 def _grid(protocol: str, model: str | None, dataset: str | None, datasets: str | Sequence[str] | None,
@@ -173,7 +247,8 @@ def _grid(protocol: str, model: str | None, dataset: str | None, datasets: str |
     if bool(dataset) == bool(datasets):
         raise ClipfitError(f"{protocol} needs a dataset or a list of datasets (one of them)")
     args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
-    summary = run_grid(protocol, args, expand_datasets(datasets or [dataset]), _ints(shots))
+    names = _datasets(datasets) if datasets else [_str("dataset", dataset)]
+    summary = run_grid(protocol, args, expand_datasets(names), _list("shots", shots, int))
     return GridResult(summary, Path(out))
 
 
@@ -208,8 +283,9 @@ def _transfer(protocol: str, model, source, targets, out, methods, seeds, shots,
     from .protocols.transfer import DEFAULT_TARGETS, run_transfer
 
     args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
-    summary = run_transfer(protocol, args, expand_datasets([source])[0],
-                           expand_datasets(targets if targets is not None else DEFAULT_TARGETS[protocol]), shots)
+    summary = run_transfer(protocol, args, expand_datasets([_str("source", source)])[0],
+                           expand_datasets(_datasets(targets) if targets is not None else DEFAULT_TARGETS[protocol]),
+                           _int("shots", shots))
     return GridResult(summary, Path(out))
 
 
@@ -255,8 +331,9 @@ def regimes(model: str | None = None, *, datasets: str | Sequence[str] = "layern
     from .protocols.regimes import run_regimes
 
     args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
-    summary = run_regimes(args, expand_datasets(datasets), list(regimes), list(low_shots) if low_shots else None,
-                          list(high_shots) if high_shots else None)
+    summary = run_regimes(args, expand_datasets(_datasets(datasets)), _list("regimes", regimes, str),
+                          _list("low_shots", low_shots, int) if low_shots is not None else None,
+                          _list("high_shots", high_shots, int) if high_shots is not None else None)
     return GridResult(summary, Path(out))
 
 
@@ -272,7 +349,9 @@ def episodic(model: str | None = None, *, dataset: str, out: str | os.PathLike,
     from .protocols.episodic import run_episodic
 
     args = _args(model, out, methods, seeds, root, template, device, progress, echo, False, executor, settings)
-    summary = run_episodic(args, expand_datasets([dataset])[0], ways, _ints(shots), queries, episodes, base_shots)
+    summary = run_episodic(args, expand_datasets([_str("dataset", dataset)])[0], _int("ways", ways),
+                           _list("shots", shots, int), _int("queries", queries), _int("episodes", episodes),
+                           _int("base_shots", base_shots))
     return GridResult(summary, Path(out))
 
 
@@ -298,9 +377,12 @@ def paper_run(name: str, model: str | None = None, *, out: str | os.PathLike, ro
     Returns a `PaperResult` (`text`, `data`, `files`)."""
     from .papers.run import run_entry
 
-    overrides = {"shots": list(shots) if shots else None, "low_shots": list(low_shots) if low_shots else None,
-                 "high_shots": list(high_shots) if high_shots else None, "episodes": episodes}
-    return run_entry(name, out=out, model=model, root=root, seeds=seeds, methods=methods, stand_ins=stand_ins,
+    lists = lambda key, x, item: _list(key, x, item) if x is not None else None  # noqa: E731
+    overrides = {"shots": lists("shots", shots, int), "low_shots": lists("low_shots", low_shots, int),
+                 "high_shots": lists("high_shots", high_shots, int),
+                 "episodes": _int("episodes", episodes) if episodes is not None else None}
+    return run_entry(_str("name", name), out=_path("out", out), model=model, root=_root(root),
+                     seeds=lists("seeds", seeds, int), methods=lists("methods", methods, str), stand_ins=stand_ins,
                      dry_run=dry_run, device=device, progress=progress, echo=echo, skip_missing=skip_missing,
                      overrides=overrides, settings=settings)
 
@@ -321,7 +403,7 @@ def demo(methods: Sequence[str] = DEMO_METHODS, *, dataset: str = DEMO_DATASET, 
     the base classes costs the new ones: CoOp forgets what zero-shot CLIP knew about the new classes, KgCoOp's and
     CLIPFit's distillation toward the zero-shot text features holds most of it. The demo's own settings
     (`DEMO_SETTINGS`) are overridden by `settings`."""
-    methods = [methods] if isinstance(methods, str) else list(methods)
+    methods, seeds = _list("methods", methods, str), _list("seeds", seeds, int)
     settings = {**DEMO_SETTINGS, **settings}
     echo(f"clipfit demo: base-to-new, {', '.join(methods)} on {dataset}, {shots} shots, seeds "
          f"{','.join(map(str, seeds))}, model {model or 'clipfit/mini-clip'}; settings "

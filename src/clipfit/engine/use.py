@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -30,29 +31,49 @@ def read_classes(spec: str) -> list[str]:
     return names
 
 
-def _open_image(image: str | os.PathLike | Image.Image) -> Image.Image:
-    return to_rgb(image) if isinstance(image, Image.Image) else open_image(image)
+def _open_image(image: Any, i: int) -> Image.Image:
+    """Image `i` (0-based) to predict as RGB: a file path, a PIL image, or an HxW / HxWxC uint8 numpy array; anything
+    else, an empty image or an array of another shape or type is a one-line error naming it."""
+    if isinstance(image, (str, os.PathLike)):
+        return open_image(image)
+    if isinstance(image, Image.Image):
+        if 0 in image.size:
+            raise ClipfitError(f"image {i + 1} has {image.size[0]}x{image.size[1]} pixels; give an image with pixels")
+        return to_rgb(image)
+    if isinstance(image, np.ndarray):
+        a = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+        if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))) or 0 in a.shape:
+            raise ClipfitError(f"image {i + 1} is a numpy array of shape {image.shape} and dtype {image.dtype}; give "
+                               "an HxW or HxWx3 uint8 array (or a file path or a PIL image)")
+        return to_rgb(Image.fromarray(a))
+    raise ClipfitError(f"image {i + 1} is a {type(image).__name__}; give a file path, a PIL image or an HxWx3 uint8 "
+                       "numpy array")
+
+
+def _image_name(image: Any, i: int) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    return getattr(image, "filename", "") or f"<image {i + 1}>"
 
 
 @torch.no_grad()
-def predict_images(run: LoadedRun, images: Sequence[str | os.PathLike | Image.Image], classes: list[str] | None = None,
+def predict_images(run: LoadedRun, images: Sequence[Any], classes: list[str] | None = None,
                    topk: int = 5) -> list[dict]:
-    """Top-k (class, probability) for each image (a path or a PIL image)."""
+    """Top-k (class, probability) for each image (a path, a PIL image or a uint8 numpy array)."""
     method = run.method
     if classes and classes != method.classnames:
         if not method.class_agnostic:
             raise ClipfitError(f"method {run.config['method']!r} learned weights for its own classes; --classes cannot change them")
         method.set_classes(classes)
     tf = eval_transform(method.backbone.image_spec)
-    x = torch.stack([tf(_open_image(im)) for im in images]).to(run.device)
+    x = torch.stack([tf(_open_image(im, i)) for i, im in enumerate(images)]).to(run.device)
     probs = method.logits(method.image_features(x), method.text_features()).float().softmax(-1).cpu()
     k = min(topk, len(method.classnames))
     out = []
-    for im, row in zip(images, probs):
+    for i, (im, row) in enumerate(zip(images, probs)):
         vals, idx = row.topk(k)
-        name = str(im) if not isinstance(im, Image.Image) else getattr(im, "filename", "") or "<image>"
-        out.append({"image": name, "top": [{"class": method.classnames[i], "probability": round(float(v), 6)}
-                                           for v, i in zip(vals.tolist(), idx.tolist())]})
+        out.append({"image": _image_name(im, i), "top": [{"class": method.classnames[j], "probability": round(float(v), 6)}
+                                                        for v, j in zip(vals.tolist(), idx.tolist())]})
     return out
 
 

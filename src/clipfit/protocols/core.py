@@ -63,7 +63,7 @@ def check_datasets(names: Sequence[str], root: str | None, skip_missing: bool = 
             tasks[name] = load_task(name, root)
         except ClipfitError as e:
             if not skip_missing or name in required:
-                hint = "" if skip_missing else " (or pass --skip-missing to list it as missing)"
+                hint = "" if skip_missing or name in required else " (or pass --skip-missing to list it as missing)"
                 raise ClipfitError(f"dataset {name}: {e}{hint}") from None
             missing[name] = str(e)
     return tasks, missing
@@ -348,10 +348,16 @@ def pooled(per_seed: list[list[float]]) -> dict[str, Any]:
 
 def summarise(cells: list[Cell], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per row (cells with equal labels): {**labels, "seeds": [...], "metrics": {column: {"mean", "std",
-    "values"}}}; a column of episode lists is pooled over seeds (`pooled`)."""
+    "values"}}}; a column of episode lists is pooled over seeds (`pooled`). A measurement counts once: cells of a row
+    that read the same run's same evaluations (a method that trains nothing runs once for every seed) give one
+    value, so a mean ± std is never taken over repeats of one run."""
     rows: dict[str, dict[str, Any]] = {}
+    counted: set[tuple[str, str, tuple]] = set()
     for c, v in zip(cells, values):
         key = json.dumps(c.labels, sort_keys=True)
+        if (key, c.job.dir, c.job.evals) in counted:
+            continue
+        counted.add((key, c.job.dir, c.job.evals))
         r = rows.setdefault(key, {**c.labels, "seeds": [], "raw": {}})
         r["seeds"].append(c.seed)
         for col, x in v.items():
