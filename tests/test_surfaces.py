@@ -123,8 +123,10 @@ def test_train_overwrite_refuses_a_folder_of_other_runs_or_files(tiny_clip, tiny
 
 
 # -- 2. image folders: a symbolic link is followed once --------------------------------------------------------------
-def test_a_symlink_loop_or_second_path_counts_each_image_once(tiny_clip, tiny_folder, tmp_path, capsys):
+def test_a_symlink_loop_or_second_path_counts_each_image_once(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):
     from clipfit.data.folder import read_image_folder
+
+    monkeypatch.setattr("clipfit.progress._WARNED", set())  # a warning is given once per process
 
     plain = read_image_folder(tiny_folder)
     loop = tmp_path / "loop"
@@ -346,6 +348,7 @@ def test_the_readme_multi_process_recipe_trains_in_two_processes(tiny_clip, tiny
 
 
 def test_a_launcher_that_started_one_process_is_named(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("clipfit.progress._WARNED", set())  # a warning is given once per process
     monkeypatch.delenv("WORLD_SIZE", raising=False)  # what `accelerate launch --cpu --num_processes 2` sets
     monkeypatch.setenv("MASTER_PORT", "29500")
     monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
@@ -356,7 +359,8 @@ def test_a_launcher_that_started_one_process_is_named(tiny_clip, tiny_folder, tm
 
 
 # -- 10. classes whose prompts tokenize alike -----------------------------------------------------------------------
-def test_classes_with_the_same_prompt_tokens_are_named(tiny_clip, tiny_folder, tmp_path, capsys):
+def test_classes_with_the_same_prompt_tokens_are_named(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("clipfit.progress._WARNED", set())  # a warning is given once per process
     long = "red green blue " * 10  # beyond the tiny model's 16 text positions: cut alike
     photos = tmp_path / "photos"
     for i, name in enumerate(["red", "green", "blue"]):

@@ -94,7 +94,7 @@ def read_items(path: str, task: Task) -> dict[str, list[Item]]:
     raw = RunDir(p.parent)._read_json(RunDir.ITEMS) if p.name == RunDir.ITEMS else read_json(p)
     if not isinstance(raw, dict) or not isinstance(raw.get("train"), list) or not isinstance(raw.get("val", []), list):
         raise ClipfitError(f"--items {path} is not a list of training items ({{\"train\": [[image, label, class "
-                           "name], ...], \"val\": [...]}}); give the items.json of a run")
+                           "name], ...], \"val\": [...]}); give the items.json of a run")
     known = {it.key: it for it in task.test + task.val + task.train}
     test_only = {it.key for it in task.test} - {it.key for it in task.train + task.val}
     n = len(task.classnames)

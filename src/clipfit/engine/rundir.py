@@ -202,7 +202,7 @@ class RunDir:
                     pass
             return f"it holds {entries[0]!r} and is no clipfit {self.kind} (no {self.MANIFEST} listing its files)"
         if kind != self.kind:
-            return f"it is a clipfit {kind}, not a {self.kind}"
+            return f"it is a clipfit {kind}, not {'an' if self.kind == 'export' else 'a'} {self.kind}"
         if self.kind == "run":
             listed.add(self.LOG)  # appended line by line; recorded when the run finishes
         folders = {p.as_posix() for n in listed for p in Path(n).parents}
@@ -248,8 +248,9 @@ class RunDir:
     def _check_replaceable(self) -> None:
         why = self.foreign()
         if why:
-            raise ClipfitError(f"{self.flag} {self.path}: {why}; --overwrite replaces only a {self.kind} clipfit wrote "
-                               f"(or an empty folder): choose another {self.flag}, or empty it yourself")
+            a = "an" if self.kind == "export" else "a"
+            raise ClipfitError(f"{self.flag} {self.path}: {why}; --overwrite replaces only {a} {self.kind} clipfit "
+                               f"wrote (or an empty folder): choose another {self.flag}, or empty it yourself")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
