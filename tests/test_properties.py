@@ -12,7 +12,6 @@ from PIL import Image
 
 import clipfit
 from clipfit.config import TrainConfig, apply_settings, known_fields, parse_settings
-from clipfit.data.types import check_template
 from clipfit.errors import ClipfitError
 from clipfit.recipes import Context
 from clipfit.tuners import METHODS
@@ -58,6 +57,8 @@ def test_typed_settings_resolve_or_fail_in_one_line(method, values):
 @EXAMPLES
 @given(template=TEMPLATE)
 def test_a_template_is_usable_or_refused_in_one_line(template):
+    from clipfit.data.types import check_template
+
     try:
         checked = check_template(template)
     except ClipfitError as e:
@@ -109,3 +110,12 @@ IMAGE = st.one_of(ANY, st.builds(lambda w, h: Image.new("RGB", (w, h)), st.integ
 @given(images=st.one_of(IMAGE, st.lists(IMAGE, max_size=3)), classes=st.one_of(st.none(), ANY), topk=ANY)
 def test_predict_arguments_give_a_result_or_one_line(run, images, classes, topk):
     _ok_or_clipfit_error(lambda: run.predict(images, classes=classes, topk=topk))
+
+
+@EXAMPLES
+@given(run_dir=ANY)
+def test_load_of_anything_but_a_run_is_one_line(tmp_path, monkeypatch, run_dir):
+    monkeypatch.chdir(tmp_path)  # an empty folder: no run is there
+    with pytest.raises(ClipfitError) as e:
+        clipfit.load(run_dir)
+    assert "\n" not in str(e.value)

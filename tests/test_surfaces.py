@@ -18,20 +18,7 @@ import clipfit
 from clipfit.cli import main
 from clipfit.errors import ClipfitError
 from conftest import set_args
-
-FAST = {"epochs": 2, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0}
-
-
-def _args(tiny_clip, folder, out, *extra, settings=FAST):
-    return ["train", "--model", tiny_clip, "--dataset", f"imagefolder:{folder}", "--shots", "4", "--quiet",
-            "--out", str(out), *set_args(settings), *extra]
-
-
-def _error(capsys) -> str:
-    """The command's stderr, which must be exactly one 'clipfit: error:' line."""
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("clipfit: error:") and "\n" not in err, err
-    return err
+from test_faults import FAST, _args, _error  # a train command on the tiny model; the one 'clipfit: error:' line
 
 
 def _tree(folder: Path) -> dict[str, str]:

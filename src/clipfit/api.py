@@ -95,7 +95,7 @@ class Run:
     def __init__(self, dir: str | os.PathLike, device: str | None = None):
         from .engine.rundir import RunDir
 
-        self._rundir = RunDir(dir)
+        self._rundir = RunDir(_path("run_dir", dir))
         self._rundir.require_trained()
         self.device = device
         self._loaded = None
