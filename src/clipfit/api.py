@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,10 @@ class Run:
 
         if _int("topk", topk) < 1:
             raise ClipfitError(f"topk={topk}: must be at least 1")
-        one = isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple))
+        import numpy as np
+        from PIL import Image
+
+        one = isinstance(images, (str, bytes, os.PathLike, Image.Image, np.ndarray)) or not isinstance(images, Iterable)
         images = [images] if one else list(images)
         if not images:
             raise ClipfitError("predict: give at least one image (a path or a PIL image)")

@@ -344,9 +344,10 @@ class RunDir:
                 work._record(self.LOG)
             old = None
             if self.path.exists():
-                if any(self.path.iterdir()) and self.foreign():  # changed while this run was written
-                    raise ClipfitError(f"{self.flag} {self.path}: {self.foreign()}, so it is not replaced; the finished "
-                                       f"{self.kind} is in {work.path}")
+                why = self.foreign()  # changed while this run was written
+                if why:
+                    raise ClipfitError(f"{self.flag} {self.path}: {why}, so it is not replaced; the finished {self.kind} "
+                                       f"is in {work.path}: move it away before the next run")
                 old = self._sibling(f"old-{os.getpid()}")
                 os.rename(self.path, old)
             os.rename(work.path, self.path)
