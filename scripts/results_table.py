@@ -20,8 +20,12 @@ def main(out: str) -> None:
         cells = []
         for k in ("base", "new", "hm"):
             v = row["metrics"][k]
-            cells.append("n/a" if v is None or v.get("mean") is None else
-                         f"{v['mean']:.2f}" if k == "hm" else f"{v['mean']:.2f} ± {v['std']:.2f}")
+            if v is None or v.get("mean") is None:
+                cells.append("n/a")
+            elif k == "hm" or len(v.get("values", [])) < 2:  # no spread over one run (zero-shot runs once)
+                cells.append(f"{v['mean']:.2f}")
+            else:
+                cells.append(f"{v['mean']:.2f} ± {v['std']:.2f}")
         print(f"| {row['method']} | {params:,} | " + " | ".join(cells) + " |")
 
 
