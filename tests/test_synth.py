@@ -98,3 +98,28 @@ def test_shifted_task_differs_from_plain_task():
     a = np.stack([np.asarray(plain.reader(it.key)) for it in plain.test[:64]]).astype(float)
     b = np.stack([np.asarray(shifted.reader(it.key)) for it in shifted.test[:64]]).astype(float)
     assert b[:, :4].std(axis=(1, 2)).mean() > 3 * a[:, :4].std(axis=(1, 2)).mean()
+
+
+def test_fading_washes_out_the_colours_and_nothing_else():
+    attrs = S.sample_attributes(64, np.random.default_rng(0))
+    plain = S.render(attrs, np.random.default_rng(5))
+    # saturation 1 is the pretraining world, byte for byte (the other tasks render as before)
+    assert np.array_equal(plain, S.render(attrs, np.random.default_rng(5), S.Shift(saturation=1.0)))
+    faded = S.render(attrs, np.random.default_rng(5), S.SHIFTS["faded"]).astype(float)
+    plain = plain.astype(float)
+    # each pixel keeps its grey level; its distance from grey shrinks to the saturation (up to rounding and noise)
+    assert np.abs(faded.mean(-1) - plain.mean(-1)).mean() < 1.0
+    chroma_plain = plain - plain.mean(-1, keepdims=True)
+    chroma_faded = faded - faded.mean(-1, keepdims=True)
+    ratio = np.abs(chroma_faded).sum() / np.abs(chroma_plain).sum()
+    assert abs(ratio - S.SHIFTS["faded"].saturation) < 0.05, ratio
+
+
+def test_faded_task_is_synth_forget_s_classes_with_washed_out_colours():
+    faded, forget = load_task("synth_faded"), load_task("synth_forget")
+    assert faded.classnames == forget.classnames and len(faded.classnames) == 12
+    assert [it.label for it in faded.test] == [it.label for it in forget.test]
+    img = np.stack([np.asarray(faded.reader(it.key)) for it in faded.test[:120]]).astype(float)
+    colourful = np.stack([np.asarray(load_task("synth_conflict").reader(it.key)) for it in faded.test[:120]])
+    spread = img.max(-1) - img.min(-1)  # per-pixel colour spread
+    assert spread.mean() < 0.5 * (colourful.max(-1).astype(float) - colourful.min(-1)).mean()

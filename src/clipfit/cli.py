@@ -180,7 +180,7 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_paper_run)
 
     p = sub.add_parser("demo", help="base-to-new on the embedded model: zero-shot, CoOp, KgCoOp, CLIPFit on a task "
-                                     "where adapting can forget (no download)")
+                                     "where tuning gains and can forget (no download)")
     _add_run_args(p)
     p.set_defaults(dataset=DEMO_DATASET)
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated methods (default %(default)s)")

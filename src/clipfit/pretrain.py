@@ -284,7 +284,8 @@ def _task_arrays(task, items) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_mini(model_dir: str | Path | None = None, per_pair: int = 50, seed: int = 12345,
-                  tasks: tuple[str, ...] = ("synth", "synth_shift", "synth_conflict", "synth_forget"), progress: bool = False,
+                  tasks: tuple[str, ...] = ("synth", "synth_shift", "synth_conflict", "synth_forget", "synth_faded"),
+                  progress: bool = False,
                   threads: int | None = None) -> dict:
     """Zero-shot accuracies (%) of a model on the world, written to `<model_dir>/zero_shot.json` when it is a folder.
 
@@ -454,11 +455,12 @@ def write_card(model_dir: str | Path) -> str:
         lines += [
             "",
             "Chance is 1/64 for the pairs, 1/32 for a task's `all` and 1/16 for its base or new half (1/12 and",
-            "1/6 for `synth_conflict` and `synth_forget`). `synth_shift` renders the same classes on striped",
+            "1/6 for the 12-class tasks). `synth_shift` renders the same classes on striped",
             "backgrounds, which pretraining never showed: zero-shot stays well above chance but far below the",
-            "unshifted task, which leaves room for few-shot adaptation. `synth_conflict` and `synth_forget` name each",
-            "class by a colour and a shape of which only one is what the class is (see `clipfit.data.synth`). The",
-            "numbers are deterministic: the evaluation images come from fixed seeds.",
+            "unshifted task, which leaves room for few-shot adaptation. `synth_conflict`, `synth_forget` and",
+            "`synth_faded` name each class by a colour and a shape of which only one is what the class is (see",
+            "`clipfit.data.synth`); `synth_faded` washes the colours out, which costs zero-shot the base classes",
+            "(told apart by colour). The numbers are deterministic: the evaluation images come from fixed seeds.",
             "",
         ]
     lines += [

@@ -8,7 +8,8 @@ how the pretraining loss (clipfit.pretrain) finds its positive pairs.
 
 Some shape-colour pairs (`HELD_OUT_PAIRS`) never occur in pretraining, so zero-shot accuracy on them measures
 composition of known words into unseen class names. `Shift` describes rendering changes the pretraining never
-sees (a striped background, a colour cast, low contrast, noise); the `synth_shift*` tasks use it.
+sees (a striped background, a colour cast, low contrast, noise, washed-out colours); the `synth_shift*` and
+`synth_faded` tasks use it.
 
 Everything is deterministic from a seed (NumPy's PCG64 `Generator`) and vectorised: rendering 10,000 images
 takes about a second on one core.
@@ -19,6 +20,8 @@ class names "red circle", the template "a photo of a {}." and 64/16/50 train/val
   synth_shift  the same 32 classes under a domain shift: striped backgrounds (`SHIFTS["stripes"]`)
   synth_conflict, synth_forget
                12 classes for base-to-new where tuning on the base classes can cost the new ones (see below)
+  synth_faded  synth_forget's classes with washed-out colours: tuning gains on the base classes, and whether it
+               costs the new ones depends on where it learns (the demo's task; see below)
 """
 from __future__ import annotations
 
@@ -91,6 +94,7 @@ class Shift:
     cast: per-channel gain range for a random colour cast per image (1, 1 = none).
     contrast: object-background contrast factor (1 = unchanged; < 1 pulls the object toward the background).
     noise: std of added Gaussian pixel noise (0..1 scale), on top of the pretraining world's own 0.015.
+    saturation: colour saturation (1 = unchanged; < 1 mixes each pixel toward its grey level: washed-out colours).
     """
 
     background: str = "plain"
@@ -99,6 +103,7 @@ class Shift:
     cast: tuple[float, float] = (1.0, 1.0)
     contrast: float = 1.0
     noise: float = 0.0
+    saturation: float = 1.0
 
 
 SHIFTS: dict[str, Shift] = {
@@ -106,6 +111,7 @@ SHIFTS: dict[str, Shift] = {
     "stripes": Shift(background="stripes"),
     "cast": Shift(cast=(0.45, 1.25)),
     "noise": Shift(noise=0.12),
+    "faded": Shift(saturation=0.35),
     "harsh": Shift(background="stripes", stripe_level=(0.6, 0.9), contrast=0.6, noise=0.1),
 }
 
@@ -303,6 +309,9 @@ def _render_chunk(attrs: np.ndarray, rng: np.random.Generator, shift: Shift, siz
         img = background + shift.contrast * (img - background)
     if shift.cast != (1.0, 1.0):
         img = img * rng.uniform(*shift.cast, (n, 1, 1, 3)).astype(f32)
+    if shift.saturation != 1.0:
+        grey = img.mean(axis=-1, keepdims=True)
+        img = grey + f32(shift.saturation) * (img - grey)
     img += rng.standard_normal(img.shape, dtype=f32) * f32(0.015 + shift.noise)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -372,6 +381,13 @@ FORGET_NAMELESS_SHAPES = tuple(SHAPES.index(s) for s in ("star", "crescent"))
 FORGET_LOOSE = {**{i: (SHAPE, CONFLICT_P, FORGET_NAMELESS_SHAPES) for i in range(6)},
                 **{6 + j: (COLOUR, CONFLICT_P) for j in range(6)}}
 
+# `synth_faded`: synth_forget's classes and images without the cast, with every image's colours washed out
+# (`SHIFTS["faded"]`: saturation 0.35), a shift pretraining never showed. The base classes, told apart by colour, are
+# what it hurts: zero-shot misreads many of their colours (about 75% right) while it still reads the new classes'
+# shapes. Tuning can learn to read faded colours again, and where it learns that decides what the new classes keep:
+# image LayerNorms learn it for every image (re-amplify the colour differences), so it carries to the new images
+# and costs them nothing; a context fitted to the base names learns it as "trust the colour words", which costs
+# the new classes (sorted by shape) as it does on `synth_forget`.
 _TASKS = {
     "synth": dict(pairs=TASK_PAIRS, shift=None, seed=101,
                   help="32 shape-colour classes of clipfit's synthetic world (generated; 64/16/50 per class)"),
@@ -383,14 +399,19 @@ _TASKS = {
     "synth_forget": dict(pairs=CONFLICT_BASE + CONFLICT_NEW, shift=SHIFTS["cast"], seed=301, loose=FORGET_LOOSE,
                          help="synth_conflict's 12 classes, but the base images' other shapes are ones no class is "
                               "named after, under a colour cast: zero-shot gets most base classes right and tuning's "
-                              "drift costs the new ones (the demo's task; generated; 64/16/50 per class)"),
+                              "drift costs the new ones (generated; 64/16/50 per class)"),
+    "synth_faded": dict(pairs=CONFLICT_BASE + CONFLICT_NEW, shift=SHIFTS["faded"], seed=301, loose=FORGET_LOOSE,
+                        help="synth_forget's 12 classes with washed-out colours (saturation 0.35), no cast: "
+                             "zero-shot misreads many base classes' colours, tuning can learn to read them, and a "
+                             "prompt fitted to the base names costs the new classes (the demo's task; generated; "
+                             "64/16/50 per class)"),
     "synth_shift": dict(pairs=TASK_PAIRS, shift=SHIFTS["stripes"], seed=102,
                         help="the 32 synth classes with striped backgrounds, a shift never seen in pretraining "
                              "(generated; 64/16/50 per class)"),
 }
 
 
-@functools.lru_cache(maxsize=5)
+@functools.lru_cache(maxsize=6)
 def _cached(name: str) -> Task:
     spec = _TASKS[name]
     return make_task(name, spec["pairs"], spec["shift"], seed=spec["seed"], loose=spec.get("loose"))
