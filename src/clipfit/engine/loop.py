@@ -46,12 +46,13 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def compile_towers(method: Method) -> None:
+def compile_towers(method: Method, **options: Any) -> None:
     """torch.compile each encoder layer of both towers in place (`nn.Module.compile`: parameter names, hooks and
-    checkpoints unchanged); the trainable weights stay fp32 tensors of the same modules."""
+    checkpoints unchanged); the trainable weights stay fp32 tensors of the same modules. `options` go to
+    torch.compile (e.g. backend="aot_eager": graph capture without code generation)."""
     m = method.backbone.model
     for layer in [*m.text_model.encoder.layers, *m.vision_model.encoder.layers]:
-        layer.compile()
+        layer.compile(**options)
 
 
 def seed_everything(seed: int) -> None:
