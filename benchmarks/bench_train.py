@@ -63,20 +63,33 @@ def vitb16_random(out: Path) -> str:
     return str(out)
 
 
+def _write_class(job: tuple[Path, int, str, int, int]) -> None:
+    root, c, name, shots, px = job
+    rng = np.random.default_rng(c)
+    colour = rng.integers(0, 255, 3)
+    for split, n in (("train", shots), ("val", 1), ("test", 1)):
+        d = root / split / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = np.clip(colour[None, None] + rng.normal(0, 40, (px, px, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(d / f"{i:02d}.jpg", quality=90)
+
+
 def write_data(root: Path, classes: int, shots: int, px: int, names: list[str] | None = None) -> str:
     """root/{train,val,test}/<class>/: `shots` JPEGs per class for training, one for validation and one for test;
-    class folders named `names` (default class_0000, class_0001, ...)."""
+    class folders named `names` (default class_0000, class_0001, ...). Many classes: written by several processes
+    (start it before CUDA is initialised: the workers are forked)."""
     if (root / "done").exists():
         return str(root)
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        colour = rng.integers(0, 255, 3)
-        for split, n in (("train", shots), ("val", 1), ("test", 1)):
-            d = root / split / (names[c] if names else f"class_{c:04d}")
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                a = np.clip(colour[None, None] + rng.normal(0, 40, (px, px, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(a).save(d / f"{i:02d}.jpg", quality=90)
+    jobs = [(root, c, names[c] if names else f"class_{c:04d}", shots, px) for c in range(classes)]
+    if classes * (shots + 2) < 500:
+        for job in jobs:
+            _write_class(job)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            list(pool.map(_write_class, jobs, chunksize=16))
     (root / "done").write_text("")
     return str(root)
 
