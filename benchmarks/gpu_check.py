@@ -18,7 +18,8 @@ The model is a ViT-B/16-sized CLIP (transformers CLIPConfig with ViT-B/16's size
                         C++ build takes ~45 s on a small CPU) against eager: losses within the precision's tolerance,
                         first-step (compilation) time, step time on and off
   sdpa         15 [30]  SDPA attention against eager attention: image and padded-prompt text features, fp32 and bf16
-  ddp          60 [-]   2-process data-parallel training (accelerate launch) equals one process; 2+ GPUs only
+  ddp          60 [-]   2-process data-parallel training (torchrun; clipfit's processes use accelerate) equals one
+                        process (fp32, TF32 off); 2+ GPUs only
   speed        120 [60] clipfit against the reference-style loop of benchmarks/bench_train.py, CoOp and CLIPFit, per
                         step (median of 10 [2] after a warm-up) at 10, 100, 1,000 [10, 100] classes, and per 16-shot
                         run (2 epochs [1], setup included, per epoch) at 10 and 100 [10] classes (an epoch at 1,000
@@ -321,14 +322,18 @@ def sec_ddp(ctx: Ctx, rec: Record) -> None:
     common = ["train", "--model", ctx.model, "--dataset", f"imagefolder:{data}", "--method", "clipfit", "--shots",
               "4", "--seed", "3", "--quiet", "--no-test", "--overwrite", "--set", "epochs=2", "--set", "batch_size=8",
               "--set", "precision=fp32", "--set", "warmup_epochs=0"]
-    env = {**os.environ, "NVIDIA_TF32_OVERRIDE": "0", "PYTHONPATH": str(HERE.parent / "src")}
-    runs = {"one": [sys.executable, "-m", "clipfit.cli", *common, "--device", "cuda:0", "--out", str(ctx.out / "work" / "ddp1")],
-            "two": [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "-m", "clipfit.cli",
-                    *common, "--out", str(ctx.out / "work" / "ddp2")]}
+    env = {**os.environ, "NVIDIA_TF32_OVERRIDE": "0", "PYTHONPATH": str(HERE.parent / "src"),
+           **({} if ctx.dev.type == "cuda" else {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"})}
+    one = "cuda:0" if ctx.dev.type == "cuda" else "cpu"
+    runs = {"one": [sys.executable, "-m", "clipfit.cli", *common, "--device", one, "--out", str(ctx.out / "work" / "ddp1")],
+            "two": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                    "clipfit.cli", *common, "--out", str(ctx.out / "work" / "ddp2")]}  # torchrun
     tuned = {}
     for k, cmd in runs.items():
         t = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError(f"{k} process(es) failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
         rec[f"{k}_process_s"] = round(time.perf_counter() - t, 1)
         tuned[k] = RunDir(cmd[cmd.index("--out") + 1]).read_tuned()
     d = max(float((tuned["two"][k] - tuned["one"][k]).abs().max()) for k in tuned["one"])
