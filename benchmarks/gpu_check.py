@@ -320,7 +320,7 @@ def sec_ddp(ctx: Ctx, rec: Record) -> None:
 
     data = ctx.data[ctx.plan.run_classes[0]]
     common = ["train", "--model", ctx.model, "--dataset", f"imagefolder:{data}", "--method", "clipfit", "--shots",
-              "4", "--seed", "3", "--quiet", "--no-test", "--overwrite", "--set", "epochs=2", "--set", "batch_size=8",
+              str(min(4, ctx.plan.shots)), "--seed", "3", "--quiet", "--no-test", "--overwrite", "--set", "epochs=2", "--set", "batch_size=8",
               "--set", "precision=fp32", "--set", "warmup_epochs=0"]
     env = {**os.environ, "NVIDIA_TF32_OVERRIDE": "0", "PYTHONPATH": str(HERE.parent / "src"),
            **({} if ctx.dev.type == "cuda" else {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"})}
