@@ -31,22 +31,29 @@ def classnames(tokenizer, n: int) -> list[str]:
     return list(itertools.islice(names, n))
 
 
-def one(args) -> dict:
-    sys.path.insert(0, os.path.dirname(__file__))
-    from bench_kd_step import load
+def rss_peak_since_reset() -> tuple[int, int]:
+    """(resident memory in KiB now, after resetting Linux's peak-RSS mark to it); VmHWM - the first is the peak since."""
+    before = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM (peak RSS) to the current RSS
+    return before, _status_kb("VmHWM")
 
+
+def coop_step_peak(bb, classes: int, chunk: int, batch: int = 32, device: torch.device | None = None) -> dict:
+    """Peak memory (MiB) and time of one CoOp training step on `classes` classes with text_chunk=`chunk`, after a
+    warm-up step: torch.cuda.max_memory_allocated on CUDA, the process's peak RSS (VmHWM) on CPU, above the memory
+    before the step."""
     from clipfit.tuners import METHODS, build_method
 
-    torch.set_num_threads(args.threads)
-    bb = load(args)
+    device = device or torch.device("cpu")
     cfg = METHODS.get("coop").config()
-    cfg.text_chunk = args.chunk
-    m = build_method("coop", bb, classnames(bb.tokenizer, args.classes), "a photo of a {}.", cfg)
+    cfg.text_chunk = chunk
+    m = build_method("coop", bb, classnames(bb.tokenizer, classes), "a photo of a {}.", cfg).to(device)
     m.train()
     opt = torch.optim.SGD(list(m.trainable().values()), lr=0.002)
     d = bb.model.visual_projection.out_features
-    feats = torch.nn.functional.normalize(torch.randn(args.batch, d), dim=-1)  # frozen image features (CoOp)
-    labels = torch.randint(0, args.classes, (args.batch,))
+    feats = torch.nn.functional.normalize(torch.randn(batch, d), dim=-1).to(device)  # frozen image features (CoOp)
+    labels = torch.randint(0, classes, (batch,)).to(device)
 
     def step():
         text = m.text_features()
@@ -56,15 +63,29 @@ def one(args) -> dict:
         opt.step()
 
     step()  # warm-up: the optimiser state and allocator pools exist before the measured step
-    before = _status_kb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM (peak RSS) to the current RSS
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / 1024
+    else:
+        before, _ = rss_peak_since_reset()
     t0 = time.perf_counter()
     step()
+    if cuda:
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    peak = _status_kb("VmHWM")
-    return {"model": args.arch or "mini-clip", "classes": args.classes, "chunk": args.chunk,
-            "step_peak_mib": round((peak - before) / 1024, 1), "step_seconds": round(seconds, 2)}
+    peak = torch.cuda.max_memory_allocated(device) / 1024 if cuda else _status_kb("VmHWM")
+    return {"classes": classes, "chunk": chunk, "step_peak_mib": round((peak - before) / 1024, 1),
+            "step_seconds": round(seconds, 3)}
+
+
+def one(args) -> dict:
+    sys.path.insert(0, os.path.dirname(__file__))
+    from bench_kd_step import load
+
+    torch.set_num_threads(args.threads)
+    return {"model": args.arch or "mini-clip", **coop_step_peak(load(args), args.classes, args.chunk, args.batch)}
 
 
 def main() -> None:

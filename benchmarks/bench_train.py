@@ -63,19 +63,33 @@ def vitb16_random(out: Path) -> str:
     return str(out)
 
 
-def write_data(root: Path, classes: int, shots: int, px: int) -> str:
-    """root/{train,val,test}/<class>/: `shots` JPEGs per class for training, one for validation and one for test."""
+def _write_class(job: tuple[Path, int, str, int, int]) -> None:
+    root, c, name, shots, px = job
+    rng = np.random.default_rng(c)
+    colour = rng.integers(0, 255, 3)
+    for split, n in (("train", shots), ("val", 1), ("test", 1)):
+        d = root / split / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = np.clip(colour[None, None] + rng.normal(0, 40, (px, px, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(d / f"{i:02d}.jpg", quality=90)
+
+
+def write_data(root: Path, classes: int, shots: int, px: int, names: list[str] | None = None) -> str:
+    """root/{train,val,test}/<class>/: `shots` JPEGs per class for training, one for validation and one for test;
+    class folders named `names` (default class_0000, class_0001, ...). Many classes: written by several processes
+    (start it before CUDA is initialised: the workers are forked)."""
     if (root / "done").exists():
         return str(root)
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        colour = rng.integers(0, 255, 3)
-        for split, n in (("train", shots), ("val", 1), ("test", 1)):
-            d = root / split / f"class_{c:04d}"
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                a = np.clip(colour[None, None] + rng.normal(0, 40, (px, px, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(a).save(d / f"{i:02d}.jpg", quality=90)
+    jobs = [(root, c, names[c] if names else f"class_{c:04d}", shots, px) for c in range(classes)]
+    if classes * (shots + 2) < 500:
+        for job in jobs:
+            _write_class(job)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            list(pool.map(_write_class, jobs, chunksize=16))
     (root / "done").write_text("")
     return str(root)
 
@@ -87,20 +101,27 @@ def spec_for(args, model: str, data: str, method: str = "coop", **extra) -> RunS
 
 
 # -- the reference-style loop ----------------------------------------------------------------------------------
-class Reference:
-    """CoOp trained as the reference code does (see the module's docstring)."""
+def pad_prompts(m, n_pos: int) -> None:
+    """Pad a method's class prompts to the text encoder's full context (77 for CLIP), as CoOp tokenises."""
+    if hasattr(m, "_ids"):  # learned-context prompts (CoOp's family)
+        m._ids, m._mask = (F.pad(t, (0, n_pos - t.shape[1]), value=0) for t in (m._ids, m._mask))
+        return
+    m._tokens = [{k: F.pad(v, (0, n_pos - v.shape[1]), value=0) for k, v in tok.items()} for tok in m._tokens]
 
-    def __init__(self, bb: Backbone, task, mcfg, tcfg, device: torch.device, seed: int = 1):
+
+class Reference:
+    """CoOp (or another method's parameters and loss: CLIPFit) trained as the reference code does (see the
+    module's docstring)."""
+
+    def __init__(self, bb: Backbone, task, mcfg, tcfg, device: torch.device, seed: int = 1, method: str = "coop"):
         from clipfit.data.transforms import train_transform
 
         self.bb, self.task, self.cfg, self.device = bb, task, tcfg, device
         seed_everything(seed)
-        self.m = build_method("coop", bb, task.classnames, task.template, mcfg).to(device)
+        self.m = build_method(method, bb, task.classnames, task.template, mcfg).to(device)
         self.m.reset_parameters()
-        n_pos = bb.model.text_model.embeddings.position_embedding.weight.shape[0]
-        pad = n_pos - self.m._ids.shape[1]  # to the full context, as CoOp tokenises (77 for CLIP)
-        self.m._ids = F.pad(self.m._ids, (0, pad), value=0)
-        self.m._mask = F.pad(self.m._mask, (0, pad), value=0)
+        pad_prompts(self.m, bb.model.text_model.embeddings.position_embedding.weight.shape[0])
+        self.m.on_train_start()  # CLIPFit: its zero-shot text features, once
         self.opt = make_optimizer(list(self.m.trainable().values()), tcfg)
         self.tf = train_transform(bb.image_spec, seed=seed, scale=(tcfg.crop_scale, 1.0), flip=tcfg.flip)
         self.gen = torch.Generator().manual_seed(seed)
@@ -117,10 +138,10 @@ class Reference:
         dev = self.device
         ctx = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
         with ctx:
-            img = self.bb.encode_image(x.to(dev))
+            img = self.m.image_features(x.to(dev))
             text = self.m.text_features()
             logits = self.bb.logit_scale * img @ text.t()
-        loss = F.cross_entropy(logits.float(), y.to(dev))
+        loss, _ = self.m.loss(logits.float(), y.to(dev), text)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -132,18 +153,23 @@ class Reference:
 
 
 class Clipfit:
-    """clipfit's CoOp step on its cached features (the body of `engine.loop.train_epochs`)."""
+    """clipfit's step (the body of `engine.loop.train_epochs`): on its cached features for a frozen image tower
+    (CoOp), on its decoded-once images otherwise (CLIPFit)."""
 
-    def __init__(self, bb: Backbone, task, mcfg, tcfg, device: torch.device, seed: int = 1):
-        from clipfit.engine.loop import autocast
+    def __init__(self, bb: Backbone, task, mcfg, tcfg, device: torch.device, seed: int = 1, method: str = "coop"):
+        from clipfit.engine.loop import ImageSource, autocast, on_features
 
         self.autocast = autocast
         seed_everything(seed)
-        self.m = build_method("coop", bb, task.classnames, task.template, mcfg).to(device)
+        self.m = build_method(method, bb, task.classnames, task.template, mcfg).to(device)
         self.m.reset_parameters()
+        self.m.on_train_start()
         self.cfg, self.device = tcfg, device
-        train, val = cached_features(self.m, task, tcfg, seed, device, progress=False)
-        self.source = FeatureSource(self.m, train, val, tcfg, seed, device)
+        if on_features(self.m, tcfg):
+            train, val = cached_features(self.m, task, tcfg, seed, device, progress=False)
+            self.source = FeatureSource(self.m, train, val, tcfg, seed, device)
+        else:
+            self.source = ImageSource(self.m, task, tcfg, seed, device)
         self.opt = make_optimizer(list(self.m.trainable().values()), tcfg)
 
     def batches(self):
@@ -187,8 +213,8 @@ def per_step(ref: Reference, ours: Clipfit, steps: int, dev: torch.device) -> tu
     return float(np.median(times["ref"])), float(np.median(times["ours"]))
 
 
-def per_epoch(args, model: str, data: str, bb: Backbone, dev: torch.device) -> dict:
-    spec = spec_for(args, model, data)
+def per_epoch(args, model: str, data: str, bb: Backbone, dev: torch.device, method: str = "coop") -> dict:
+    spec = spec_for(args, model, data, method)
     mcfg, tcfg = resolve_configs(spec)
     task = prepare_task(spec)
     out = {"ref": [], "ours": [], "ref_mem": 0, "ours_mem": 0}
@@ -199,9 +225,9 @@ def per_epoch(args, model: str, data: str, bb: Backbone, dev: torch.device) -> d
             sync(dev)
             t = time.perf_counter()
             if k == "ref":
-                Reference(bb, task, mcfg, tcfg, dev).run(args.epochs)
+                Reference(bb, task, mcfg, tcfg, dev, method=method).run(args.epochs)
             else:
-                m = build_method("coop", bb, task.classnames, task.template, mcfg)
+                m = build_method(method, bb, task.classnames, task.template, mcfg)
                 fit(m, task, tcfg, 1, dev, log=lambda s: None, progress=False)
             sync(dev)
             out[k].append((time.perf_counter() - t) / args.epochs)

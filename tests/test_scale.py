@@ -232,7 +232,17 @@ def test_bf16_autocast_keeps_fp32_master_weights_and_gradients(tiny_clip, tiny_f
     assert tuned and all(t.dtype == torch.float32 for t in tuned.values())
 
 
+def _cxx() -> str | None:
+    """The C++ compiler inductor (torch.compile's default backend) builds CPU kernels with, if there is one."""
+    import os
+    import shutil
+
+    return next((c for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c and shutil.which(c)), None)
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(_cxx() is None, reason="no C++ compiler: torch.compile's inductor backend cannot build CPU kernels "
+                                           "(benchmarks/gpu_check.py --quick checks graph capture with aot_eager)")
 def test_compile_trains_the_same_weights(tiny_clip, tiny_folder, tmp_path):
     from clipfit.engine.rundir import RunDir
 

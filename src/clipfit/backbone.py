@@ -161,7 +161,8 @@ class Backbone(nn.Module):
         return {"input_ids": t["input_ids"].to(self.device), "attention_mask": t["attention_mask"].to(self.device)}
 
     def encode_text(self, tokens: dict[str, torch.Tensor], normalize: bool = True) -> torch.Tensor:
-        out = self.model.get_text_features(**tokens)
+        dev = self.device  # tokens made before the model moved (a method built, then moved by `fit`) follow it
+        out = self.model.get_text_features(**{k: v.to(dev) for k, v in tokens.items()})
         feats = out.pooler_output if hasattr(out, "pooler_output") else out
         return F.normalize(feats, dim=-1) if normalize else feats
 

@@ -38,13 +38,22 @@ def _shortest_edge_size(w: int, h: int, short: int) -> tuple[int, int]:
     return int(short * w / h), short
 
 
-def eval_transform(spec: ImageSpec) -> Transform:
-    def f(im: Image.Image) -> torch.Tensor:
+class EvalTransform:
+    """Resize the shortest edge, centre crop, normalise (a class, not a closure: data-loader workers started by
+    spawn or forkserver receive it pickled)."""
+
+    def __init__(self, spec: ImageSpec):
+        self.spec = spec
+
+    def __call__(self, im: Image.Image) -> torch.Tensor:
+        spec = self.spec
         nw, nh = _shortest_edge_size(*im.size, spec.resize)
         im = im.resize((max(spec.size, nw), max(spec.size, nh)), Image.BICUBIC)
         return _to_tensor(_center_crop(im, spec.size), spec)
 
-    return f
+
+def eval_transform(spec: ImageSpec) -> Transform:
+    return EvalTransform(spec)
 
 
 def random_resized_crop_box(w: int, h: int, rng: random.Random, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):

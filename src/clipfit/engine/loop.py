@@ -46,12 +46,13 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def compile_towers(method: Method) -> None:
+def compile_towers(method: Method, **options: Any) -> None:
     """torch.compile each encoder layer of both towers in place (`nn.Module.compile`: parameter names, hooks and
-    checkpoints unchanged); the trainable weights stay fp32 tensors of the same modules."""
+    checkpoints unchanged); the trainable weights stay fp32 tensors of the same modules. `options` go to
+    torch.compile (e.g. backend="aot_eager": graph capture without code generation)."""
     m = method.backbone.model
     for layer in [*m.text_model.encoder.layers, *m.vision_model.encoder.layers]:
-        layer.compile()
+        layer.compile(**options)
 
 
 def seed_everything(seed: int) -> None:
@@ -96,10 +97,16 @@ def batch_of(batch_size: int, n: int) -> int:
     return max(1, min(batch_size, n))
 
 
+def pin(device: torch.device) -> bool:
+    """Whether batches bound for `device` are put in page-locked memory (copied asynchronously): on CUDA only."""
+    return device.type == "cuda"
+
+
 def eval_loader(items: list[Item], task: Task, method: Method, batch_size: int, num_workers: int | None = 0):
     ds = ImageDataset(items, task.reader, eval_transform(method.backbone.image_spec))
-    return torch.utils.data.DataLoader(ds, batch_size=batch_of(batch_size, len(ds)), shuffle=False,
-                                       num_workers=loader_workers(num_workers, method.backbone.device))
+    dev = method.backbone.device
+    return torch.utils.data.DataLoader(ds, batch_size=batch_of(batch_size, len(ds)), shuffle=False, pin_memory=pin(dev),
+                                       num_workers=loader_workers(num_workers, dev))
 
 
 @torch.no_grad()
@@ -109,14 +116,15 @@ def predict(method: Method, loader, device: torch.device, precision: str = "auto
     dp, n = distributed.current(), len(loader.dataset)
     if dp.active and n >= dp.world:
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, dp.indices(n)),
-                                             batch_size=loader.batch_size, num_workers=loader.num_workers)
+                                             batch_size=loader.batch_size, num_workers=loader.num_workers,
+                                             pin_memory=loader.pin_memory)
     was_training = method.training
     method.eval()
     with autocast(device, precision):
         text = method.text_features()
         out, labels = [], []
         for x, y in progress_bar(loader, desc=desc, progress=progress):
-            out.append(method.logits(method.image_features(x.to(device)), text).float().cpu())
+            out.append(method.logits(method.image_features(x.to(device, non_blocking=True)), text).float().cpu())
             labels.append(y)
     method.train(was_training)
     if dp.active and n >= dp.world:
@@ -146,19 +154,23 @@ def extract_features(method: Method, task: Task, items: list[Item], device: torc
                      views: int = 0, seed: int = 0, progress: bool = False,
                      desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen image features [N * max(1, views), D] (float32, CPU) and labels of `items`: one un-augmented view
-    per image (views=0, eval transform) or `views` randomly augmented views (train transform, seeded)."""
+    per image (views=0, eval transform) or `views` randomly augmented views (train transform, seeded). With
+    data-loader workers (`num_workers`; auto: 4 on CUDA), each view's workers seed their augmentation from a
+    generator seeded by `seed`: views differ from each other, and a run repeats its own."""
     was_training = method.training
     method.eval()
     spec = method.backbone.image_spec
     tf = eval_transform(spec) if views <= 0 else train_transform(spec, seed=seed, scale=(cfg.crop_scale, 1.0), flip=cfg.flip)
     ds = ImageDataset(items, task.reader, tf, cache=views > 1, cache_short=cache_side(spec))
+    workers, generator = loader_workers(cfg.num_workers, device), torch.Generator().manual_seed(seed)
     feats, labels = [], []
     with autocast(device, cfg.precision):
         for _ in range(max(1, views)):
             loader = torch.utils.data.DataLoader(ds, batch_size=batch_of(cfg.eval_batch_size, len(ds)), shuffle=False,
-                                                 num_workers=0)
+                                                 num_workers=workers, pin_memory=pin(device),
+                                                 worker_init_fn=seed_worker, generator=generator)
             for x, y in progress_bar(loader, desc=desc, progress=progress):
-                feats.append(method.frozen_image_features(x.to(device)).float().cpu())
+                feats.append(method.frozen_image_features(x.to(device, non_blocking=True)).float().cpu())
                 labels.append(y)
     method.train(was_training)
     return torch.cat(feats), torch.cat(labels)
@@ -194,7 +206,7 @@ class ImageSource:
         self.generator = torch.Generator().manual_seed(seed)  # the data order
         self.loader = torch.utils.data.DataLoader(ds, batch_size=batch_of(cfg.batch_size, len(ds)), shuffle=True,
                                                   generator=self.generator,
-                                                  drop_last=len(ds) >= cfg.batch_size,
+                                                  drop_last=len(ds) >= cfg.batch_size, pin_memory=pin(device),
                                                   num_workers=loader_workers(cfg.num_workers, device),
                                                   worker_init_fn=seed_worker)
         self.n_batches = len(self.loader)
@@ -389,7 +401,7 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
                 raise ClipfitError(f"a batch of {len(y)} images cannot be shared by {dp.world} processes; raise "
                                    "--set batch_size= or launch fewer processes")
             weight = dp.share(len(y))
-            x, y = dp.shard(x).to(device), dp.shard(y).to(device)
+            x, y = dp.shard(x).to(device, non_blocking=True), dp.shard(y).to(device, non_blocking=True)
             with autocast(device, cfg.precision):
                 if static_text:
                     if cached_text is None:

@@ -99,7 +99,7 @@ class LocalAffine(nn.Module):
     def reset_parameters(self, init: str) -> None:
         with torch.no_grad():
             if init == "identity":
-                self.map.weight.copy_(torch.eye(self.map.in_features))
+                self.map.weight.copy_(torch.eye(self.map.in_features, device=self.map.weight.device))
                 self.map.bias.zero_()
             else:
                 self.map.reset_parameters()

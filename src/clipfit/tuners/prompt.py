@@ -245,6 +245,8 @@ class PromptTuning(Method):
 
     def encode_prompts(self, ctx: torch.Tensor, token_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Normalised text features [..., C, D] of the prompts with context `ctx` (see `insert_context`)."""
+        if self._ctx_pos.device != token_embeds.device:  # moved once, not copied to the device at every step
+            self._ctx_pos = self._ctx_pos.to(token_embeds.device)
         x = insert_context(token_embeds, ctx, self._ctx_pos)
         lead, (t, h) = x.shape[:-2], x.shape[-2:]
         feats = encode_text_embeds(self.backbone, x.reshape(-1, t, h), mask.expand(*lead, t).reshape(-1, t),

@@ -45,7 +45,7 @@ TEACHER_BATCH = 1024  # prompts per forward pass when encoding the teacher's tem
 def gpa_weights(epochs: int, mean: float, std: float) -> torch.Tensor:
     """Normalised Gaussian weights of epochs 1..E (float64; computed from log-densities, so a far-away mean cannot
     underflow to 0/0)."""
-    e = torch.arange(1, epochs + 1, dtype=torch.float64)
+    e = torch.arange(1, epochs + 1, dtype=torch.float64, device="cpu")  # a host-side schedule: read with float()
     return torch.softmax(-0.5 * ((e - mean) / std) ** 2, dim=0)
 
 
