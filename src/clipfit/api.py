@@ -347,11 +347,63 @@ def methods() -> list[dict]:
 
 
 def datasets() -> list[dict]:
-    """Every catalogue dataset: name, aliases, whether it is read from --root, whether it is test-only, help."""
+    """Every catalogue dataset: name, aliases, whether it is read from --root (and its folder there), whether it is
+    test-only, its template when known without reading it, help."""
     from .data.catalogue import list_datasets
+    from .data.sources import SOURCES
 
     return [{"name": e.name, "aliases": list(e.aliases), "needs_root": e.needs_root, "test_only": e.test_only,
-             "help": e.help} for e in list_datasets()]
+             "folder": SOURCES[e.name].folder if e.name in SOURCES else None, "template": e.template, "help": e.help}
+            for e in list_datasets()]
+
+
+@dataclass
+class DatasetsCheck:
+    """What `datasets_check` found under `root`: one `clipfit.data.check.Finding` per dataset (name, status found /
+    missing / incomplete, detail, classes, sizes, template, and for a missing or incomplete one the fix); `ok`
+    when every dataset asked for was found whole; `text()` is what `clipfit datasets check` prints."""
+
+    root: str
+    findings: list
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status == "found" for f in self.findings)
+
+    @property
+    def data(self) -> dict:
+        from .data.check import as_json
+
+        return as_json(self.findings, self.root)
+
+    def text(self) -> str:
+        from .data.check import render
+
+        return render(self.findings, self.root)
+
+
+def datasets_check(root: str, names: str | Sequence[str] | None = None, *, suite: str | None = None,
+                   paper: str | None = None, verify: bool = False, progress: bool = False) -> DatasetsCheck:
+    """Which datasets are under `root` (`clipfit datasets check`): `names` (catalogue names or suites, a list or a
+    comma-separated string), a `suite` (e.g. "coop11"), the datasets of a `paper` table (e.g. "clipfit:table1"), or
+    by default every dataset read from --root. A missing or incomplete one comes with what to fetch from where.
+    `verify` also decodes every image."""
+    from .data.check import check
+    from .data.registry import SUITES
+
+    chosen = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
+    if suite is not None:
+        if suite.lower() not in SUITES:
+            raise ClipfitError(f"--suite {suite}: choose one of {', '.join(SUITES)}")
+        chosen.append(suite)
+    if paper is not None:
+        from .papers.run import entry_datasets, get_entry
+
+        needed = entry_datasets(get_entry(paper))
+        if not needed:
+            raise ClipfitError(f"--paper {paper}: that entry reads no dataset")
+        chosen += needed
+    return DatasetsCheck(root, check([n for n in chosen if n], root, verify, progress))
 
 
 def params(method: str, arch: str = "ViT-B/16", classes: int = 10, shots: int = 16, **settings: Any) -> dict:

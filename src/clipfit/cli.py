@@ -186,8 +186,20 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", help="keep the runs here (default: a temporary folder)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("datasets", help="list the dataset catalogue")
+    p = sub.add_parser("datasets", help="list the dataset catalogue; `clipfit datasets check --root DIR`: what is "
+                                        "there, what is missing and where to get it")
     p.set_defaults(func=cmd_datasets)
+    q = p.add_subparsers(dest="datasets_command", metavar="ACTION").add_parser(
+        "check", help="which datasets are under --root, which are missing or incomplete, and what to fetch from where "
+                      "(exit status 1 when one asked for is not there whole)")
+    q.add_argument("names", nargs="*", metavar="NAME", help="datasets or suites (default: every dataset read from --root)")
+    q.add_argument("--root", required=True, help="the folder holding the datasets")
+    q.add_argument("--suite", help="the datasets of a suite: " + ", ".join(_suites()))
+    q.add_argument("--paper", metavar="TABLE", help="the datasets a table or figure of `clipfit paper list` needs")
+    q.add_argument("--verify", action="store_true", help="also decode every image (slow: minutes per dataset)")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_datasets_check)
     p = sub.add_parser("methods", help="list the methods")
     p.add_argument("--details", action="store_true", help="show every setting with its default and help")
     p.set_defaults(func=cmd_methods)
@@ -409,10 +421,19 @@ def cmd_datasets(args) -> None:
     from . import api
 
     for d in api.datasets():
-        tag = "--root" if d["needs_root"] else "built in"
+        tag = f"--root {d['folder']}/" if d["needs_root"] else "built in"
         also = f" (also: {', '.join(d['aliases'])})" if d["aliases"] else ""
-        print(f"{d['name']:18s} {tag:9s} {d['help']}{also}")
+        print(f"{d['name']:18s} {tag:30s} {d['help']}{also}")
     print("imagefolder:PATH   one sub-folder per class\nhf:NAME_OR_PATH    a Hugging Face datasets dataset")
+
+
+def cmd_datasets_check(args) -> int:
+    from . import api
+
+    res = api.datasets_check(args.root, args.names, suite=args.suite, paper=args.paper, verify=args.verify,
+                             progress=not args.quiet)
+    _emit(args, res.data, res.text())
+    return 0 if res.ok else 1
 
 
 def cmd_methods(args) -> None:
@@ -452,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             from .threads import set_threads
 
             set_threads(args.threads)
-        args.func(args)
+        rc = args.func(args)
     except ClipfitError as e:
         print(f"clipfit: error: {e}", file=sys.stderr)
         return 2
@@ -464,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             hint = f"; continue with `clipfit train --out {args.out} --resume`" if RunDir(args.out).has_checkpoint else ""
         print(f"clipfit: interrupted{hint}", file=sys.stderr)
         return 130
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":

@@ -105,7 +105,8 @@ STAND_INS = {
     "imagenetv2": "synth_cast", "imagenet_sketch": "synth_shift", "imagenet_a": "synth_noise16",
     "imagenet_r": "synth_noise16",
     **{d: "synth" for d in ("cifar10", "cifar100", "camelyon17")},
-    **{d: "synth_shift" for d in ("mnist", "fmow", "iwildcam")},
+    **{d: "synth_shift" for d in ("mnist", "fmow", "iwildcam", "eurosat_ln", "oxford_flowers_ln", "dtd_ln",
+                                  "food101_ln")},
     "mini_imagenet": "synth_episodic", "cub": "synth_episodic",
 }
 # Protocol arguments the stand-ins need: their classes have 64 training images, so the high-data regime is 32 shots.

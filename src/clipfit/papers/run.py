@@ -224,6 +224,22 @@ def make_plan(entry: Entry, model: str | None = None, root: str | None = None, s
                 adjusted)
 
 
+def entry_datasets(entry: Entry) -> list[str]:
+    """The real datasets an entry reads (none for parameter counts)."""
+    from ..data.catalogue import expand_datasets
+
+    if entry.call is None:
+        return []
+    args = entry.call.args
+    if entry.call.protocol in ("train", "timing"):
+        return expand_datasets([args["dataset"]])
+    if entry.call.protocol == "datasets":
+        return expand_datasets(args["datasets"])
+    if entry.call.protocol == "params":
+        return []
+    return make_plan(replace(entry, figure=None), stand_ins=False).datasets
+
+
 def api_function(protocol: str) -> Callable[..., Any]:
     from .. import api
 

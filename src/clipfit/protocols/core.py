@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..data.catalogue import DATASETS, canonical_dataset, load_task
+from ..data.catalogue import DATASETS, expand_datasets, load_task  # noqa: F401  (expand_datasets: used from here)
 from ..data.registry import COOP11, SUITES  # noqa: F401  (named dataset lists live with the datasets)
 from ..data.types import Task
 from ..engine.run import RunSpec, _model_ref, eval_run, load_run, recorded_settings, resolve_configs, train_run
@@ -33,21 +33,6 @@ from ..engine.rundir import RunDir
 from ..errors import ClipfitError
 from ..io import write_json
 from ..tuners import METHODS
-
-
-def expand_datasets(names: str | Sequence[str]) -> list[str]:
-    """Dataset names with suites expanded and aliases resolved to canonical names, duplicates dropped."""
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    out: list[str] = []
-    for n in names:
-        for d in SUITES.get(n.lower(), (n,)):
-            c = canonical_dataset(d)
-            if c not in out:
-                out.append(c)
-    if not out:
-        raise ClipfitError("give at least one dataset")
-    return out
 
 
 def check_datasets(names: Sequence[str], root: str | None, skip_missing: bool = False,
