@@ -6,6 +6,7 @@ parsed into that form only at the command-line edge (`parse_settings`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import typing
@@ -118,8 +119,10 @@ class TrainConfig:
                                 "epochs; never = not at all", ("auto", "always", "never"))
 
 
+@functools.cache
 def field_types(cfg_cls: type) -> dict[str, Any]:
-    """name -> resolved type of each field of a config dataclass."""
+    """name -> resolved type of each field of a config dataclass (resolved once per class: resolving is slow, and a
+    grid resolves every run's settings several times)."""
     hints = typing.get_type_hints(cfg_cls)
     return {f.name: hints[f.name] for f in fields(cfg_cls)}
 
