@@ -145,10 +145,10 @@ Executor = Callable[[list, bool], list[dict]]
 
 def _args(model: str | None, out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int], root: str | None,
           template: str | None, device: str | None, progress: bool, echo: Callable[[str], None], skip_missing: bool,
-          executor: Executor | None, settings: dict[str, Any]):
+          executor: Executor | None, settings: dict[str, Any], dry_run: bool = False):
     from .backbone import EMBEDDED_MODEL
     from .engine.run import RunSpec
-    from .protocols.core import GridArgs
+    from .protocols.core import DryRun, GridArgs
 
     if not methods:
         raise ClipfitError("give at least one method")
@@ -156,7 +156,22 @@ def _args(model: str | None, out: str | os.PathLike, methods: Sequence[str], see
         raise ClipfitError("give at least one seed")
     base = RunSpec(dataset="", method=methods[0], model=model or EMBEDDED_MODEL, root=root, template=template,
                    settings=dict(settings), device=device)
-    return GridArgs(base, Path(out), list(methods), list(seeds), progress, echo, skip_missing, executor)
+    dry = DryRun() if dry_run else None
+    return GridArgs(base, Path(out), list(methods), list(seeds), progress, echo, skip_missing,
+                    dry.stop if dry else executor, dry)
+
+
+def _result(protocol: str, args, run: Callable[[], dict]):
+    """The grid's GridResult; with `dry_run`, a `protocols.dryrun.PlannedGrid` (its runs, their settings and an
+    estimate of their time; nothing runs)."""
+    from .protocols.core import Planned
+
+    try:
+        return GridResult(run(), args.out)
+    except Planned:
+        from .protocols.dryrun import PlannedGrid
+
+        return PlannedGrid(protocol, args.dry_run, args.base.model, args.base.root, args.base.device, args.echo)
 
 
 def _ints(x: int | Sequence[int]) -> list[int]:
@@ -166,15 +181,16 @@ def _ints(x: int | Sequence[int]) -> list[int]:
 def _grid(protocol: str, model: str | None, dataset: str | None, datasets: str | Sequence[str] | None,
           out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int], shots: int | Sequence[int],
           root: str | None, template: str | None, device: str | None, progress: bool, echo: Callable[[str], None],
-          skip_missing: bool, executor: Executor | None, settings: dict[str, Any]) -> GridResult:
+          skip_missing: bool, executor: Executor | None, settings: dict[str, Any], dry_run: bool = False) -> GridResult:
     from .protocols.core import expand_datasets
     from .protocols.grid import run_grid
 
     if bool(dataset) == bool(datasets):
         raise ClipfitError(f"{protocol} needs a dataset or a list of datasets (one of them)")
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
-    summary = run_grid(protocol, args, expand_datasets(datasets or [dataset]), _ints(shots))
-    return GridResult(summary, Path(out))
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
+                 dry_run)
+    return _result(protocol, args, lambda: run_grid(protocol, args, expand_datasets(datasets or [dataset]),
+                                                    _ints(shots)))
 
 
 @with_threads
@@ -182,12 +198,14 @@ def fewshot(model: str | None = None, *, dataset: str | None = None, datasets: s
             out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3),
             shots: int | Sequence[int] = 16, root: str | None = None, template: str | None = None,
             device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
-            skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+            skip_missing: bool = False, executor: Executor | None = None, dry_run: bool = False,
+            **settings: Any) -> GridResult:
     """Few-shot protocol: every method on every dataset (`dataset`, or `datasets`: names or suites such as
     "coop11"), shot count and seed; test accuracy mean ± std, and the papers' Average row over datasets. Finished
-    runs under `out` are reused, so an interrupted grid resumes."""
+    runs under `out` are reused, so an interrupted grid resumes. `dry_run`: plan the runs and estimate their time
+    instead (a `PlannedGrid`: `text`, `data`), datasets that cannot be read included."""
     return _grid("fewshot", model, dataset, datasets, out, methods, seeds, shots, root, template, device, progress,
-                 echo, skip_missing, executor, settings)
+                 echo, skip_missing, executor, settings, dry_run)
 
 
 @with_threads
@@ -195,22 +213,24 @@ def base2new(model: str | None = None, *, dataset: str | None = None, datasets: 
              out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3),
              shots: int | Sequence[int] = 16, root: str | None = None, template: str | None = None,
              device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
-             skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+             skip_missing: bool = False, executor: Executor | None = None, dry_run: bool = False,
+             **settings: Any) -> GridResult:
     """Base-to-new protocol: train on the base half of the classes, test on base and new; HM of the mean base and
-    mean new accuracies."""
+    mean new accuracies (`dry_run`: as for `fewshot`)."""
     return _grid("base2new", model, dataset, datasets, out, methods, seeds, shots, root, template, device, progress,
-                 echo, skip_missing, executor, settings)
+                 echo, skip_missing, executor, settings, dry_run)
 
 
 def _transfer(protocol: str, model, source, targets, out, methods, seeds, shots, root, template, device, progress,
-              echo, skip_missing, executor, settings) -> GridResult:
+              echo, skip_missing, executor, settings, dry_run=False) -> GridResult:
     from .protocols.core import expand_datasets
     from .protocols.transfer import DEFAULT_TARGETS, run_transfer
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
-    summary = run_transfer(protocol, args, expand_datasets([source])[0],
-                           expand_datasets(targets if targets is not None else DEFAULT_TARGETS[protocol]), shots)
-    return GridResult(summary, Path(out))
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
+                 dry_run)
+    return _result(protocol, args, lambda: run_transfer(
+        protocol, args, expand_datasets([source])[0],
+        expand_datasets(targets if targets is not None else DEFAULT_TARGETS[protocol]), shots))
 
 
 @with_threads
@@ -219,11 +239,11 @@ def crossdataset(model: str | None = None, *, source: str = "imagenet", targets:
                  seeds: Sequence[int] = (1, 2, 3), shots: int = 16, root: str | None = None,
                  template: str | None = None, device: str | None = None, progress: bool = True,
                  echo: Callable[[str], None] = _quiet, skip_missing: bool = False, executor: Executor | None = None,
-                 **settings: Any) -> GridResult:
+                 dry_run: bool = False, **settings: Any) -> GridResult:
     """Cross-dataset transfer (CLIPFit Table 9): train on `source` once per seed, test on every target (default:
     CoOp's 10 other datasets) with the target's classes and template; Average of the targets."""
     return _transfer("crossdataset", model, source, targets, out, methods, seeds, shots, root, template, device,
-                     progress, echo, skip_missing, executor, settings)
+                     progress, echo, skip_missing, executor, settings, dry_run)
 
 
 @with_threads
@@ -232,11 +252,11 @@ def domainshift(model: str | None = None, *, source: str = "imagenet", targets: 
                 seeds: Sequence[int] = (1, 2, 3), shots: int = 16, root: str | None = None,
                 template: str | None = None, device: str | None = None, progress: bool = True,
                 echo: Callable[[str], None] = _quiet, skip_missing: bool = False, executor: Executor | None = None,
-                **settings: Any) -> GridResult:
+                dry_run: bool = False, **settings: Any) -> GridResult:
     """Domain shift (CLIPFit Table 3): train on `source` (ImageNet), test on its shifted versions (default
     ImageNet-V2, -Sketch, -A, -R; -A and -R on their 200-class subset); Average of source and targets."""
     return _transfer("domainshift", model, source, targets, out, methods, seeds, shots, root, template, device,
-                     progress, echo, skip_missing, executor, settings)
+                     progress, echo, skip_missing, executor, settings, dry_run)
 
 
 REGIME_METHODS = ("zeroshot", "linear_probe", "prompt", "layernorm", "adapter", "compacter", "full")
@@ -248,16 +268,18 @@ def regimes(model: str | None = None, *, datasets: str | Sequence[str] = "layern
             regimes: Sequence[str] = ("low", "high"), low_shots: Sequence[int] | None = None,
             high_shots: Sequence[int] | None = None, root: str | None = None, template: str | None = None,
             device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
-            skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+            skip_missing: bool = False, executor: Executor | None = None, dry_run: bool = False,
+            **settings: Any) -> GridResult:
     """The LayerNorm-tuning paper's regimes (Figures 3-4, Table 1): low data (1-16 shots) and high data (256/512;
     CIFAR-100 450), low and high similarity by zero-shot accuracy at 55%."""
     from .protocols.core import expand_datasets
     from .protocols.regimes import run_regimes
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
-    summary = run_regimes(args, expand_datasets(datasets), list(regimes), list(low_shots) if low_shots else None,
-                          list(high_shots) if high_shots else None)
-    return GridResult(summary, Path(out))
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
+                 dry_run)
+    return _result("regimes", args, lambda: run_regimes(args, expand_datasets(datasets), list(regimes),
+                                                        list(low_shots) if low_shots else None,
+                                                        list(high_shots) if high_shots else None))
 
 
 @with_threads
@@ -265,15 +287,17 @@ def episodic(model: str | None = None, *, dataset: str, out: str | os.PathLike,
              methods: Sequence[str] = ("zeroshot", "layernorm"), seeds: Sequence[int] = (1, 2, 3), ways: int = 5,
              shots: int | Sequence[int] = (1, 5), queries: int = 15, episodes: int = 600, base_shots: int = 0,
              root: str | None = None, template: str | None = None, device: str | None = None, progress: bool = True,
-             echo: Callable[[str], None] = _quiet, executor: Executor | None = None, **settings: Any) -> GridResult:
+             echo: Callable[[str], None] = _quiet, executor: Executor | None = None, dry_run: bool = False,
+             **settings: Any) -> GridResult:
     """Episodic few-shot (the LayerNorm-tuning paper's Tables 3-4): adapt on the base classes (`base_shots` per
     class, 0: all), then N-way K-shot episodes on the novel classes with the Classifier-Baseline; mean ± 95% CI."""
     from .protocols.core import expand_datasets
     from .protocols.episodic import run_episodic
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, False, executor, settings)
-    summary = run_episodic(args, expand_datasets([dataset])[0], ways, _ints(shots), queries, episodes, base_shots)
-    return GridResult(summary, Path(out))
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, False, executor, settings,
+                 dry_run)
+    return _result("episodic", args, lambda: run_episodic(args, expand_datasets([dataset])[0], ways, _ints(shots),
+                                                          queries, episodes, base_shots))
 
 
 def paper_list() -> list[dict]:

@@ -158,15 +158,17 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     q = psub.add_parser("run", help="run or resume one table or figure, print it beside the paper's numbers")
     q.add_argument("name", help="a name of `clipfit paper list`, e.g. clipfit:table1")
     _add_run_args(q, shots=None, dataset=False, template=False)  # --set applies to every run of the table
+    q.set_defaults(model=None)  # the paper's backbone, or the embedded model with --stand-ins (`choose_model`)
     q.add_argument("--out", required=True, help="folder: runs in OUT/<protocol>/ (reused), tables in OUT/tables/, "
                                                 "figures in OUT/figures/")
     q.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: the papers' 1,2,3)")
     q.add_argument("--methods", help="only these of the table's methods (comma-separated; the others: not run)")
     q.add_argument("--stand-ins", dest="stand_ins", action="store_const", const=True, default=None,
-                   help="run on synthetic stand-ins of the paper's datasets (default: on the embedded model without "
-                        "--root)")
+                   help="run on synthetic stand-ins of the paper's datasets, on the embedded model unless --model "
+                        "(without it: the real datasets under --root, on the paper's backbone "
+                        "openai/clip-vit-base-patch16 unless --model)")
     q.add_argument("--no-stand-ins", dest="stand_ins", action="store_const", const=False,
-                   help="never use stand-ins")
+                   help="the real datasets (the default)")
     q.add_argument("--shots", help="shot counts instead of the paper's (fewshot, base2new, transfer, episodic)")
     q.add_argument("--low-shots", help="low-data regime shot counts instead of the paper's (regimes)")
     q.add_argument("--high-shots", help="high-data regime shot counts instead of the paper's (regimes)")
@@ -174,7 +176,8 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     q.add_argument("--skip-missing", action="store_true",
                    help="list a dataset missing under --root as missing instead of stopping")
     q.add_argument("--dry-run", action="store_true",
-                   help="list the runs (finished or not) and estimate their time from a measured training step")
+                   help="list every run of the table (datasets that cannot be read included, each with what to "
+                        "fetch), its settings and status, and estimate the time from measured steps; trains nothing")
     q.set_defaults(func=cmd_paper_run)
 
     p = sub.add_parser("demo", help="base-to-new on the embedded model: zero-shot, CoOp, KgCoOp, CLIPFit on a task "
@@ -225,6 +228,9 @@ def _add_grid_args(p: argparse.ArgumentParser, shots: int | None, dataset: bool 
     if skip:
         p.add_argument("--skip-missing", action="store_true",
                        help="list a dataset missing under --root as missing instead of stopping")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list every run (datasets that cannot be read included, each with what to fetch), its "
+                        "settings and status, and estimate the time from a measured step; trains nothing")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: the runs one after another in this process; ray: each run a Ray task (pip install "
                         "'clipfit[ray]')")
@@ -337,7 +343,7 @@ def _common(args, methods: list[str]) -> dict:
 
     return dict(out=args.out, methods=methods, seeds=_ints(args.seeds, "seeds"), root=args.root, template=args.template,
                 device=args.device, progress=not args.quiet, echo=_echo(args),
-                executor=make_executor(args.executor, args.address), **_settings(args, methods))
+                executor=make_executor(args.executor, args.address), dry_run=args.dry_run, **_settings(args, methods))
 
 
 def cmd_grid(args, protocol: str) -> None:
