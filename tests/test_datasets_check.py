@@ -90,7 +90,8 @@ def test_the_python_api_and_user_mistakes(coop_root: Path, capsys):
     assert clipfit.datasets_check(str(coop_root), ["pets"]).ok
     for args, needle in ((["--root", str(coop_root / "nope")], "is not a folder"),
                          (["--root", str(coop_root), "nosuch"], "unknown dataset 'nosuch'"),
-                         (["--root", str(coop_root), "--suite", "coop12"], "--suite coop12: choose one of")):
+                         (["--root", str(coop_root), "--suite", "coop12"], "--suite coop12: choose one of"),
+                         (["--root", str(coop_root), "--paper", "layernorm:figure2"], "reads no dataset")):
         assert main(["datasets", "check", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and "\n" not in err, err

@@ -173,6 +173,27 @@ def checks(file: str) -> set[str]:
         ours = [r for r in t.rows if r.labels[0] != "Best leaderboard result"]
         return {f"best {c}" for c in t.columns
                 if max(ours, key=lambda r: r.cells[c].value).labels[0] != ours[-1].labels[0]}
+    if file == "clipfit_table8.csv":  # the published sizes clipfit plans with (data.sources) are the paper's
+        from clipfit.data.sources import SOURCES
+        from clipfit.papers.registry import DATASET_LABELS
+
+        failed = {f"prompt {r.labels[0]}" for r in t.rows if r.cells["Hand-crafted prompt"].text.count("[CLASS]") != 1}
+        for r in t.rows:
+            s = SOURCES[DATASET_LABELS[r.labels[0]]]
+            for c, ours in zip(("Classes", "Train", "Val", "Test"), (s.classes, *s.sizes)):
+                printed = r.cells[c]
+                if printed.value is not None and printed.value != ours:
+                    failed.add(f"size {r.labels[0]} {c}")
+                if printed.text == "1.28M" and round(ours / 1e6, 2) != 1.28:
+                    failed.add(f"size {r.labels[0]} {c}")
+        return failed
+    if file == "layernorm_figure2.csv":  # the architecture its text gives (Sec. 3, appendix A.3), ViT-B/16
+        want = {"Prompt Tuning": 8 * 512,  # "a prompt of 8 512-dimensional vectors"
+                "Layer Norm": (2 * 12 + 2) * 2 * 768 + (2 * 12 + 1) * 2 * 512,  # gains and biases, 768 / 512-dimensional
+                "Adapter": 12 * (512 * 24 + 24 + 24 * 512 + 512)}  # bottleneck 24 after each text layer's FFN
+        row = t.row("Parameters").cells
+        failed = {f"count {m}" for m, n in want.items() if row[m].value != n}
+        return failed | ({"count Linear Probe"} if row["Linear Probe"].text != "769 · (# classes)" else set())
     raise AssertionError(f"no checks for {file}")
 
 
@@ -206,9 +227,9 @@ def test_cells_keep_their_printed_rounding_and_changes():
 
 # -- the registry ---------------------------------------------------------------------------------------------------
 
-REQUIRED = ([f"clipfit:table{i}" for i in (1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12)]
+REQUIRED = ([f"clipfit:table{i}" for i in range(1, 13)]
             + [f"clipfit:figure{i}" for i in (3, 4, 5, 6)]
-            + [f"layernorm:table{i}" for i in (1, 2, 3, 4)] + [f"layernorm:figure{i}" for i in (3, 4, 5, 7)]
+            + [f"layernorm:table{i}" for i in (1, 2, 3, 4)] + [f"layernorm:figure{i}" for i in (2, 3, 4, 5, 7)]
             + [f"llu:table{i}" for i in (1, 2, 3, 4)])
 
 
@@ -252,7 +273,7 @@ def test_an_entry_that_needs_the_analyses_module_is_refused_in_one_line(tmp_path
     assert main(["paper", "run", "clipfit:table2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "needs the analyses module" in err
-    assert main(["paper", "run", "clipfit:table8", "--out", str(tmp_path)]) == 2
+    assert main(["paper", "run", "clipfit:table13", "--out", str(tmp_path)]) == 2
     assert "clipfit paper list" in capsys.readouterr().err
 
 
@@ -434,3 +455,31 @@ def test_options_a_protocol_does_not_take_are_refused(tmp_path, capsys):
     assert "--low-shots" in capsys.readouterr().err
     assert main(["paper", "run", "clipfit:table1", "--out", str(tmp_path), "--methods", "llu"]) == 2
     assert "runs zeroshot, coop" in capsys.readouterr().err
+
+
+# -- entries that train nothing -------------------------------------------------------------------------------------
+
+
+def test_table8_puts_the_datasets_found_beside_the_papers_statistics_and_prompts(coop_root, tmp_path, capsys):
+    assert main(["paper", "run", "clipfit:table8", "--root", str(coop_root), "--out", str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    cells = {r["labels"][0]: r["cells"] for r in data["rows"]}
+    assert cells["OxfordPets"]["Classes"]["ours"] == 2 and cells["OxfordPets"]["Classes"]["diff"] == 2 - 37
+    assert [cells["ImageNet"][c]["ours"] for c in ("Train", "Val", "Test")] == [6, 0, 6]  # the fixture's copies
+    assert cells["FGVCAircraft"]["Test"]["ours"] == 2 and cells["DTD"]["Train"]["ours"] == "missing"
+    assert cells["DTD"]["Hand-crafted prompt"] == {"ours": "[CLASS] texture.", "paper": "[CLASS] texture.",
+                                                   "paper_value": None, "diff": None}
+    assert "prompts: ours are the paper's, every one" in data["notes"]
+    assert (tmp_path / "tables" / "clipfit_table8.md").exists() and (tmp_path / "tables" / "clipfit_table8.json").exists()
+    assert main(["paper", "run", "clipfit:table8", "--out", str(tmp_path / "none")]) == 0  # no --root: prompts only
+    text = capsys.readouterr().out
+    assert "give --root for the classes and sizes" in text and "missing" in text
+
+
+def test_layernorm_figure2_counts_every_method_as_the_paper_does(tmp_path, capsys):
+    assert main(["paper", "run", "layernorm:figure2", "--out", str(tmp_path), "--json"]) == 0
+    cells = json.loads(capsys.readouterr().out)["rows"][0]["cells"]
+    assert cells["Linear Probe"]["ours"] == cells["Linear Probe"]["paper"] == "769 · (# classes)"
+    assert {m: c["diff"] for m, c in cells.items() if m != "Linear Probe"} == {
+        "Prompt Tuning": 0, "Compacter": 0, "Layer Norm": 0, "Adapter": 0, "Full Fine-tuning": 0}
+    assert cells["Full Fine-tuning"]["ours"] == 149_620_737

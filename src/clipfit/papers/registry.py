@@ -169,6 +169,12 @@ _CLIPFIT = [
           notes=("Params: trainable parameters of our runs (mean over datasets) on the model used",
                  "time: ms of training (forward, backward, update) per image, the median of 3 steps of batch 32 on the "
                  "first dataset, every method measured in one process on the same images after the runs")),
+    Entry("clipfit:table8", "clipfit", "Table 8", "each dataset's classes, split sizes and hand-crafted prompt",
+          Call("datasets", {"datasets": (COOP11, "imagenetv2", "imagenet_sketch")}), "clipfit_table8.csv",
+          rows=("dataset",), columns="stat",
+          labels={"Classes": {"stat": "classes", "metric": "count"}, "Train": {"stat": "train", "metric": "count"},
+                  "Val": {"stat": "val", "metric": "count"}, "Test": {"stat": "test", "metric": "count"},
+                  "Hand-crafted prompt": {"stat": "template", "metric": "text"}}),
     Entry("clipfit:table9", "clipfit", "Table 9", "cross-dataset transfer: 16 shots of ImageNet, tested on 10 datasets",
           Call("crossdataset", {"source": "imagenet", "targets": "coop10", "shots": 16}), "clipfit_table9.csv",
           rows=("method",), columns="dataset"),
@@ -206,6 +212,8 @@ _CLIPFIT = [
           notes=("steps.png beside it: the change of layer 1 of every series at each iteration",)),
 ]
 
+_LN_COUNTS = {"Linear Probe": "linear_probe", "Prompt Tuning": "prompt", "Compacter": "compacter",
+              "Layer Norm": "layernorm", "Adapter": "adapter", "Full Fine-tuning": "full"}
 _LN_FAMILIES = {"Linear Probe": "linear_probe", "Prompt Tuning": "prompt", "Adapter": "adapter",
                 "Compacter": "compacter"}
 _LN_COMBOS = {"None": "", "Normal": "+ln", "As Initialization": "@layernorm"}
@@ -219,6 +227,9 @@ _LAYERNORM = [
           labels={**{k: {"method": v} for k, v in _LN_FAMILIES.items()},
                   **{f"{r} / {c}": {"regime": rv, "suffix": cv} for r, rv in _LN_REGIMES.items()
                      for c, cv in _LN_COMBOS.items()}}),
+    Entry("layernorm:figure2", "layernorm", "Figure 2", "trainable parameters of each fine-tuning method, ViT-B/16",
+          Call("params", {"arch": "ViT-B/16"}), "layernorm_figure2.csv", rows=("count",),
+          labels={"Parameters": {"metric": "count"}, **{k: {"method": v} for k, v in _LN_COUNTS.items()}}),
     Entry("layernorm:table2", "layernorm", "Table 2", "WILDS: FMoW, Camelyon17, iWildCam (macro F1)",
           Call("regimes", {"datasets": ("fmow", "camelyon17", "iwildcam"), "regimes": ("high",)}),
           "layernorm_table2.csv", rows=("method",), columns="dataset", fixed={"regime": "high"},

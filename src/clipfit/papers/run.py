@@ -40,6 +40,7 @@ from .registry import (
     Entry,
 )
 
+STATIC_KINDS = ("datasets", "params")  # entries that train nothing (`static`)
 NOT_RUN = "not run"
 MISSING = "missing"
 NA = "n/a"
@@ -415,7 +416,7 @@ class Side:
 def fmt_value(x: float | str, metric: str) -> str:
     if isinstance(x, str):
         return x
-    if metric == "params":
+    if metric in ("params", "count"):
         return f"{round(x):,}"
     if metric == "reg":
         return f"{x:.2g}"
@@ -451,7 +452,8 @@ def side_rows(side: Side) -> list[list[str]]:
                    + [fmt_value(c.ours, c.metric) for c in r.cells.values()])
         if side.has_paper:
             out.append(blank + ["paper"] + [c.paper for c in r.cells.values()])
-            out.append(blank + ["diff"] + ["" if c.diff is None else f"{c.diff:+.2f}" for c in r.cells.values()])
+            out.append(blank + ["diff"] + ["" if c.diff is None else f"{c.diff:+,.0f}" if c.metric == "count"
+                                           else f"{c.diff:+.2f}" for c in r.cells.values()])
     return out
 
 
@@ -467,6 +469,23 @@ def markdown(title: str, header: list[str], rows: list[list[str]], notes: Sequen
              "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
     return "\n".join(lines + ([""] + [f"- {esc(n)}" for n in notes] if notes else [])) + "\n"
+
+
+def write_side(tables: Path, name: str, title: str, side: Side, notes: Sequence[str]) -> list[Path]:
+    """tables/<name>.md and .csv of a table laid out beside the paper's."""
+    tables.mkdir(parents=True, exist_ok=True)
+    base = tables / slug(name)
+    md, csv_file = base.with_suffix(".md"), base.with_suffix(".csv")
+    md.write_text(markdown(title, side_header(side), side_rows(side), notes), encoding="utf-8")
+    csv_file.write_text(side_csv(name, side), encoding="utf-8")
+    return [md, csv_file]
+
+
+def side_cells(side: Side) -> list[dict]:
+    """The JSON of a table's cells: ours, the paper's, the difference."""
+    return [{"labels": list(r.labels), "cells": {
+        c: {"ours": cell.ours, "paper": cell.paper, "paper_value": cell.paper_value, "diff": cell.diff}
+        for c, cell in r.cells.items()}} for r in side.rows]
 
 
 def side_csv(name: str, side: Side) -> str:
@@ -648,6 +667,10 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
               overrides: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> PaperResult:
     entry = get_entry(name)
     settings = dict(settings or {})
+    if entry.call is not None and entry.call.protocol in STATIC_KINDS:  # nothing to train: Table 8, Figure 2
+        from .static import run_static
+
+        return run_static(entry, Path(out), root, dry_run)
     if entry.figure in ANALYSIS_KINDS:
         return run_analysis(entry, out=Path(out), model=model, root=root, seeds=seeds, methods=methods,
                             stand_ins=stand_ins, dry_run=dry_run, device=device, progress=progress, echo=echo,
@@ -681,11 +704,8 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
 
     text = render(title, header, body, notes)
     tables, figures = out / "tables", out / "figures"
-    tables.mkdir(parents=True, exist_ok=True)
     base = slug(entry.name)
-    (tables / f"{base}.md").write_text(markdown(title, header, body, notes), encoding="utf-8")
-    (tables / f"{base}.csv").write_text(side_csv(entry.name, side), encoding="utf-8")
-    files += [tables / f"{base}.md", tables / f"{base}.csv"]
+    files += write_side(tables, entry.name, title, side, notes)
     if grid is not None:
         files.append(grid.draw(figures / f"{base}.png", side, title))
         text += f"\nfigure: {files[-1]}"
@@ -693,10 +713,7 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
             "model": plan.model, "model_why": plan.model_why, "seeds": plan.seeds,
             "settings": json.loads(json.dumps(settings)),
             "stand_ins": plan.stand_ins and {d: plan.used(d) for d in plan.datasets},
-            "header": header, "rows": [{"labels": list(r.labels), "cells": {
-                c: {"ours": cell.ours, "paper": cell.paper, "paper_value": cell.paper_value, "diff": cell.diff}
-                for c, cell in r.cells.items()}} for r in side.rows],
-            "files": [str(f) for f in files], "protocol": summary}
+            "header": header, "rows": side_cells(side), "files": [str(f) for f in files], "protocol": summary}
     write_json(tables / f"{base}.json", data)
     files.append(tables / f"{base}.json")
     data["files"] = [str(f) for f in files]
@@ -752,8 +769,8 @@ def list_entries() -> list[dict]:
                     "protocol": e.call.protocol if e.call else None,
                     "args": {k: list(v) if isinstance(v, tuple) else v for k, v in (e.call.args if e.call else {}).items()},
                     "methods": entry_methods(e), "numbers": e.numbers, "needs": e.needs,
-                    "runs": describe_call(e) + (f"; methods {','.join(entry_methods(e))}" if e.call else "")
-                    + ("; seeds 1,2,3" if e.call and e.call.protocol not in ("train", "timing") else
+                    "runs": describe_call(e) + (f"; methods {','.join(entry_methods(e))}" if entry_methods(e) else "")
+                    + ("; seeds 1,2,3" if e.call and e.call.protocol not in ("train", "timing", *STATIC_KINDS) else
                        "; seed 1" if e.call and e.call.protocol == "train" else "")})
     return out
 

@@ -8,11 +8,12 @@ named as skipped). Its executor stops the protocol before the first run.
 Time: per run, its optimiser steps x the measured time of one step of its method with as many classes, plus the
 images it encodes (feature caches of methods that train on features, validation and test images) x one measured
 forward per image of its method. Both are measured on the run's model and device with random images, each as the
-difference of two timings (1 and 9 steps; 1 and 33 images; the faster of two of each, after a warm-up), at the
-fewest and the most classes a method's runs need (a straight line in between), so that the setup of a run (building the method,
-caching features, clustering, the frozen text features) is not counted; neither is loading the model or reading
-the data. The sizes of a dataset that is not there are its published ones (`data.sources`). A model that is not on
-this machine is not downloaded: the estimate is then left out, and the output says why.
+difference of two timings (1 and 9 steps within one epoch; 1 and 33 images; the faster of two of each, after a
+warm-up), at the fewest and the most classes a method's runs need (a straight line in between), so that the setup
+of a run (building the method, caching features, clustering, the frozen text features, what an epoch adds) is not
+counted; neither is loading the model or reading the data. The sizes of a dataset that is not there are its
+published ones (`data.sources`). A model that is not on this machine is not downloaded: the estimate is then left
+out, and the output says why.
 """
 from __future__ import annotations
 
