@@ -71,6 +71,9 @@ def test_a_real_run_names_every_missing_dataset_at_once(tmp_path: Path, capsys):
     err = capsys.readouterr().err.strip()  # a missing source cannot be skipped: no --skip-missing hint
     assert "11 datasets cannot be read: imagenet, caltech101" in err and "--skip-missing" not in err
     assert err.endswith("or pass --stand-ins to run clipfit:table9 on synthetic stand-ins")
+    assert main(["fewshot", "--dataset", "dtd", "--out", str(tmp_path / "o")]) == 2  # no --root at all
+    assert capsys.readouterr().err.strip() == ("clipfit: error: dtd is read from disk: pass --root DIR (`clipfit "
+                                               "datasets check --root DIR dtd` says what goes in it)")
 
 
 def test_skip_missing_names_what_it_skips(tiny_clip, tmp_path: Path, capsys):

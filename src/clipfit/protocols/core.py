@@ -67,15 +67,18 @@ def unread(name: str) -> Task:
 
 
 def _missing_error(missing: dict[str, str], root: str | None, skip_hint: bool) -> MissingDatasets:
+    names = list(missing)
+    if not root and all(n in DATASETS and DATASETS.get(n).needs_root for n in names):
+        return MissingDatasets(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} read from disk: pass --root DIR "
+                               f"(`clipfit datasets check --root DIR {' '.join(names)}` says what goes in it)")
     hint = " (or pass --skip-missing to list them as missing)" if skip_hint else ""
     if len(missing) == 1:
         (name, why), = missing.items()
         line = why if why.startswith(f"dataset {name}") else f"dataset {name}: {why}"
         return MissingDatasets(line + hint.replace("them", "it"))
-    names = list(missing)
     first = next(iter(missing.values()))
     return MissingDatasets(f"{len(names)} datasets cannot be read: {', '.join(names)} (the first: {first}); `clipfit "
-                           f"datasets check --root {root or 'DIR'} {' '.join(names)}` says what to fetch for each{hint}")
+                           f"datasets check --root {root} {' '.join(names)}` says what to fetch for each{hint}")
 
 
 def check_datasets(names: Sequence[str], root: str | None, skip_missing: bool = False,
