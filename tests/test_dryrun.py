@@ -81,6 +81,7 @@ def test_skip_missing_names_what_it_skips(tiny_clip, tmp_path: Path, capsys):
                      "--methods", "zeroshot", "--seeds", "1", "--skip-missing", "--out", str(tmp_path / "out"))
     assert data["skipped"] == ["dtd"] and {r["dataset"] for r in data["runs"]} == {"synth"}
     assert "skipped (--skip-missing), no run planned: dtd" in text and f"{tmp_path / 'dtd'}/ not found" in text
+    assert f"model: {tiny_clip}" in text.splitlines()[1]
 
 
 @pytest.mark.parametrize("args", [

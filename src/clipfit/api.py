@@ -171,7 +171,8 @@ def _result(protocol: str, args, run: Callable[[], dict]):
     except Planned:
         from .protocols.dryrun import PlannedGrid
 
-        return PlannedGrid(protocol, args.dry_run, args.base.model, args.base.root, args.base.device, args.echo)
+        return PlannedGrid(protocol, args.dry_run, args.base.model, args.base.root, args.base.device, args.echo,
+                           head=[f"model: {args.base.model}"])
 
 
 def _ints(x: int | Sequence[int]) -> list[int]:
@@ -317,9 +318,10 @@ def paper_run(name: str, model: str | None = None, *, out: str | os.PathLike, ro
               **settings: Any):
     """Run (or resume) the runs of a paper's table or figure (`name`, e.g. "clipfit:table1") and lay it out as the
     paper does, our number beside the paper's; writes OUT/tables/ (Markdown, CSV, JSON) and OUT/figures/ (PNG). Runs
-    live in OUT/<protocol>/ as the protocol command lays them out. `stand_ins`: synthetic stand-ins for the real
-    datasets (default: on the embedded model without `root`). `dry_run`: list the runs and estimate their time.
-    Returns a `PaperResult` (`text`, `data`, `files`)."""
+    live in OUT/<protocol>/ as the protocol command lays them out. The real datasets are read from `root`, on the
+    paper's backbone (openai/clip-vit-base-patch16) unless `model`; `stand_ins=True`: synthetic stand-ins on the
+    embedded model instead. `dry_run`: every run of the grid, its settings and status, and an estimate of its time,
+    datasets that cannot be read included; nothing trains. Returns a `PaperResult` (`text`, `data`, `files`)."""
     from .papers.run import run_entry
 
     overrides = {"shots": list(shots) if shots else None, "low_shots": list(low_shots) if low_shots else None,
