@@ -2,8 +2,9 @@
 
 A dataset is *missing* when its folder is not under `--root`; *incomplete* when the folder is there but its reader
 cannot build it (a split file, class-names file or metadata file missing or damaged: the reader's one line names
-it), or some of the images its split names are not on disk (how many, and the first); *found* otherwise, with its
-classes and split sizes. `verify` also decodes every image (slow on purpose). What to do comes from `sources.SOURCES`.
+it), or not every image its split names is on disk (how many it names, how many are there, the first missing);
+*found* otherwise, with its classes and split sizes. `verify` also decodes every image (slow on purpose). What to do
+comes from `sources.SOURCES`.
 """
 from __future__ import annotations
 
@@ -103,8 +104,8 @@ def _files_problem(task: Task, name: str, verify: bool, progress: bool) -> str |
     keys = _keys(task)
     gone = absent(task.reader.root, keys)
     if gone:
-        return (f"{len(gone):,} of the {len(keys):,} images its split names are not under {task.reader.root} "
-                f"(first: {gone[0]})")
+        return (f"its split names {len(keys):,} images, {len(keys) - len(gone):,} of them are on disk under "
+                f"{task.reader.root} (the first missing: {gone[0]})")
     bad = undecodable(task, name, progress) if verify else []
     if bad:
         return f"{len(bad):,} of the {len(keys):,} images cannot be decoded (first: {bad[0]})"

@@ -95,7 +95,7 @@ def settings_of(spec: RunSpec, shape: Shape, show: tuple[str, ...] = ()) -> dict
     weights = {WEIGHTS[k]: getattr(mcfg, k) for k in WEIGHTS if hasattr(mcfg, k)}
     if getattr(mcfg, "reg", None) == "none":
         weights = {"reg": "none"}
-    weights.update({k: getattr(cfg, k) for k in show for cfg in (mcfg, tcfg) if hasattr(cfg, k)})
+    weights.update({k: getattr(cfg, k) for k in show if k not in WEIGHTS for cfg in (mcfg, tcfg) if hasattr(cfg, k)})
     templates = getattr(mcfg, "templates", "dataset")
     if templates == "dataset":
         templates = spec.template or shape.template or "the dataset's"
