@@ -8,10 +8,10 @@ named as skipped). Its executor stops the protocol before the first run.
 Time: per run, its optimiser steps x the measured time of one step of its method with as many classes, plus the
 images it encodes (feature caches of methods that train on features, validation and test images) x one measured
 forward per image of its method. Both are measured on the run's model and device with random images, each as the
-difference of two timings (1 and 9 steps within one epoch; 1 and 33 images; the faster of two of each, after a
-warm-up), at the fewest and the most classes a method's runs need (a straight line in between), so that the setup
-of a run (building the method, caching features, clustering, the frozen text features, what an epoch adds) is not
-counted; neither is loading the model or reading the data. The sizes of a dataset that is not there are its
+difference of two timings (1 and 9 steps, within one epoch; 1 and 33 images; the faster of two of each, after a
+warm-up; a difference lost in noise is timed again with up to 16 times the steps or images), at the fewest and the
+most classes a method's runs need (a straight line in between), so that the setup of a run (building the method,
+caching features, clustering, the frozen text features) is not counted; neither is loading the model or reading the data. The sizes of a dataset that is not there are its
 published ones (`data.sources`). A model that is not on this machine is not downloaded: the estimate is then left
 out, and the output says why.
 """
@@ -135,7 +135,7 @@ def model_missing(model: str) -> str | None:
     return "not a local folder"
 
 
-def timing_task(n_classes: int, n_images: int, size: int, template: str) -> Task:
+def timing_task(n_classes: int, n_train: int, n_test: int, size: int, template: str) -> Task:
     """Random images of the model's size with `n_classes` classes: what a step costs does not depend on the pixels."""
     import numpy as np
 
@@ -143,8 +143,8 @@ def timing_task(n_classes: int, n_images: int, size: int, template: str) -> Task
 
     pixels = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
     names = [f"class {c}" for c in range(n_classes)]
-    items = [Item(f"x/{i % 8}", i % n_classes, names[i % n_classes]) for i in range(n_images)]
-    return Task("timing", names, template, items, [], items, ArrayReader({"x": pixels}))
+    items = [Item(f"x/{i % 8}", i % n_classes, names[i % n_classes]) for i in range(max(n_train, n_test))]
+    return Task("timing", names, template, items[:n_train], [], items[:n_test], ArrayReader({"x": pixels}))
 
 
 class Clock:
@@ -199,8 +199,9 @@ class Clock:
         mcfg, tcfg = resolve_configs(spec)
         device = pick_device(spec.device)
         backbone = self.backbones.get(spec.model, spec.device)
-        # every timed step in one epoch: what an epoch costs beyond its steps is not counted either
-        task = timing_task(n_classes, (1 + STEPS) * max(1, tcfg.batch_size), backbone.image_spec.size, "a photo of a {}.")
+        # the first timed steps in one epoch: what an epoch costs beyond its steps is not counted either
+        task = timing_task(n_classes, (1 + STEPS) * max(1, tcfg.batch_size), 1 + 16 * IMAGES, backbone.image_spec.size,
+                           "a photo of a {}.")
         method = build_method(spec.method, backbone, task.classnames, task.template, mcfg).to(device)
         method.size_for(len(task.train))
         return method, task, tcfg, device
@@ -224,17 +225,22 @@ class Clock:
 
 
 def per_unit(run: Callable[[int], Any], units: int) -> tuple[float, float]:
-    """(fixed seconds, seconds per unit) of `run(n)` from the fastest of two timings of n = 1 and of n = 1 + units,
-    after one warm-up: the difference, over `units`. When noise swallows the difference, the longer timing over its
-    units (an upper bound)."""
+    """(fixed seconds, seconds per unit) of `run(n)`: the difference of the fastest of two timings of n = 1 + units
+    and of n = 1, after one warm-up, over `units`. A difference within the timings' own spread (noise, on a busy
+    machine) is timed again with 4 times the units, up to `units` x 16."""
     run(1)
-    times = {}
-    for n in (1, 1 + units, 1, 1 + units):
-        t = time.perf_counter()
-        run(n)
-        times[n] = min(times.get(n, math.inf), time.perf_counter() - t)
-    diff = times[1 + units] - times[1]
-    return times[1], diff / units if diff > 0 else times[1 + units] / (1 + units)
+    most = units * 16
+    while True:
+        times: dict[int, list[float]] = {1: [], 1 + units: []}
+        for n in (1, 1 + units, 1, 1 + units):
+            t = time.perf_counter()
+            run(n)
+            times[n].append(time.perf_counter() - t)
+        diff = min(times[1 + units]) - min(times[1])
+        spread = max(abs(a - b) for a, b in times.values())
+        if diff > 2 * spread or units >= most:
+            return min(times[1]), max(0.0, diff) / units
+        units *= 4
 
 
 def job_seconds(job: RunJob, status: str, shape: Shape, shapes: Callable[[str], Shape], clock: Clock) -> float:
