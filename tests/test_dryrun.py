@@ -121,6 +121,24 @@ def test_the_estimate_counts_steps_not_setup(tiny_clip, tmp_path: Path, capsys, 
     assert 0 < llu["step"] < 0.1, llu  # with the setup: above 2 s / 9 steps
 
 
+def test_a_step_is_timed_without_the_setup_even_in_noise(monkeypatch):
+    """`per_unit` on a clock that moves only when told: setup 2 s, a step 3 ms; then with 40 ms of noise between two
+    timings of the same run, which the difference of 8 steps (24 ms) cannot beat: timed again with more steps."""
+    from clipfit.protocols import dryrun
+
+    now, calls = [0.0], []
+    monkeypatch.setattr(dryrun.time, "perf_counter", lambda: now[0])
+
+    def fit(n: int, noise: float = 0.0) -> None:
+        calls.append(n)
+        now[0] += 2.0 + 0.003 * n + noise * (len(calls) // 2 % 2 == 0)  # the second timing of each n is slower
+
+    assert dryrun.per_unit(fit, 8) == (pytest.approx(2.003), pytest.approx(0.003))
+    calls.clear()
+    fixed, step = dryrun.per_unit(lambda n: fit(n, 0.04), 8)
+    assert step == pytest.approx(0.003) and max(calls) > 9  # more than 8 steps were needed
+
+
 def test_the_layernorm_regimes_plan_the_papers_splits_and_validation(tmp_path: Path, capsys, no_model_loads):
     data, _ = dry(capsys, "paper", "run", "layernorm:figure7", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
                   "--seeds", "1")
