@@ -16,10 +16,14 @@ COOP11 = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flow
 
 @pytest.fixture
 def no_model_loads(monkeypatch):
-    """A dry run that would load (or download) a model fails the test."""
+    """The paper's backbone is not on this machine (whatever the local Hugging Face cache holds), and a dry run that
+    would load (or download) a model fails the test."""
+    from clipfit import hub
+
     def refuse(*a, **k):
         raise AssertionError("a dry run loaded a model")
 
+    monkeypatch.setattr(hub, "_cached", lambda repo_id: False)
     monkeypatch.setattr(Backbone, "from_pretrained", refuse)
 
 
