@@ -16,12 +16,7 @@ from clipfit.data.coop import read_split_file
 from clipfit.data.folder import split_counts
 from clipfit.data.transforms import eval_transform
 from clipfit.errors import ClipfitError
-
-
-def img(path: Path, size=(12, 10), value: int = 0) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (value, 255 - value, 7)).save(path)
-    return str(path)
+from conftest import img
 
 
 def keys(items) -> list[str]:
@@ -29,47 +24,6 @@ def keys(items) -> list[str]:
 
 
 # ------------------------------------------------------------------ CoOp layout
-
-
-@pytest.fixture
-def coop_root(tmp_path: Path) -> Path:
-    r = tmp_path / "data"
-    # oxford_pets: split json
-    pets = r / "oxford_pets"
-    rows = {"train": [], "val": [], "test": []}
-    for i, (split, y, c) in enumerate([("train", 1, "yorkshire_terrier"), ("train", 0, "abyssinian"), ("train", 1, "yorkshire_terrier"),
-                                       ("val", 0, "abyssinian"), ("test", 0, "abyssinian"), ("test", 1, "yorkshire_terrier")]):
-        name = f"{c}_{i}.jpg"
-        img(pets / "images" / name, value=i * 30)
-        rows[split].append([name, y, c])
-    (pets / "split_zhou_OxfordPets.json").write_text(json.dumps(rows))
-    # fgvc_aircraft: text files
-    air = r / "fgvc_aircraft"
-    air.mkdir(parents=True)
-    (air / "variants.txt").write_text("707-320\nA300B4\nF-16A/B\n")
-    for split, lines in {"train": ["1001 A300B4", "1002 707-320", "1003 F-16A/B"], "val": ["1004 707-320"],
-                         "test": ["1005 F-16A/B", "1006 A300B4"]}.items():
-        (air / f"images_variant_{split}.txt").write_text("\n".join(lines) + "\n")
-        for ln in lines:
-            img(air / "images" / f"{ln.split()[0]}.jpg")
-    # imagenet: class folders + classnames.txt (README-like file and hidden files must be ignored)
-    inet = r / "imagenet"
-    inet.mkdir(parents=True)
-    (inet / "classnames.txt").write_text("n01440764 tench\nn01443537 goldfish\nn01484850 great white shark\n")
-    for split in ("train", "val"):
-        for w in ("n01484850", "n01440764", "n01443537"):
-            for k in range(2):
-                img(inet / "images" / split / w / f"{w}_{k}.JPEG")
-    (inet / "images" / "train" / "n01440764" / ".DS_Store").write_text("x")
-    # imagenet-adversarial: only some classes, README.txt at the top
-    ina = r / "imagenet-adversarial" / "imagenet-a"
-    for w in ("n01484850", "n01443537"):
-        img(ina / w / "0.jpg")
-    (ina / "README.txt").write_text("readme")
-    # imagenetv2: folders named by label
-    for label in ("2", "0"):
-        img(r / "imagenetv2" / "imagenetv2-matched-frequency-format-val" / label / "a.jpeg")
-    return r
 
 
 def test_oxford_pets_split_file(coop_root: Path):
@@ -128,7 +82,7 @@ def test_missing_split_file_names_it(coop_root: Path):
         load_task("eurosat", str(coop_root))
     msg = str(e.value)
     assert str(coop_root / "eurosat" / "split_zhou_EuroSAT.json") in msg and "DATASETS.md" in msg and "\n" not in msg
-    with pytest.raises(ClipfitError, match="dataset folder not found: .*dtd"):
+    with pytest.raises(ClipfitError, match="dataset dtd: folder .*dtd not found"):
         load_task("dtd", str(coop_root))
     with pytest.raises(ClipfitError, match="--root"):
         load_task("dtd")

@@ -173,6 +173,27 @@ def checks(file: str) -> set[str]:
         ours = [r for r in t.rows if r.labels[0] != "Best leaderboard result"]
         return {f"best {c}" for c in t.columns
                 if max(ours, key=lambda r: r.cells[c].value).labels[0] != ours[-1].labels[0]}
+    if file == "clipfit_table8.csv":  # the published sizes clipfit plans with (data.sources) are the paper's
+        from clipfit.data.sources import SOURCES
+        from clipfit.papers.registry import DATASET_LABELS
+
+        failed = {f"prompt {r.labels[0]}" for r in t.rows if r.cells["Hand-crafted prompt"].text.count("[CLASS]") != 1}
+        for r in t.rows:
+            s = SOURCES[DATASET_LABELS[r.labels[0]]]
+            for c, ours in zip(("Classes", "Train", "Val", "Test"), (s.classes, *s.sizes)):
+                printed = r.cells[c]
+                if printed.value is not None and printed.value != ours:
+                    failed.add(f"size {r.labels[0]} {c}")
+                if printed.text == "1.28M" and round(ours / 1e6, 2) != 1.28:
+                    failed.add(f"size {r.labels[0]} {c}")
+        return failed
+    if file == "layernorm_figure2.csv":  # the architecture its text gives (Sec. 3, appendix A.3), ViT-B/16
+        want = {"Prompt Tuning": 8 * 512,  # "a prompt of 8 512-dimensional vectors"
+                "Layer Norm": (2 * 12 + 2) * 2 * 768 + (2 * 12 + 1) * 2 * 512,  # gains and biases, 768 / 512-dimensional
+                "Adapter": 12 * (512 * 24 + 24 + 24 * 512 + 512)}  # bottleneck 24 after each text layer's FFN
+        row = t.row("Parameters").cells
+        failed = {f"count {m}" for m, n in want.items() if row[m].value != n}
+        return failed | ({"count Linear Probe"} if row["Linear Probe"].text != "769 · (# classes)" else set())
     raise AssertionError(f"no checks for {file}")
 
 
@@ -206,9 +227,9 @@ def test_cells_keep_their_printed_rounding_and_changes():
 
 # -- the registry ---------------------------------------------------------------------------------------------------
 
-REQUIRED = ([f"clipfit:table{i}" for i in (1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12)]
+REQUIRED = ([f"clipfit:table{i}" for i in range(1, 13)]
             + [f"clipfit:figure{i}" for i in (3, 4, 5, 6)]
-            + [f"layernorm:table{i}" for i in (1, 2, 3, 4)] + [f"layernorm:figure{i}" for i in (3, 4, 5, 7)]
+            + [f"layernorm:table{i}" for i in (1, 2, 3, 4)] + [f"layernorm:figure{i}" for i in (2, 3, 4, 5, 7)]
             + [f"llu:table{i}" for i in (1, 2, 3, 4)])
 
 
@@ -252,7 +273,7 @@ def test_an_entry_that_needs_the_analyses_module_is_refused_in_one_line(tmp_path
     assert main(["paper", "run", "clipfit:table2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "needs the analyses module" in err
-    assert main(["paper", "run", "clipfit:table8", "--out", str(tmp_path)]) == 2
+    assert main(["paper", "run", "clipfit:table13", "--out", str(tmp_path)]) == 2
     assert "clipfit paper list" in capsys.readouterr().err
 
 
@@ -270,7 +291,7 @@ def _b2n_summary(values: dict[str, tuple[float, float]], method="clipfit") -> di
 def test_average_rows_follow_each_papers_convention_over_the_papers_datasets(tmp_path):
     """CoOp's (CLIPFit Table 1): HM of the average Base and New; LLU's: the mean of the datasets' HM. With stand-ins
     the average is over the paper's 11 datasets, ImageNet's stand-in once and synth_shift ten times."""
-    summary = _b2n_summary({"synth": (100.0, 90.0), "synth_shift": (50.0, 30.0)})
+    summary = _b2n_summary({"synth_imagenet": (100.0, 90.0), "synth_shift": (50.0, 30.0)})
     base, new = (100 + 10 * 50) / 11, (90 + 10 * 30) / 11
     plan = make_plan(ENTRIES["clipfit:table1"], stand_ins=True)
     side = compare(ENTRIES["clipfit:table1"], Ours(plan, summary, tmp_path))
@@ -282,7 +303,7 @@ def test_average_rows_follow_each_papers_convention_over_the_papers_datasets(tmp
     cell = side.rows[0].cells["CLIPFit"]
     assert cell.diff == pytest.approx(base - 83.72)
 
-    summary = _b2n_summary({"synth": (100.0, 90.0), "synth_shift": (50.0, 30.0)}, method="llu")
+    summary = _b2n_summary({"synth_imagenet": (100.0, 90.0), "synth_shift": (50.0, 30.0)}, method="llu")
     plan = make_plan(ENTRIES["llu:table1"], stand_ins=True)
     side = compare(ENTRIES["llu:table1"], Ours(plan, summary, tmp_path))
     avg = next(r for r in side.rows if r.labels == ("(a) Average over 11 datasets", "LLU"))
@@ -290,17 +311,17 @@ def test_average_rows_follow_each_papers_convention_over_the_papers_datasets(tmp
 
 
 def test_transfer_averages_include_the_source_only_where_the_paper_does(tmp_path):
-    rows = [{"method": "clipfit", "seeds": [1], "metrics": {"synth": {"mean": 90.0}, "synth_cast": {"mean": 60.0},
+    rows = [{"method": "clipfit", "seeds": [1], "metrics": {"synth_imagenet": {"mean": 90.0}, "synth_cast": {"mean": 60.0},
                                                               "synth_shift": {"mean": 30.0}}}]
-    summary = {"protocol": "domainshift", "methods": ["clipfit"], "seeds": [1], "source": "synth",
+    summary = {"protocol": "domainshift", "methods": ["clipfit"], "seeds": [1], "source": "synth_imagenet",
                "targets": ["synth_cast", "synth_shift"], "missing": {}, "rows": rows}
     plan = make_plan(ENTRIES["clipfit:table3"], stand_ins=True)
-    assert (plan.args["source"], plan.args["targets"]) == ("synth", ["synth_cast", "synth_shift"])
+    assert (plan.args["source"], plan.args["targets"]) == ("synth_imagenet", ["synth_cast", "synth_shift"])
     side = compare(ENTRIES["clipfit:table3"], Ours(plan, summary, tmp_path))
     clipfit = next(r for r in side.rows if r.labels == ("CLIPFit",))
     assert clipfit.cells["Average"].ours == pytest.approx(60.0)  # (90 + 60 + 30) / 3: source and targets
     summary = {**summary, "protocol": "crossdataset", "targets": ["synth_shift"],
-               "rows": [{"method": "clipfit", "seeds": [1], "metrics": {"synth": {"mean": 90.0},
+               "rows": [{"method": "clipfit", "seeds": [1], "metrics": {"synth_imagenet": {"mean": 90.0},
                                                                         "synth_shift": {"mean": 30.0}}}]}
     plan = make_plan(ENTRIES["clipfit:table9"], stand_ins=True)
     side = compare(ENTRIES["clipfit:table9"], Ours(plan, summary, tmp_path))
@@ -335,14 +356,22 @@ def test_layernorm_table1_reads_each_combination_of_each_regime(tmp_path):
     assert next(r for r in side.rows if r.labels == ("Adapter",)).cells["High-Data Regime / None"].ours == "not run"
 
 
-def test_stand_ins_are_the_default_only_on_the_embedded_model_without_a_root(tiny_clip):
+def test_the_papers_backbone_on_the_real_data_unless_stand_ins_or_a_model_are_asked_for(tiny_clip):
     e = ENTRIES["clipfit:table2"]
-    assert make_plan(e).stand_ins and make_plan(e).args["datasets"] == ["synth", "synth_shift"]
-    assert make_plan(e, root="/data").stand_ins is None
-    assert make_plan(e, model=tiny_clip).stand_ins is None
-    assert make_plan(e, model=tiny_clip, stand_ins=True).stand_ins
-    assert make_plan(ENTRIES["layernorm:table1"]).args["high_shots"] == (32,)  # synth has 64 images per class
+    plan = make_plan(e, root="/data")
+    assert plan.stand_ins is None and plan.model == "openai/clip-vit-base-patch16" and "paper's backbone" in plan.model_why
+    assert make_plan(e).stand_ins is None and make_plan(e).model == "openai/clip-vit-base-patch16"  # no root: no stand-ins
+    plan = make_plan(e, stand_ins=True)
+    assert plan.model == "clipfit/mini-clip" and plan.args["datasets"] == ["synth_imagenet", "synth_shift"]
+    assert make_plan(e, model=tiny_clip, stand_ins=True).stand_ins and make_plan(e, model=tiny_clip).model_why == "--model"
+    assert make_plan(ENTRIES["layernorm:table1"], stand_ins=True).args["high_shots"] == (32,)  # 64 images per class
     assert make_plan(e).average[0] == "imagenet" and AVERAGE not in make_plan(e).average
+    # ImageNet's stand-in gets ImageNet's rules: CLIPFit's 10 epochs (CoOp's 50), as on ImageNet itself
+    from clipfit.engine.run import RunSpec, resolve_configs
+
+    for method, epochs in (("clipfit", 10), ("coop", 50)):
+        spec = RunSpec(dataset=plan.args["datasets"][0], method=method, protocol="fewshot", shots=16)
+        assert resolve_configs(spec)[1].epochs == epochs
 
 
 # -- paper run, end to end ------------------------------------------------------------------------------------------
@@ -361,16 +390,16 @@ def test_paper_run_runs_resumes_and_prints_ours_beside_the_papers(tiny_clip, tmp
         assert word in text
     data = json.loads((out / "tables" / "clipfit_table3.json").read_text())
     proto = data["protocol"]
-    assert proto["protocol"] == "domainshift" and proto["source"] == "synth"
+    assert proto["protocol"] == "domainshift" and proto["source"] == "synth_imagenet"
     cf = next(r for r in proto["rows"] if r["method"] == "clipfit")["metrics"]
-    want = statistics.fmean(cf[d]["mean"] for d in ("synth", "synth_cast", "synth_shift"))
+    want = statistics.fmean(cf[d]["mean"] for d in ("synth_imagenet", "synth_cast", "synth_shift"))
     with open(out / "tables" / "clipfit_table3.csv") as f:
         cells = {(r["Method"], r["column"]): r for r in csv.DictReader(f)}
     assert float(cells[("CLIPFit", "Average")]["ours"]) == pytest.approx(want)
     assert float(cells[("CLIPFit", "Average")]["diff"]) == pytest.approx(want - 61.74)
     assert cells[("CoOp", "ImageNet")]["ours"] == "not run"
     assert "| CLIPFit |" in (out / "tables" / "clipfit_table3.md").read_text()
-    run = out / "domainshift" / "synth" / "1shot" / "clipfit" / "seed1" / "metrics.json"
+    run = out / "domainshift" / "synth_imagenet" / "1shot" / "clipfit" / "seed1" / "metrics.json"
     stamp = run.stat().st_mtime_ns
     assert main(args) == 0  # everything reused
     assert run.stat().st_mtime_ns == stamp
@@ -390,13 +419,17 @@ def test_dry_run_lists_the_runs_and_estimates_from_a_measured_step_without_train
     dirs = [r["dir"] for r in plan["runs"]]
     assert len(dirs) == 2 * 4 * 2  # 2 stand-in datasets x 4 configurations x 2 seeds
     assert all(r["status"] == "to train" and r["seconds"] > 0 for r in plan["runs"])
-    assert set(plan["measured"]) == {"clipfit:proj_bias", "clipfit:no_kd", "clipfit:no_ln", "clipfit"}
-    assert all(m["step"] > 0 for m in plan["measured"].values()) and plan["forward_seconds_per_image"] > 0
+    assert {m["method"] for m in plan["measured"]} == {"clipfit:proj_bias", "clipfit:no_kd", "clipfit:no_ln", "clipfit"}
+    assert all(m["step"] > 0 and m["forward"] >= 0 for m in plan["measured"]) and len(plan["measured"]) == 4
+    weights = {r["method"]: r["settings"]["weights"] for r in plan["runs"]}  # few-shot: beta 2 (CLIPFit's recipe)
+    assert weights == {"clipfit": {"β": 2.0}, "clipfit:no_kd": {"reg": "none"}, "clipfit:no_ln": {"β": 2.0},
+                       "clipfit:proj_bias": {"reg": "none"}}
     assert not out.exists() or not any(out.rglob("config.json"))  # nothing trained, no run directory made
     assert main(["paper", "run", "clipfit:table6", "--model", tiny_clip, "--stand-ins", "--out", str(out),
                  "--seeds", "1", "--shots", "1", "--dry-run", *FAST]) == 0
     text = capsys.readouterr().out
-    assert "to train" in text and "measured training step" in text and "estimated" in text
+    assert "to train" in text and "one measured step of its method" in text and "estimated" in text
+    assert "synthetic stand-ins" in text and "not comparable" in text and "clipfit/mini-clip" not in text
 
 
 def test_a_figure_is_drawn_from_the_protocols_results(tiny_clip, tmp_path, capsys):
@@ -422,3 +455,31 @@ def test_options_a_protocol_does_not_take_are_refused(tmp_path, capsys):
     assert "--low-shots" in capsys.readouterr().err
     assert main(["paper", "run", "clipfit:table1", "--out", str(tmp_path), "--methods", "llu"]) == 2
     assert "runs zeroshot, coop" in capsys.readouterr().err
+
+
+# -- entries that train nothing -------------------------------------------------------------------------------------
+
+
+def test_table8_puts_the_datasets_found_beside_the_papers_statistics_and_prompts(coop_root, tmp_path, capsys):
+    assert main(["paper", "run", "clipfit:table8", "--root", str(coop_root), "--out", str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    cells = {r["labels"][0]: r["cells"] for r in data["rows"]}
+    assert cells["OxfordPets"]["Classes"]["ours"] == 2 and cells["OxfordPets"]["Classes"]["diff"] == 2 - 37
+    assert [cells["ImageNet"][c]["ours"] for c in ("Train", "Val", "Test")] == [6, 0, 6]  # the fixture's copies
+    assert cells["FGVCAircraft"]["Test"]["ours"] == 2 and cells["DTD"]["Train"]["ours"] == "missing"
+    assert cells["DTD"]["Hand-crafted prompt"] == {"ours": "[CLASS] texture.", "paper": "[CLASS] texture.",
+                                                   "paper_value": None, "diff": None}
+    assert "prompts: ours are the paper's, every one" in data["notes"]
+    assert (tmp_path / "tables" / "clipfit_table8.md").exists() and (tmp_path / "tables" / "clipfit_table8.json").exists()
+    assert main(["paper", "run", "clipfit:table8", "--out", str(tmp_path / "none")]) == 0  # no --root: prompts only
+    text = capsys.readouterr().out
+    assert "give --root for the classes and sizes" in text and "missing" in text
+
+
+def test_layernorm_figure2_counts_every_method_as_the_paper_does(tmp_path, capsys):
+    assert main(["paper", "run", "layernorm:figure2", "--out", str(tmp_path), "--json"]) == 0
+    cells = json.loads(capsys.readouterr().out)["rows"][0]["cells"]
+    assert cells["Linear Probe"]["ours"] == cells["Linear Probe"]["paper"] == "769 · (# classes)"
+    assert {m: c["diff"] for m, c in cells.items() if m != "Linear Probe"} == {
+        "Prompt Tuning": 0, "Compacter": 0, "Layer Norm": 0, "Adapter": 0, "Full Fine-tuning": 0}
+    assert cells["Full Fine-tuning"]["ours"] == 149_620_737

@@ -90,7 +90,8 @@ def test_mnist_errors(mnist_root: Path):
     one_line_error(lambda: load_task("mnist", str(mnist_root)), "t10k-labels-idx1-ubyte", "idx file")
     (mnist_root / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(b"PK\x03\x04 not an idx file")
     one_line_error(lambda: load_task("mnist", str(mnist_root)), "t10k-labels-idx1-ubyte", "IDX")
-    one_line_error(lambda: load_task("mnist", str(mnist_root / "nowhere")), "dataset folder not found", "mnist")
+    one_line_error(lambda: load_task("mnist", str(mnist_root / "mnist")), "dataset mnist: folder", "mnist/mnist not found")
+    one_line_error(lambda: load_task("mnist", str(mnist_root / "nowhere")), "--root", "nowhere is not a folder")
 
 
 # ------------------------------------------------------------------------------------------------------- CIFAR
@@ -391,6 +392,90 @@ def test_cub_errors(cub_root: Path):
 
 def test_split_labels_rejects_unknown_split(cub_root: Path):
     one_line_error(lambda: load_task("cub", str(cub_root)).split_labels("novel"), "'novel'")
+
+
+# ----------------------------------------------------- the LayerNorm paper's own splits of CoOp's datasets (Table 5)
+
+
+@pytest.fixture
+def ln_root(tmp_path: Path) -> Path:
+    """Food-101's meta files, DTD's labels/, Flowers102's .mat files and EuroSAT's folders, tiny."""
+    food = tmp_path / "food-101"
+    (food / "meta").mkdir(parents=True)
+    (food / "meta" / "classes.txt").write_text("apple_pie\nbaby_back_ribs\n")
+    train = [f"{c}/{c[0]}{i}" for c in ("apple_pie", "baby_back_ribs") for i in range(10)]
+    (food / "meta" / "train.txt").write_text("\n".join(train) + "\n")
+    (food / "meta" / "test.txt").write_text("apple_pie/t1\nbaby_back_ribs/t2\n")
+    dtd = tmp_path / "dtd"
+    (dtd / "labels").mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (dtd / "labels" / f"{split}1.txt").write_text(f"banded/banded_{split}.jpg\nzigzagged/zigzagged_{split}.jpg\n")
+        (dtd / "labels" / f"{split}2.txt").write_text("banded/other.jpg\n")  # another of DTD's ten splits
+        for c in ("banded", "zigzagged"):
+            png(dtd / "images" / c / f"{c}_{split}.jpg")
+    import scipy.io
+
+    fl = tmp_path / "oxford_flowers"
+    fl.mkdir()
+    labels = [1] * 12 + [2] * 12  # images 1..24; per class 5 train + 5 val + 2 test
+    scipy.io.savemat(fl / "imagelabels.mat", {"labels": np.array([labels])})
+    scipy.io.savemat(fl / "setid.mat", {"trnid": np.array([[*range(1, 6), *range(13, 18)]]),
+                                         "valid": np.array([[*range(6, 11), *range(18, 23)]]),
+                                         "tstid": np.array([[23, 11, 24, 12]])})
+    (fl / "cat_to_name.json").write_text('{"1": "pink primrose", "2": "hard-leaved pocket orchid"}')
+    for i in range(1, 25):
+        png(fl / "jpg" / f"image_{i:05d}.jpg")
+    for c, n in (("Forest", 14), ("River", 13)):  # 27 images: 10 test, 2 val, 15 train
+        for i in range(n):
+            png(tmp_path / "eurosat" / "2750" / c / f"{c}_{i}.jpg")
+    return tmp_path
+
+
+def test_food101_official_split_with_a_fifth_of_train_held_out(ln_root: Path):
+    t = load_task("food101_ln", str(ln_root))
+    assert t.classnames == ["apple pie", "baby back ribs"] and t.template == "a photo of {}, a type of food."
+    assert (len(t.train), len(t.val), len(t.test)) == (16, 4, 2)  # 10 per class: 2 held out, as 150 of 750
+    assert sorted(labels(t.val)) == [0, 0, 1, 1] and keys(t.test) == ["images/apple_pie/t1.jpg", "images/baby_back_ribs/t2.jpg"]
+    assert set(keys(t.train)).isdisjoint(keys(t.val)) and len(set(keys(t.train + t.val))) == 20
+    assert load_task("food_ln", str(ln_root)).val == t.val  # the same images every time
+
+
+def test_dtd_official_split_1(ln_root: Path):
+    t = load_task("dtd_ln", str(ln_root))
+    assert t.classnames == ["banded", "zigzagged"] and t.template == "{} texture."
+    assert keys(t.val) == ["images/banded/banded_val.jpg", "images/zigzagged/zigzagged_val.jpg"] and labels(t.test) == [0, 1]
+
+
+def test_flowers_official_setid_pooled_and_held_out(ln_root: Path):
+    t = load_task("oxford_flowers_ln", str(ln_root))
+    assert t.classnames == ["pink primrose", "hard-leaved pocket orchid"]
+    assert (len(t.train), len(t.val), len(t.test)) == (16, 4, 4)  # 10 pooled per class: 8 / 2, as 16 / 4 of 20
+    assert keys(t.test) == [f"jpg/image_{i:05d}.jpg" for i in (11, 12, 23, 24)] and labels(t.test) == [0, 0, 1, 1]
+    assert not {11, 12, 23, 24} & {int(k[10:15]) for k in keys(t.train + t.val)}
+    assert t.reader(t.val[0].key).size == (8, 6)
+
+
+def test_eurosat_shuffled_into_the_papers_proportions(ln_root: Path):
+    t = load_task("eurosat_ln", str(ln_root))
+    assert t.classnames == ["Forest", "River"] and t.template == "a centered satellite photo of {}."
+    assert (len(t.train), len(t.val), len(t.test)) == (15, 2, 10)  # 27,000 -> 15,000 / 2,000 / 10,000
+    assert len(set(keys(t.train + t.val + t.test))) == 27 and load_task("eurosat_ln", str(ln_root)).test == t.test
+
+
+def test_the_regimes_run_the_papers_splits_with_the_rules_of_each_dataset():
+    from clipfit.data.catalogue import expand_datasets, rules_dataset
+    from clipfit.data.sources import SOURCES
+    from clipfit.protocols.regimes import regime_shots
+    from clipfit.recipes import Context, validation_shots
+
+    suite = expand_datasets("layernorm10")
+    assert {"eurosat_ln", "oxford_flowers_ln", "dtd_ln", "food101_ln"} <= set(suite) and "food101" not in suite
+    assert rules_dataset("flowers_ln") == "oxford_flowers" and rules_dataset("dtd") == "dtd"
+    assert validation_shots(Context("regimes", rules_dataset("oxford_flowers_ln"), 16)) == 4  # Flowers: min(K, 4)
+    per_class = {d: SOURCES[d].sizes[0] // SOURCES[d].classes for d in ("food101_ln", "dtd_ln", "oxford_flowers_ln")}
+    high = {d: [k for k in regime_shots(d, "high", None, None) if k <= n] for d, n in per_class.items()}
+    # the paper's text: DTD and Flowers sit out the high-data regime, Food-101 takes part (600 per class)
+    assert high == {"food101_ln": [256, 512], "dtd_ln": [], "oxford_flowers_ln": []}
 
 
 # ----------------------------------------------------------------------------------------------------- metrics

@@ -7,7 +7,7 @@ The Python API (`clipfit.train`, `clipfit.load`, `clipfit.fewshot`, `clipfit.bas
 __version__ = "0.1.0"
 
 _API = ("train", "load", "Run", "GridResult", "fewshot", "base2new", "crossdataset", "domainshift", "regimes", "episodic",
-        "paper_list", "paper_run", "demo", "methods", "datasets", "params")
+        "paper_list", "paper_run", "demo", "methods", "datasets", "datasets_check", "params")
 __all__ = ["__version__", *_API]
 
 

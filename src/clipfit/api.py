@@ -225,15 +225,31 @@ Executor = Callable[[list, bool], list[dict]]
 
 def _args(model: str | None, out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int], root: str | None,
           template: str | None, device: str | None, progress: bool, echo: Callable[[str], None], skip_missing: bool,
-          executor: Executor | None, settings: dict[str, Any]):
+          executor: Executor | None, settings: dict[str, Any], dry_run: bool = False):
     from .backbone import EMBEDDED_MODEL
     from .engine.run import RunSpec
-    from .protocols.core import GridArgs
+    from .protocols.core import DryRun, GridArgs
 
     methods, seeds = _list("methods", methods, str), _list("seeds", seeds, int)
     base = RunSpec(dataset="", method=methods[0], model=model or EMBEDDED_MODEL, root=_root(root),
                    template=_template(template), settings=dict(settings), device=device)
-    return GridArgs(base, Path(_path("out", out)), methods, seeds, progress, echo, skip_missing, executor)
+    dry = DryRun() if dry_run else None
+    return GridArgs(base, Path(_path("out", out)), methods, seeds, progress, echo, skip_missing,
+                    dry.stop if dry else executor, dry)
+
+
+def _result(protocol: str, args, run: Callable[[], dict]):
+    """The grid's GridResult; with `dry_run`, a `protocols.dryrun.PlannedGrid` (its runs, their settings and an
+    estimate of their time; nothing runs)."""
+    from .protocols.core import Planned
+
+    try:
+        return GridResult(run(), args.out)
+    except Planned:
+        from .protocols.dryrun import PlannedGrid
+
+        return PlannedGrid(protocol, args.dry_run, args.base.model, args.base.root, args.base.device, args.echo,
+                           head=[f"model: {args.base.model}"])
 
 
 def _datasets(x: Any) -> str | list[str]:
@@ -243,16 +259,16 @@ def _datasets(x: Any) -> str | list[str]:
 def _grid(protocol: str, model: str | None, dataset: str | None, datasets: str | Sequence[str] | None,
           out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int], shots: int | Sequence[int],
           root: str | None, template: str | None, device: str | None, progress: bool, echo: Callable[[str], None],
-          skip_missing: bool, executor: Executor | None, settings: dict[str, Any]) -> GridResult:
+          skip_missing: bool, executor: Executor | None, settings: dict[str, Any], dry_run: bool = False) -> GridResult:
     from .protocols.core import expand_datasets
     from .protocols.grid import run_grid
 
     if bool(dataset) == bool(datasets):
         raise ClipfitError(f"{protocol} needs a dataset or a list of datasets (one of them)")
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
+                 dry_run)
     names = _datasets(datasets) if datasets else [_str("dataset", dataset)]
-    summary = run_grid(protocol, args, expand_datasets(names), _list("shots", shots, int))
-    return GridResult(summary, Path(out))
+    return _result(protocol, args, lambda: run_grid(protocol, args, expand_datasets(names), _list("shots", shots, int)))
 
 
 @with_threads
@@ -260,12 +276,14 @@ def fewshot(model: str | None = None, *, dataset: str | None = None, datasets: s
             out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3),
             shots: int | Sequence[int] = 16, root: str | None = None, template: str | None = None,
             device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
-            skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+            skip_missing: bool = False, executor: Executor | None = None, dry_run: bool = False,
+            **settings: Any) -> GridResult:
     """Few-shot protocol: every method on every dataset (`dataset`, or `datasets`: names or suites such as
     "coop11"), shot count and seed; test accuracy mean ± std, and the papers' Average row over datasets. Finished
-    runs under `out` are reused, so an interrupted grid resumes."""
+    runs under `out` are reused, so an interrupted grid resumes. `dry_run`: plan the runs and estimate their time
+    instead (a `PlannedGrid`: `text`, `data`), datasets that cannot be read included."""
     return _grid("fewshot", model, dataset, datasets, out, methods, seeds, shots, root, template, device, progress,
-                 echo, skip_missing, executor, settings)
+                 echo, skip_missing, executor, settings, dry_run)
 
 
 @with_threads
@@ -273,23 +291,24 @@ def base2new(model: str | None = None, *, dataset: str | None = None, datasets: 
              out: str | os.PathLike, methods: Sequence[str] = ("zeroshot", "clipfit"), seeds: Sequence[int] = (1, 2, 3),
              shots: int | Sequence[int] = 16, root: str | None = None, template: str | None = None,
              device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
-             skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+             skip_missing: bool = False, executor: Executor | None = None, dry_run: bool = False,
+             **settings: Any) -> GridResult:
     """Base-to-new protocol: train on the base half of the classes, test on base and new; HM of the mean base and
-    mean new accuracies."""
+    mean new accuracies (`dry_run`: as for `fewshot`)."""
     return _grid("base2new", model, dataset, datasets, out, methods, seeds, shots, root, template, device, progress,
-                 echo, skip_missing, executor, settings)
+                 echo, skip_missing, executor, settings, dry_run)
 
 
 def _transfer(protocol: str, model, source, targets, out, methods, seeds, shots, root, template, device, progress,
-              echo, skip_missing, executor, settings) -> GridResult:
+              echo, skip_missing, executor, settings, dry_run=False) -> GridResult:
     from .protocols.core import expand_datasets
     from .protocols.transfer import DEFAULT_TARGETS, run_transfer
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
-    summary = run_transfer(protocol, args, expand_datasets([_str("source", source)])[0],
-                           expand_datasets(_datasets(targets) if targets is not None else DEFAULT_TARGETS[protocol]),
-                           _int("shots", shots))
-    return GridResult(summary, Path(out))
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
+                 dry_run)
+    return _result(protocol, args, lambda: run_transfer(
+        protocol, args, expand_datasets([_str("source", source)])[0],
+        expand_datasets(_datasets(targets) if targets is not None else DEFAULT_TARGETS[protocol]), _int("shots", shots)))
 
 
 @with_threads
@@ -298,11 +317,11 @@ def crossdataset(model: str | None = None, *, source: str = "imagenet", targets:
                  seeds: Sequence[int] = (1, 2, 3), shots: int = 16, root: str | None = None,
                  template: str | None = None, device: str | None = None, progress: bool = True,
                  echo: Callable[[str], None] = _quiet, skip_missing: bool = False, executor: Executor | None = None,
-                 **settings: Any) -> GridResult:
+                 dry_run: bool = False, **settings: Any) -> GridResult:
     """Cross-dataset transfer (CLIPFit Table 9): train on `source` once per seed, test on every target (default:
     CoOp's 10 other datasets) with the target's classes and template; Average of the targets."""
     return _transfer("crossdataset", model, source, targets, out, methods, seeds, shots, root, template, device,
-                     progress, echo, skip_missing, executor, settings)
+                     progress, echo, skip_missing, executor, settings, dry_run)
 
 
 @with_threads
@@ -311,11 +330,11 @@ def domainshift(model: str | None = None, *, source: str = "imagenet", targets: 
                 seeds: Sequence[int] = (1, 2, 3), shots: int = 16, root: str | None = None,
                 template: str | None = None, device: str | None = None, progress: bool = True,
                 echo: Callable[[str], None] = _quiet, skip_missing: bool = False, executor: Executor | None = None,
-                **settings: Any) -> GridResult:
+                dry_run: bool = False, **settings: Any) -> GridResult:
     """Domain shift (CLIPFit Table 3): train on `source` (ImageNet), test on its shifted versions (default
     ImageNet-V2, -Sketch, -A, -R; -A and -R on their 200-class subset); Average of source and targets."""
     return _transfer("domainshift", model, source, targets, out, methods, seeds, shots, root, template, device,
-                     progress, echo, skip_missing, executor, settings)
+                     progress, echo, skip_missing, executor, settings, dry_run)
 
 
 REGIME_METHODS = ("zeroshot", "linear_probe", "prompt", "layernorm", "adapter", "compacter", "full")
@@ -327,17 +346,19 @@ def regimes(model: str | None = None, *, datasets: str | Sequence[str] = "layern
             regimes: Sequence[str] = ("low", "high"), low_shots: Sequence[int] | None = None,
             high_shots: Sequence[int] | None = None, root: str | None = None, template: str | None = None,
             device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
-            skip_missing: bool = False, executor: Executor | None = None, **settings: Any) -> GridResult:
+            skip_missing: bool = False, executor: Executor | None = None, dry_run: bool = False,
+            **settings: Any) -> GridResult:
     """The LayerNorm-tuning paper's regimes (Figures 3-4, Table 1): low data (1-16 shots) and high data (256/512;
     CIFAR-100 450), low and high similarity by zero-shot accuracy at 55%."""
     from .protocols.core import expand_datasets
     from .protocols.regimes import run_regimes
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings)
-    summary = run_regimes(args, expand_datasets(_datasets(datasets)), _list("regimes", regimes, str),
-                          _list("low_shots", low_shots, int) if low_shots is not None else None,
-                          _list("high_shots", high_shots, int) if high_shots is not None else None)
-    return GridResult(summary, Path(out))
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
+                 dry_run)
+    return _result("regimes", args, lambda: run_regimes(
+        args, expand_datasets(_datasets(datasets)), _list("regimes", regimes, str),
+        _list("low_shots", low_shots, int) if low_shots is not None else None,
+        _list("high_shots", high_shots, int) if high_shots is not None else None))
 
 
 @with_threads
@@ -345,17 +366,18 @@ def episodic(model: str | None = None, *, dataset: str, out: str | os.PathLike,
              methods: Sequence[str] = ("zeroshot", "layernorm"), seeds: Sequence[int] = (1, 2, 3), ways: int = 5,
              shots: int | Sequence[int] = (1, 5), queries: int = 15, episodes: int = 600, base_shots: int = 0,
              root: str | None = None, template: str | None = None, device: str | None = None, progress: bool = True,
-             echo: Callable[[str], None] = _quiet, executor: Executor | None = None, **settings: Any) -> GridResult:
+             echo: Callable[[str], None] = _quiet, executor: Executor | None = None, dry_run: bool = False,
+             **settings: Any) -> GridResult:
     """Episodic few-shot (the LayerNorm-tuning paper's Tables 3-4): adapt on the base classes (`base_shots` per
     class, 0: all), then N-way K-shot episodes on the novel classes with the Classifier-Baseline; mean ± 95% CI."""
     from .protocols.core import expand_datasets
     from .protocols.episodic import run_episodic
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, False, executor, settings)
-    summary = run_episodic(args, expand_datasets([_str("dataset", dataset)])[0], _int("ways", ways),
-                           _list("shots", shots, int), _int("queries", queries), _int("episodes", episodes),
-                           _int("base_shots", base_shots))
-    return GridResult(summary, Path(out))
+    args = _args(model, out, methods, seeds, root, template, device, progress, echo, False, executor, settings,
+                 dry_run)
+    return _result("episodic", args, lambda: run_episodic(
+        args, expand_datasets([_str("dataset", dataset)])[0], _int("ways", ways), _list("shots", shots, int),
+        _int("queries", queries), _int("episodes", episodes), _int("base_shots", base_shots)))
 
 
 def paper_list() -> list[dict]:
@@ -375,9 +397,10 @@ def paper_run(name: str, model: str | None = None, *, out: str | os.PathLike, ro
               **settings: Any):
     """Run (or resume) the runs of a paper's table or figure (`name`, e.g. "clipfit:table1") and lay it out as the
     paper does, our number beside the paper's; writes OUT/tables/ (Markdown, CSV, JSON) and OUT/figures/ (PNG). Runs
-    live in OUT/<protocol>/ as the protocol command lays them out. `stand_ins`: synthetic stand-ins for the real
-    datasets (default: on the embedded model without `root`). `dry_run`: list the runs and estimate their time.
-    Returns a `PaperResult` (`text`, `data`, `files`)."""
+    live in OUT/<protocol>/ as the protocol command lays them out. The real datasets are read from `root`, on the
+    paper's backbone (openai/clip-vit-base-patch16) unless `model`; `stand_ins=True`: synthetic stand-ins on the
+    embedded model instead. `dry_run`: every run of the grid, its settings and status, and an estimate of its time,
+    datasets that cannot be read included; nothing trains. Returns a `PaperResult` (`text`, `data`, `files`)."""
     from .papers.run import run_entry
 
     lists = lambda key, x, item: _list(key, x, item) if x is not None else None  # noqa: E731
@@ -432,11 +455,63 @@ def methods() -> list[dict]:
 
 
 def datasets() -> list[dict]:
-    """Every catalogue dataset: name, aliases, whether it is read from --root, whether it is test-only, help."""
+    """Every catalogue dataset: name, aliases, whether it is read from --root (and its folder there), whether it is
+    test-only, its template when known without reading it, help."""
     from .data.catalogue import list_datasets
+    from .data.sources import SOURCES
 
     return [{"name": e.name, "aliases": list(e.aliases), "needs_root": e.needs_root, "test_only": e.test_only,
-             "help": e.help} for e in list_datasets()]
+             "folder": SOURCES[e.name].folder if e.name in SOURCES else None, "template": e.template, "help": e.help}
+            for e in list_datasets()]
+
+
+@dataclass
+class DatasetsCheck:
+    """What `datasets_check` found under `root`: one `clipfit.data.check.Finding` per dataset (name, status found /
+    missing / incomplete, detail, classes, sizes, template, and for a missing or incomplete one the fix); `ok`
+    when every dataset asked for was found whole; `text()` is what `clipfit datasets check` prints."""
+
+    root: str
+    findings: list
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status == "found" for f in self.findings)
+
+    @property
+    def data(self) -> dict:
+        from .data.check import as_json
+
+        return as_json(self.findings, self.root)
+
+    def text(self) -> str:
+        from .data.check import render
+
+        return render(self.findings, self.root)
+
+
+def datasets_check(root: str, names: str | Sequence[str] | None = None, *, suite: str | None = None,
+                   paper: str | None = None, verify: bool = False, progress: bool = False) -> DatasetsCheck:
+    """Which datasets are under `root` (`clipfit datasets check`): `names` (catalogue names or suites, a list or a
+    comma-separated string), a `suite` (e.g. "coop11"), the datasets of a `paper` table (e.g. "clipfit:table1"), or
+    by default every dataset read from --root. A missing or incomplete one comes with what to fetch from where.
+    `verify` also decodes every image."""
+    from .data.check import check
+    from .data.registry import SUITES
+
+    chosen = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
+    if suite is not None:
+        if suite.lower() not in SUITES:
+            raise ClipfitError(f"--suite {suite}: choose one of {', '.join(SUITES)}")
+        chosen.append(suite)
+    if paper is not None:
+        from .papers.run import entry_datasets, get_entry
+
+        needed = entry_datasets(get_entry(paper))
+        if not needed:
+            raise ClipfitError(f"--paper {paper}: that entry reads no dataset")
+        chosen += needed
+    return DatasetsCheck(root, check([n for n in chosen if n], root, verify, progress))
 
 
 def params(method: str, arch: str = "ViT-B/16", classes: int = 10, shots: int = 16, **settings: Any) -> dict:

@@ -162,15 +162,17 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     q = psub.add_parser("run", help="run or resume one table or figure, print it beside the paper's numbers")
     q.add_argument("name", help="a name of `clipfit paper list`, e.g. clipfit:table1")
     _add_run_args(q, shots=None, dataset=False, template=False)  # --set applies to every run of the table
+    q.set_defaults(model=None)  # the paper's backbone, or the embedded model with --stand-ins (`choose_model`)
     q.add_argument("--out", required=True, help="folder: runs in OUT/<protocol>/ (reused), tables in OUT/tables/, "
                                                 "figures in OUT/figures/")
     q.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: the papers' 1,2,3)")
     q.add_argument("--methods", help="only these of the table's methods (comma-separated; the others: not run)")
     q.add_argument("--stand-ins", dest="stand_ins", action="store_const", const=True, default=None,
-                   help="run on synthetic stand-ins of the paper's datasets (default: on the embedded model without "
-                        "--root)")
+                   help="run on synthetic stand-ins of the paper's datasets, on the embedded model unless --model "
+                        "(without it: the real datasets under --root, on the paper's backbone "
+                        "openai/clip-vit-base-patch16 unless --model)")
     q.add_argument("--no-stand-ins", dest="stand_ins", action="store_const", const=False,
-                   help="never use stand-ins")
+                   help="the real datasets (the default)")
     q.add_argument("--shots", help="shot counts instead of the paper's (fewshot, base2new, transfer, episodic)")
     q.add_argument("--low-shots", help="low-data regime shot counts instead of the paper's (regimes)")
     q.add_argument("--high-shots", help="high-data regime shot counts instead of the paper's (regimes)")
@@ -178,7 +180,8 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     q.add_argument("--skip-missing", action="store_true",
                    help="list a dataset missing under --root as missing instead of stopping")
     q.add_argument("--dry-run", action="store_true",
-                   help="list the runs (finished or not) and estimate their time from a measured training step")
+                   help="list every run of the table (datasets that cannot be read included, each with what to "
+                        "fetch), its settings and status, and estimate the time from measured steps; trains nothing")
     q.set_defaults(func=cmd_paper_run)
 
     p = sub.add_parser("demo", help="base-to-new on the embedded model: zero-shot, CoOp, KgCoOp, CLIPFit on a task "
@@ -190,8 +193,20 @@ def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", help="keep the runs here (default: a temporary folder)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("datasets", help="list the dataset catalogue")
+    p = sub.add_parser("datasets", help="list the dataset catalogue; `clipfit datasets check --root DIR`: what is "
+                                        "there, what is missing and where to get it")
     p.set_defaults(func=cmd_datasets)
+    q = p.add_subparsers(dest="datasets_command", metavar="ACTION").add_parser(
+        "check", help="which datasets are under --root, which are missing or incomplete, and what to fetch from where "
+                      "(exit status 1 when one asked for is not there whole)")
+    q.add_argument("names", nargs="*", metavar="NAME", help="datasets or suites (default: every dataset read from --root)")
+    q.add_argument("--root", required=True, help="the folder holding the datasets")
+    q.add_argument("--suite", help="the datasets of a suite: " + ", ".join(_suites()))
+    q.add_argument("--paper", metavar="TABLE", help="the datasets a table or figure of `clipfit paper list` needs")
+    q.add_argument("--verify", action="store_true", help="also decode every image (slow: minutes per dataset)")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_datasets_check)
     p = sub.add_parser("methods", help="list the methods")
     p.add_argument("--details", action="store_true", help="show every setting with its default and help")
     p.set_defaults(func=cmd_methods)
@@ -217,6 +232,9 @@ def _add_grid_args(p: argparse.ArgumentParser, shots: int | None, dataset: bool 
     if skip:
         p.add_argument("--skip-missing", action="store_true",
                        help="list a dataset missing under --root as missing instead of stopping")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list every run (datasets that cannot be read included, each with what to fetch), its "
+                        "settings and status, and estimate the time from a measured step; trains nothing")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: the runs one after another in this process; ray: each run a Ray task (pip install "
                         "'clipfit[ray]')")
@@ -334,7 +352,7 @@ def _common(args, methods: list[str]) -> dict:
 
     return dict(out=args.out, methods=methods, seeds=_ints(args.seeds, "seeds"), root=args.root, template=args.template,
                 device=args.device, progress=not args.quiet, echo=_echo(args),
-                executor=make_executor(args.executor, args.address), **_settings(args, methods))
+                executor=make_executor(args.executor, args.address), dry_run=args.dry_run, **_settings(args, methods))
 
 
 def cmd_grid(args, protocol: str) -> None:
@@ -418,10 +436,19 @@ def cmd_datasets(args) -> None:
     from . import api
 
     for d in api.datasets():
-        tag = "--root" if d["needs_root"] else "built in"
+        tag = f"--root {d['folder']}/" if d["needs_root"] else "built in"
         also = f" (also: {', '.join(d['aliases'])})" if d["aliases"] else ""
-        print(f"{d['name']:18s} {tag:9s} {d['help']}{also}")
+        print(f"{d['name']:18s} {tag:30s} {d['help']}{also}")
     print("imagefolder:PATH   one sub-folder per class\nhf:NAME_OR_PATH    a Hugging Face datasets dataset")
+
+
+def cmd_datasets_check(args) -> int:
+    from . import api
+
+    res = api.datasets_check(args.root, args.names, suite=args.suite, paper=args.paper, verify=args.verify,
+                             progress=not args.quiet)
+    _emit(args, res.data, res.text())
+    return 0 if res.ok else 1
 
 
 def cmd_methods(args) -> None:
@@ -473,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
             from .threads import set_threads
 
             set_threads(args.threads)
-        args.func(args)
+        rc = args.func(args)
     except ClipfitError as e:
         print(f"clipfit: error: {e}", file=sys.stderr)
         return 2
@@ -489,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return 0
+    return rc or 0
 
 
 def run() -> None:

@@ -3,20 +3,22 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ClipfitError
-from .registry import DATASETS, PREFIXES, DatasetEntry
+from .registry import DATASETS, PREFIXES, SUITES, DatasetEntry
 from .types import Task
 
 # Importing a reader module registers its datasets: every module of this package but these is imported, so a new
 # reader is a new module. (transforms imports torch, which `clipfit datasets` does not need: a fast start.)
-_NOT_READERS = {"catalogue", "registry", "types", "sampling", "transforms"}
+_NOT_READERS = {"catalogue", "registry", "types", "sampling", "transforms", "sources", "check"}
 for _m in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
     if _m.name not in _NOT_READERS:
         importlib.import_module(f"{__package__}.{_m.name}")
 
-__all__ = ["DATASETS", "DatasetEntry", "canonical_dataset", "list_datasets", "load_task"]
+__all__ = ["DATASETS", "DatasetEntry", "canonical_dataset", "expand_datasets", "list_datasets", "load_task",
+           "rules_dataset"]
 
 
 def list_datasets() -> list[DatasetEntry]:
@@ -29,6 +31,29 @@ def canonical_dataset(spec: str) -> str:
     if sep and prefix in PREFIXES:
         return spec
     return DATASETS.canonical(spec) if spec in DATASETS else spec
+
+
+def expand_datasets(names: str | Sequence[str]) -> list[str]:
+    """Dataset names with suites expanded and aliases resolved to canonical names, duplicates dropped."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    out: list[str] = []
+    for n in names:
+        for d in SUITES.get(n.lower(), (n,)):
+            c = canonical_dataset(d)
+            if c not in out:
+                out.append(c)
+    if not out:
+        raise ClipfitError("give at least one dataset")
+    return out
+
+
+def rules_dataset(spec: str) -> str:
+    """The dataset whose per-dataset recipe rules a run on `spec` follows: its canonical name, or the dataset it is
+    another split of or a stand-in for (`food101_ln` -> `food101`, `synth_imagenet` -> `imagenet`)."""
+    name = canonical_dataset(spec)
+    entry = DATASETS.get(name) if name in DATASETS else None
+    return entry.rules_as or name if entry else name
 
 
 def load_task(spec: str, root: str | None = None) -> Task:

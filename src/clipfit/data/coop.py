@@ -1,20 +1,7 @@
-"""The CoOp benchmark catalogue, read from `--root` in the layout of CoOp's DATASETS.md.
-
-    root/caltech-101/101_ObjectCategories/   + split_zhou_Caltech101.json
-    root/oxford_pets/images/                 + split_zhou_OxfordPets.json
-    root/stanford_cars/ (cars_train/, ...)   + split_zhou_StanfordCars.json  (paths relative to stanford_cars/)
-    root/oxford_flowers/jpg/                 + split_zhou_OxfordFlowers.json
-    root/food-101/images/                    + split_zhou_Food101.json
-    root/sun397/SUN397/                      + split_zhou_SUN397.json
-    root/dtd/images/                         + split_zhou_DescribableTextures.json
-    root/eurosat/2750/                       + split_zhou_EuroSAT.json
-    root/ucf101/UCF-101-midframes/           + split_zhou_UCF101.json
-    root/fgvc_aircraft/images/ + variants.txt + images_variant_{train,val,test}.txt
-    root/imagenet/images/{train,val}/<wnid>/ + classnames.txt ("<wnid> <class name>" lines)
-    root/imagenetv2/imagenetv2-matched-frequency-format-val/<0..999>/
-    root/imagenet-sketch/images/<wnid>/
-    root/imagenet-adversarial/imagenet-a/<wnid>/   (200 classes)
-    root/imagenet-rendition/imagenet-r/<wnid>/     (200 classes)
+"""The CoOp benchmark catalogue, read from `--root` in the layout of CoOp's DATASETS.md: the 9 datasets with CoOp's
+split files (`split_zhou_<Name>.json` beside the images), FGVC-Aircraft with its own split files, ImageNet's class
+folders and its shifted test sets. The folder each needs under `--root`, what it holds and where to get it:
+`sources.SOURCES` (docs/datasets.md lists them).
 
 The ImageNet variants read classnames.txt from their own folder, as CoOp does, or else from root/imagenet/.
 
@@ -36,6 +23,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from ..errors import ClipfitError
 from .folder import IMAGE_EXTS
 from .registry import register_dataset
+from .sources import dataset_folder
 from .types import FileReader, Item, Task
 
 DATASETS_MD = "as CoOp's DATASETS.md says: https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
@@ -121,8 +109,7 @@ def read_split_file(split_file: str | os.PathLike, image_dir: str | os.PathLike,
 @dataclass(frozen=True)
 class SplitSet:
     name: str
-    folder: str  # under root
-    images: str  # image folder under `folder` ("" = the folder itself)
+    images: str  # image folder under the dataset's folder ("" = the folder itself)
     split_file: str
     template: str
     title: str
@@ -130,43 +117,32 @@ class SplitSet:
 
 
 SPLIT_SETS = [
-    SplitSet("caltech101", "caltech-101", "101_ObjectCategories", "split_zhou_Caltech101.json", PHOTO, "Caltech101", ("caltech",)),
-    SplitSet("oxford_pets", "oxford_pets", "images", "split_zhou_OxfordPets.json", "a photo of a {}, a type of pet.", "OxfordPets", ("pets",)),
-    SplitSet("stanford_cars", "stanford_cars", "", "split_zhou_StanfordCars.json", PHOTO, "StanfordCars", ("cars",)),
-    SplitSet("oxford_flowers", "oxford_flowers", "jpg", "split_zhou_OxfordFlowers.json", "a photo of a {}, a type of flower.", "OxfordFlowers (Flowers102)", ("flowers",)),
-    SplitSet("food101", "food-101", "images", "split_zhou_Food101.json", "a photo of {}, a type of food.", "Food101", ("food",)),
-    SplitSet("sun397", "sun397", "SUN397", "split_zhou_SUN397.json", PHOTO, "SUN397", ("sun",)),
-    SplitSet("dtd", "dtd", "images", "split_zhou_DescribableTextures.json", "{} texture.", "DescribableTextures", ("textures",)),
-    SplitSet("eurosat", "eurosat", "2750", "split_zhou_EuroSAT.json", "a centered satellite photo of {}.", "EuroSAT", ()),
-    SplitSet("ucf101", "ucf101", "UCF-101-midframes", "split_zhou_UCF101.json", "a photo of a person doing {}.", "UCF101 (middle frames)", ("ucf",)),
+    SplitSet("caltech101", "101_ObjectCategories", "split_zhou_Caltech101.json", PHOTO, "Caltech101", ("caltech",)),
+    SplitSet("oxford_pets", "images", "split_zhou_OxfordPets.json", "a photo of a {}, a type of pet.", "OxfordPets", ("pets",)),
+    SplitSet("stanford_cars", "", "split_zhou_StanfordCars.json", PHOTO, "StanfordCars", ("cars",)),
+    SplitSet("oxford_flowers", "jpg", "split_zhou_OxfordFlowers.json", "a photo of a {}, a type of flower.", "OxfordFlowers (Flowers102)", ("flowers",)),
+    SplitSet("food101", "images", "split_zhou_Food101.json", "a photo of {}, a type of food.", "Food101", ("food",)),
+    SplitSet("sun397", "SUN397", "split_zhou_SUN397.json", PHOTO, "SUN397", ("sun",)),
+    SplitSet("dtd", "images", "split_zhou_DescribableTextures.json", "{} texture.", "DescribableTextures", ("textures",)),
+    SplitSet("eurosat", "2750", "split_zhou_EuroSAT.json", "a centered satellite photo of {}.", "EuroSAT", ()),
+    SplitSet("ucf101", "UCF-101-midframes", "split_zhou_UCF101.json", "a photo of a person doing {}.", "UCF101 (middle frames)", ("ucf",)),
 ]
-
-
-def _root(root: str | None, name: str) -> Path:
-    if not root:
-        raise ClipfitError(f"dataset {name!r} is read from disk: pass --root DIR (the folder holding its CoOp-layout directory)")
-    r = Path(os.path.expanduser(root))
-    if not r.is_dir():
-        raise ClipfitError(f"--root {root} is not a folder")
-    return r
 
 
 def _split_builder(s: SplitSet):
     def build(root: str | None) -> Task:
-        base = _root(root, s.name) / s.folder
-        if not base.is_dir():
-            raise ClipfitError(f"dataset folder not found: {base} (download {s.title} {DATASETS_MD})")
+        base = dataset_folder(root, s.name)
         image_dir = base / s.images if s.images else base
         return read_split_file(base / s.split_file, image_dir, name=s.name, template=s.template,
                                hint=f"download it {DATASETS_MD}")
 
-    build.__doc__ = f"{s.title}, CoOp split ({s.folder}/{s.split_file})"
+    build.__doc__ = f"{s.title}, CoOp split ({s.split_file})"
     return build
 
 
 for _s in SPLIT_SETS:
     _b = _split_builder(_s)
-    register_dataset(_s.name, help=_b.__doc__, aliases=_s.aliases)(_b)
+    register_dataset(_s.name, help=_b.__doc__, aliases=_s.aliases, template=_s.template)(_b)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -180,11 +156,12 @@ def _lines(path: Path, what: str) -> list[str]:
         return [ln.strip() for ln in f if ln.strip()]
 
 
+AIRCRAFT = "a photo of a {}, a type of aircraft."
+
+
 def build_fgvc_aircraft(root: str | None) -> Task:
-    """FGVC-Aircraft (100 variants), CoOp layout (fgvc_aircraft/images, variants.txt, images_variant_*.txt)"""
-    base = _root(root, "fgvc_aircraft") / "fgvc_aircraft"
-    if not base.is_dir():
-        raise ClipfitError(f"dataset folder not found: {base} (download FGVC-Aircraft {DATASETS_MD})")
+    """FGVC-Aircraft (100 variants), CoOp layout (images/, variants.txt, images_variant_*.txt)"""
+    base = dataset_folder(root, "fgvc_aircraft")
     classnames = _lines(base / "variants.txt", "class list")
     index = {c: i for i, c in enumerate(classnames)}
     splits = {}
@@ -200,11 +177,11 @@ def build_fgvc_aircraft(root: str | None) -> Task:
     image_dir = base / "images"
     if not image_dir.is_dir():
         raise ClipfitError(f"image folder not found: {image_dir} ({DATASETS_MD})")
-    return Task(name="fgvc_aircraft", classnames=classnames, template="a photo of a {}, a type of aircraft.",
-                reader=FileReader(image_dir), **splits)
+    return Task(name="fgvc_aircraft", classnames=classnames, template=AIRCRAFT, reader=FileReader(image_dir), **splits)
 
 
-register_dataset("fgvc_aircraft", help=build_fgvc_aircraft.__doc__, aliases=("aircraft",))(build_fgvc_aircraft)
+register_dataset("fgvc_aircraft", help=build_fgvc_aircraft.__doc__, aliases=("aircraft",),
+                 template=AIRCRAFT)(build_fgvc_aircraft)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -220,12 +197,14 @@ def read_classnames(path: Path) -> dict[str, str]:
     return out
 
 
-def _imagenet_classnames(root: Path, folder: str) -> dict[str, str]:
-    for p in (root / folder / "classnames.txt", root / "imagenet" / "classnames.txt"):
+def _imagenet_classnames(folder: Path) -> dict[str, str]:
+    """classnames.txt of an ImageNet folder (the dataset's own, or else the one in root/imagenet/)."""
+    paths = list(dict.fromkeys((folder / "classnames.txt", folder.parent / "imagenet" / "classnames.txt")))
+    for p in paths:
         if p.is_file():
             return read_classnames(p)
-    raise ClipfitError(f"ImageNet class names not found: {root / folder / 'classnames.txt'} nor {root / 'imagenet' / 'classnames.txt'} "
-                       f"(copy CoOp's classnames.txt there, {DATASETS_MD})")
+    raise ClipfitError(f"ImageNet class names not found: {' or '.join(map(str, paths))} (copy CoOp's classnames.txt "
+                       f"there, {DATASETS_MD})")
 
 
 def _image_files(folder: Path) -> list[str]:
@@ -257,10 +236,10 @@ def _named(dirs: list[str], names: dict[str, str], where: Path) -> list[tuple[st
 
 
 def build_imagenet(root: str | None) -> Task:
-    """ImageNet-1k, CoOp layout (imagenet/images/{train,val}/<wnid>/, classnames.txt); test = the official val set"""
-    r = _root(root, "imagenet")
-    names = _imagenet_classnames(r, "imagenet")
-    image_dir = r / "imagenet" / "images"
+    """ImageNet-1k, CoOp layout (images/{train,val}/<wnid>/, classnames.txt); test = the official val set"""
+    base = dataset_folder(root, "imagenet")
+    names = _imagenet_classnames(base)
+    image_dir = base / "images"
     dirs = _class_dirs(image_dir / "train")
     labelled = _named(dirs, names, image_dir / "train")
     train = _folder_items(image_dir, "train", labelled)
@@ -273,11 +252,11 @@ def build_imagenet(root: str | None) -> Task:
 
 
 def build_imagenetv2(root: str | None) -> Task:
-    """ImageNet-V2 matched-frequency (test only): imagenetv2/imagenetv2-matched-frequency-format-val/<0..999>/"""
-    r = _root(root, "imagenetv2")
-    names = _imagenet_classnames(r, "imagenetv2")
+    """ImageNet-V2 matched-frequency (test only): imagenetv2-matched-frequency-format-val/<0..999>/"""
+    base = dataset_folder(root, "imagenetv2")
+    names = _imagenet_classnames(base)
     wnids = sorted(names)
-    image_dir = r / "imagenetv2" / "imagenetv2-matched-frequency-format-val"
+    image_dir = base / "imagenetv2-matched-frequency-format-val"
     dirs = _class_dirs(image_dir)
     bad = [d for d in dirs if not d.isdigit() or int(d) >= len(wnids)]
     if bad:
@@ -288,28 +267,28 @@ def build_imagenetv2(root: str | None) -> Task:
                 test=test, reader=FileReader(image_dir))
 
 
-def _variant_builder(name: str, folder: str, images: str, title: str):
+def _variant_builder(name: str, images: str, title: str):
     def build(root: str | None) -> Task:
-        r = _root(root, name)
-        names = _imagenet_classnames(r, folder)
-        image_dir = r / folder / images
+        base = dataset_folder(root, name)
+        names = _imagenet_classnames(base)
+        image_dir = base / images
         labelled = _named(_class_dirs(image_dir), names, image_dir)
         return Task(name=name, classnames=[c for _, _, c in labelled], template=PHOTO, train=[], val=[],
                     test=_folder_items(image_dir, "", labelled), reader=FileReader(image_dir))
 
-    build.__doc__ = f"{title} (test only): {folder}/{images}/<wnid>/"
+    build.__doc__ = f"{title} (test only): {images}/<wnid>/"
     return build
 
 
-build_imagenet_sketch = _variant_builder("imagenet_sketch", "imagenet-sketch", "images", "ImageNet-Sketch")
-build_imagenet_a = _variant_builder("imagenet_a", "imagenet-adversarial", "imagenet-a", "ImageNet-A, 200 classes")
-build_imagenet_r = _variant_builder("imagenet_r", "imagenet-rendition", "imagenet-r", "ImageNet-R, 200 classes")
+build_imagenet_sketch = _variant_builder("imagenet_sketch", "images", "ImageNet-Sketch")
+build_imagenet_a = _variant_builder("imagenet_a", "imagenet-a", "ImageNet-A, 200 classes")
+build_imagenet_r = _variant_builder("imagenet_r", "imagenet-r", "ImageNet-R, 200 classes")
 
-register_dataset("imagenet", help=build_imagenet.__doc__)(build_imagenet)
+register_dataset("imagenet", help=build_imagenet.__doc__, template=PHOTO)(build_imagenet)
 for _name, _b, _aliases in [
     ("imagenetv2", build_imagenetv2, ("imagenet-v2",)),
     ("imagenet_sketch", build_imagenet_sketch, ("imagenet-sketch",)),
     ("imagenet_a", build_imagenet_a, ("imagenet-a",)),
     ("imagenet_r", build_imagenet_r, ("imagenet-r",)),
 ]:
-    register_dataset(_name, test_only=True, help=_b.__doc__, aliases=_aliases)(_b)
+    register_dataset(_name, test_only=True, help=_b.__doc__, aliases=_aliases, template=PHOTO)(_b)

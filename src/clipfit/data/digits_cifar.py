@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import ClipfitError
 from .packaged import read_idx
 from .registry import register_dataset
-from .tables import root_dir
+from .sources import dataset_folder
 from .types import ArrayReader, Item, Task
 
 VAL_SIZE = 2_000
@@ -69,9 +69,9 @@ def _idx_file(d: Path, stem: str) -> Path:
     raise ClipfitError(f"{d / stem} not found (expected MNIST's idx file {stem} or {stem}.gz)")
 
 
-@register_dataset("mnist", help="MNIST handwritten digits from root/mnist/ (the idx files; 10 classes)")
+@register_dataset("mnist", template=MNIST_TEMPLATE, help="MNIST handwritten digits (the idx files; 10 classes)")
 def build_mnist(root: str | None) -> Task:
-    d = root_dir(root, "mnist", "MNIST's four idx files, e.g. train-images-idx3-ubyte.gz")
+    d = dataset_folder(root, "mnist")
     arrays, labels = {}, {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         x_path, y_path = _idx_file(d, f"{prefix}-images-idx3-ubyte"), _idx_file(d, f"{prefix}-labels-idx1-ubyte")
@@ -144,9 +144,8 @@ def _batches(paths: list[Path], label_key: str, n_classes: int) -> tuple[np.ndar
     return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
 
 
-def _cifar(name: str, folder: str, train: list[str], test: str, meta: str, names_key: str, label_key: str,
-           root: str | None) -> Task:
-    d = root_dir(root, folder, f"the CIFAR python batches ({', '.join([*train, test, meta])})")
+def _cifar(name: str, train: list[str], test: str, meta: str, names_key: str, label_key: str, root: str | None) -> Task:
+    d = dataset_folder(root, name)
     classnames = _names(read_cifar_pickle(d / meta), names_key, d / meta)
     arrays, labels = {}, {}
     arrays["train"], labels["train"] = _batches([d / f for f in train], label_key, len(classnames))
@@ -154,12 +153,12 @@ def _cifar(name: str, folder: str, train: list[str], test: str, meta: str, names
     return _task(name, classnames, PHOTO, arrays, labels)
 
 
-@register_dataset("cifar10", aliases=("cifar-10",), help="CIFAR-10 from root/cifar-10-batches-py/ (python batches; 10 classes)")
+@register_dataset("cifar10", aliases=("cifar-10",), template=PHOTO, help="CIFAR-10 (python batches; 10 classes)")
 def build_cifar10(root: str | None) -> Task:
-    return _cifar("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
+    return _cifar("cifar10", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
                   "batches.meta", "label_names", "labels", root)
 
 
-@register_dataset("cifar100", aliases=("cifar-100",), help="CIFAR-100 from root/cifar-100-python/ (python batches; 100 fine classes)")
+@register_dataset("cifar100", aliases=("cifar-100",), template=PHOTO, help="CIFAR-100 (python batches; 100 fine classes)")
 def build_cifar100(root: str | None) -> Task:
-    return _cifar("cifar100", "cifar-100-python", ["train"], "test", "meta", "fine_label_names", "fine_labels", root)
+    return _cifar("cifar100", ["train"], "test", "meta", "fine_label_names", "fine_labels", root)

@@ -30,10 +30,13 @@ from pathlib import Path
 
 from ..errors import ClipfitError
 from .registry import register_dataset
-from .tables import as_int, read_csv, read_pairs, root_dir
+from .sources import dataset_folder
+from .tables import as_int, read_csv, read_pairs
 from .types import FileReader, Item, Task
 
 SPLITS = ("train", "val", "test")
+MINI_TEMPLATE = "a photo of a {}."
+CUB_TEMPLATE = "a photo of a {}, a type of bird."
 
 MINI_IMAGENET_NAMES = {
     # train: 64 classes
@@ -98,10 +101,10 @@ def _episodic_task(name: str, classes: dict[str, list[str]], names: dict[str, st
 # ------------------------------------------------------------------------------------------------ Mini-ImageNet
 
 
-@register_dataset("mini_imagenet", aliases=("miniimagenet",),
-                  help="Mini-ImageNet from root/mini_imagenet/ (Ravi's csv splits; 64 base / 16 val / 20 novel classes)")
+@register_dataset("mini_imagenet", aliases=("miniimagenet",), template=MINI_TEMPLATE,
+                  help="Mini-ImageNet (Ravi's csv splits; 64 base / 16 val / 20 novel classes)")
 def build_mini_imagenet(root: str | None) -> Task:
-    base = root_dir(root, "mini_imagenet", "Mini-ImageNet: images/ and Ravi & Larochelle's train.csv, val.csv, test.csv")
+    base = dataset_folder(root, "mini_imagenet")
     rows = {s: read_csv(base / f"{s}.csv", ("filename", "label"), "'filename,label' rows of Ravi & Larochelle's split")
             for s in SPLITS}
     seen: dict[str, str] = {}
@@ -122,15 +125,15 @@ def build_mini_imagenet(root: str | None) -> Task:
 
     classes = {s: sorted({r["label"].strip() for r in rows[s]}) for s in SPLITS}
     items = {s: [(key(r), r["label"].strip()) for r in rows[s]] for s in SPLITS}
-    return _episodic_task("mini_imagenet", classes, MINI_IMAGENET_NAMES, "a photo of a {}.", base, items)
+    return _episodic_task("mini_imagenet", classes, MINI_IMAGENET_NAMES, MINI_TEMPLATE, base, items)
 
 
 # ---------------------------------------------------------------------------------------------------------- CUB
 
 
-@register_dataset("cub", aliases=("cub200",), help="CUB-200-2011 birds from root/CUB_200_2011/ (100 base / 50 val / 50 novel classes)")
+@register_dataset("cub", aliases=("cub200",), template=CUB_TEMPLATE, help="CUB-200-2011 birds (100 base / 50 val / 50 novel classes)")
 def build_cub(root: str | None) -> Task:
-    base = root_dir(root, "CUB_200_2011", "CUB-200-2011 as distributed: images.txt, image_class_labels.txt, classes.txt, images/")
+    base = dataset_folder(root, "cub")
     classes_txt = read_pairs(base / "classes.txt", "<class id> <NNN.Class_name>", "CUB-200-2011's class list")
     names = {}
     for n, (cid, folder) in enumerate(classes_txt, 1):
@@ -150,4 +153,4 @@ def build_cub(root: str | None) -> Task:
             raise ClipfitError(f"{labels_txt}, line {n}: class id {cid} is not one of CUB's 1..200")
         items[split_of[cid]].append((f"images/{paths[image_id]}", cid))
     classes = {s: [str(c) for c in sorted(CUB_SPLIT[s])] for s in SPLITS}
-    return _episodic_task("cub", classes, names, "a photo of a {}, a type of bird.", base, items)
+    return _episodic_task("cub", classes, names, CUB_TEMPLATE, base, items)

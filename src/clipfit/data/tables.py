@@ -3,20 +3,9 @@ name the file and what it should hold."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from ..errors import ClipfitError
-
-
-def root_dir(root: str | None, folder: str, expected: str) -> Path:
-    """root/folder, which must exist; `expected` says what it should hold (for the error)."""
-    if not root:
-        raise ClipfitError(f"this dataset is read from disk: pass --root DIR (the folder holding {folder}/)")
-    d = Path(os.path.expanduser(root)) / folder
-    if not d.is_dir():
-        raise ClipfitError(f"dataset folder not found: {d} (expected {expected})")
-    return d
 
 
 def read_csv(path: Path, columns: tuple[str, ...], expected: str) -> list[dict[str, str]]:

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from ..errors import ClipfitError
 from .registry import register_dataset
-from .tables import as_int, read_csv, root_dir
+from .sources import dataset_folder
+from .tables import as_int, read_csv
 from .types import FileReader, Item, Task
 
 FMOW_CATEGORIES = (
@@ -52,6 +53,9 @@ OTHER_REGION = "Other"
 CAMELYON_VAL_HOSPITAL, CAMELYON_TEST_HOSPITAL = 1, 2
 CAMELYON_CLASSES = ["lymph node", "lymph node containing metastatic tumor tissue"]
 IWILDCAM_ABSENT = 99999  # categories.csv's y for categories that have no image
+FMOW_TEMPLATE = "a satellite photo of {}."
+CAMELYON_TEMPLATE = "this is a photo of {}"
+IWILDCAM_TEMPLATE = "a camera trap photo of {}."
 
 WILDS = "as the WILDS package downloads it"
 
@@ -93,9 +97,10 @@ def _fmow_split(split: str, t: datetime) -> str | None:
     return None
 
 
-@register_dataset("fmow", help="WILDS FMoW satellite images from root/fmow_v1.1/ (62 classes, OOD val/test by year; worst-region accuracy)")
+@register_dataset("fmow", template=FMOW_TEMPLATE,
+                  help="WILDS FMoW satellite images (62 classes, OOD val/test by year; worst-region accuracy)")
 def build_fmow(root: str | None) -> Task:
-    base = root_dir(root, "fmow_v1.1", f"FMoW v1.1 {WILDS}: rgb_metadata.csv, country_code_mapping.csv, images/")
+    base = dataset_folder(root, "fmow")
     meta_path, map_path = base / "rgb_metadata.csv", base / "country_code_mapping.csv"
     meta = read_csv(meta_path, ("split", "category", "country_code", "timestamp"), f"FMoW's image metadata {WILDS}")
     regions = {r["alpha-3"]: r["region"] for r in read_csv(map_path, ("alpha-3", "region"), f"FMoW's country -> region table {WILDS}")}
@@ -109,15 +114,15 @@ def build_fmow(root: str | None) -> Task:
         split = _fmow_split(r["split"], _utc(r["timestamp"], meta_path, i + 2))
         rows.append((split, index[r["category"]], f"images/rgb_img_{i}.png", regions.get(r["country_code"]) or OTHER_REGION))
     classnames = [c.replace("_", " ") for c in FMOW_CATEGORIES]
-    return _task("fmow", classnames, "a satellite photo of {}.", base, rows, ("accuracy", "worst_region_accuracy"))
+    return _task("fmow", classnames, FMOW_TEMPLATE, base, rows, ("accuracy", "worst_region_accuracy"))
 
 
 # --------------------------------------------------------------------------------------------------- Camelyon17
 
 
-@register_dataset("camelyon17", help="WILDS Camelyon17 tissue patches from root/camelyon17_v1.0/ (2 classes; test = hospital 2)")
+@register_dataset("camelyon17", template=CAMELYON_TEMPLATE, help="WILDS Camelyon17 tissue patches (2 classes; test = hospital 2)")
 def build_camelyon17(root: str | None) -> Task:
-    base = root_dir(root, "camelyon17_v1.0", f"Camelyon17 v1.0 {WILDS}: metadata.csv, patches/")
+    base = dataset_folder(root, "camelyon17")
     path = base / "metadata.csv"
     meta = read_csv(path, ("patient", "node", "x_coord", "y_coord", "tumor", "center", "split"),
                     f"Camelyon17's patch metadata {WILDS}")
@@ -133,15 +138,15 @@ def build_camelyon17(root: str | None) -> Task:
                else "train" if split == 0 else None)
         key = f"patches/patient_{p}_node_{node}/patch_patient_{p}_node_{node}_x_{x}_y_{y}.png"
         rows.append((use, label, key, f"hospital {center}"))
-    return _task("camelyon17", list(CAMELYON_CLASSES), "this is a photo of {}", base, rows, ("accuracy",))
+    return _task("camelyon17", list(CAMELYON_CLASSES), CAMELYON_TEMPLATE, base, rows, ("accuracy",))
 
 
 # ----------------------------------------------------------------------------------------------------- iWildCam
 
 
-@register_dataset("iwildcam", help="WILDS iWildCam camera-trap images from root/iwildcam_v2.0/ (182 classes; macro F1)")
+@register_dataset("iwildcam", template=IWILDCAM_TEMPLATE, help="WILDS iWildCam camera-trap images (182 classes; macro F1)")
 def build_iwildcam(root: str | None) -> Task:
-    base = root_dir(root, "iwildcam_v2.0", f"iWildCam v2.0 {WILDS}: metadata.csv, categories.csv, train/")
+    base = dataset_folder(root, "iwildcam")
     cat_path, meta_path = base / "categories.csv", base / "metadata.csv"
     names: dict[int, str] = {}
     for i, r in enumerate(read_csv(cat_path, ("y", "name"), f"iWildCam's label -> name table {WILDS}")):
@@ -159,4 +164,4 @@ def build_iwildcam(root: str | None) -> Task:
             raise ClipfitError(f"{meta_path}, row {i + 2}: label {y} is not in {cat_path.name} (0..{len(classnames) - 1})")
         split = r["split"] if r["split"] in ("train", "val", "test") else None
         rows.append((split, y, f"train/{r['filename']}", f"location {r['location_remapped']}"))
-    return _task("iwildcam", classnames, "a camera trap photo of {}.", base, rows, ("macro_f1", "accuracy"))
+    return _task("iwildcam", classnames, IWILDCAM_TEMPLATE, base, rows, ("macro_f1", "accuracy"))

@@ -14,7 +14,7 @@ import torch
 from .. import __version__
 from ..backbone import EMBEDDED_MODEL, Backbone, input_spec
 from ..config import TrainConfig, to_dict
-from ..data.catalogue import canonical_dataset, load_task
+from ..data.catalogue import load_task, rules_dataset
 from ..data.sampling import fewshot, subsample_classes
 from ..data.transforms import cache_side
 from ..data.types import Item, Task, check_images, check_template
@@ -127,8 +127,9 @@ def read_items(path: str, task: Task) -> dict[str, list[Item]]:
 
 
 def run_context(spec: RunSpec) -> Context:
-    """What recipe rules see of a run: its protocol, canonical dataset name (aliases resolved) and shots."""
-    return Context(spec.resolved_protocol, canonical_dataset(spec.dataset), spec.shots)
+    """What recipe rules see of a run: its protocol, canonical dataset name (aliases resolved; a split variant or
+    stand-in: the dataset it stands for, `rules_dataset`) and shots."""
+    return Context(spec.resolved_protocol, rules_dataset(spec.dataset), spec.shots)
 
 
 def resolve_configs(spec: RunSpec) -> tuple[Any, TrainConfig]:

@@ -101,21 +101,11 @@ def run_sweep(entry: Entry, plan_for: Callable[[Entry], Any], call: Callable[...
     rows, notes)."""
     from .run import Ours
 
-    key, values = entry.sweep
-    notes = []
+    key = entry.sweep[0]
     plan = plan_for(entry)
-    if key == "last_blocks":  # a model with fewer blocks than the paper's ViT-B/16: its own K
-        from ..backbone import Backbone
-
-        cfg = Backbone.from_pretrained(plan.model).model.config
-        blocks = min(cfg.text_config.num_hidden_layers, cfg.vision_config.num_hidden_layers)
-        kept = [v for v in values if v <= blocks] or [blocks]
-        if kept != list(values):
-            notes.append(f"{key}: {', '.join(map(str, kept))} of the paper's {', '.join(map(str, values))} (this model "
-                         f"has {blocks} blocks)")
-        values = kept
+    values, notes = sweep_values(entry, plan.model)
     metric = "hm" if plan.protocol == "base2new" else "accuracy"
-    shots = plan.args.get("shots")
+    shots = plan.args.get("shots", plan.args.get("low_shots"))  # regimes: the low-data regime's
     shots = list(shots) if isinstance(shots, (list, tuple)) else [shots]
     curves: dict[str, dict[str, tuple[list, list]]] = {}
     rows = []
@@ -132,6 +122,29 @@ def run_sweep(entry: Entry, plan_for: Callable[[Entry], Any], call: Callable[...
                 panel[1].append(x if isinstance(x, float) else None)
                 rows.append([k, m, v, x])
     return {"metric": metric, "curves": curves, "key": key}, rows, notes
+
+
+def sweep_values(entry: Entry, model: str) -> tuple[list, list[str]]:
+    """The values of the entry's swept setting on `model`, and a note when they are not the paper's: a model with
+    fewer blocks than the paper's ViT-B/16 sweeps `last_blocks` over its own (read from its config.json, when the
+    model is on this machine)."""
+    key, values = entry.sweep
+    if key != "last_blocks":
+        return list(values), []
+    from transformers import CLIPConfig
+
+    from ..hub import resolve_model_path
+    from ..protocols.dryrun import model_missing
+
+    if model_missing(model) is not None:
+        return list(values), []
+    cfg = CLIPConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
+    blocks = min(cfg.text_config.num_hidden_layers, cfg.vision_config.num_hidden_layers)
+    kept = [v for v in values if v <= blocks] or [blocks]
+    if kept == list(values):
+        return kept, []
+    return kept, [f"{key}: {', '.join(map(str, kept))} of the paper's {', '.join(map(str, values))} (this model has "
+                  f"{blocks} blocks)"]
 
 
 def measure_steps(model: str, dataset: str, root: str | None, methods: Sequence[str], batch_sizes: Sequence[int],

@@ -4,9 +4,9 @@ row and column names as printed.
 A file starts with `# key: value` lines (paper, table, caption, labels, notes, and `known` lines naming a check the
 paper's own numbers fail, with why), then a CSV header and one line per printed row. The first columns (named by
 `labels`) name the row; a label printed once for a block of rows is left empty below it, as printed, and filled
-down when rows are looked up. The other cells are numbers as printed (their printed decimals give their rounding),
-text where the paper prints text ("0.17M", "0.44ms", "-"), or a number with the printed change from the row above in
-brackets ("82.96(+0.33)").
+down when rows are looked up. The other cells are numbers as printed (their printed decimals give their rounding;
+"50,000" is a number), text where the paper prints text ("0.17M", "0.44ms", "-"), or a number with the printed
+change from the row above in brackets ("82.96(+0.33)").
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from importlib import resources
 
 from ..errors import ClipfitError
 
-_NUMBER = re.compile(r"^\s*([+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*(?:\(([+-]\d+(?:\.\d*)?)\))?\s*$")
+_NUMBER = re.compile(r"^\s*([+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*(?:\(([+-]\d+(?:\.\d*)?)\))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def parse_cell(text: str) -> Cell:
     m = _NUMBER.match(text)
     if not m:
         return Cell(text)
-    num = m.group(1)
+    num = m.group(1).replace(",", "")  # thousands separators, as printed ("50,000")
     mantissa, _, exp = num.lower().partition("e")
     decimals = len(mantissa.partition(".")[2])
     half = 0.5 * 10.0 ** (-decimals + (int(exp) if exp else 0))

@@ -8,8 +8,9 @@ table runs are the ones its labels name. A figure without a numbers file names i
 (`clipfit.papers.run.FIGURES`); an entry that needs a measurement no protocol makes names it in `needs`, and
 `clipfit paper run` refuses it with that line until something produces it.
 
-Stand-ins: on the embedded model, the real datasets are replaced by synthetic ones (`STAND_INS`), chosen by what
-they stand for: ImageNet (a source of transfer) by `synth`, the shifted and fine-grained datasets by `synth_shift`,
+Stand-ins (`--stand-ins`, on the embedded model by default): the real datasets are replaced by synthetic ones
+(`STAND_INS`), chosen by what they stand for: ImageNet (a source of transfer) by `synth_imagenet` (`synth` under
+ImageNet's recipe rules), the shifted and fine-grained datasets by `synth_shift`,
 ImageNet's test-only variants by the test-only `synth_cast` / `synth_noise16` (the latter keeps 16 of 32 classes, as
 ImageNet-A/-R keep 200 of 1000), the high-similarity datasets of the LayerNorm paper by `synth`, its episodic sets
 by `synth_episodic`.
@@ -30,6 +31,7 @@ class Paper:
     short: str
     citation: str
     backbone: str = "ViT-B/16 (OpenAI CLIP)"
+    model: str = "openai/clip-vit-base-patch16"  # that backbone on the Hugging Face hub: `paper run`'s default model
 
 
 PAPERS = {p.key: p for p in (
@@ -99,13 +101,14 @@ METRIC_LABELS = {"Base": "base", "New": "new", "HM": "hm", "H": "hm", "Mean": "h
 ROLES = {"dataset": DATASET_LABELS, "method": METHOD_LABELS, "metric": METRIC_LABELS}
 
 STAND_INS = {
-    "imagenet": "synth",
+    "imagenet": "synth_imagenet",
     **{d: "synth_shift" for d in ("caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                                   "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")},
     "imagenetv2": "synth_cast", "imagenet_sketch": "synth_shift", "imagenet_a": "synth_noise16",
     "imagenet_r": "synth_noise16",
     **{d: "synth" for d in ("cifar10", "cifar100", "camelyon17")},
-    **{d: "synth_shift" for d in ("mnist", "fmow", "iwildcam")},
+    **{d: "synth_shift" for d in ("mnist", "fmow", "iwildcam", "eurosat_ln", "oxford_flowers_ln", "dtd_ln",
+                                  "food101_ln")},
     "mini_imagenet": "synth_episodic", "cub": "synth_episodic",
 }
 # Protocol arguments the stand-ins need: their classes have 64 training images, so the high-data regime is 32 shots.
@@ -166,6 +169,12 @@ _CLIPFIT = [
           notes=("Params: trainable parameters of our runs (mean over datasets) on the model used",
                  "time: ms of training (forward, backward, update) per image, the median of 3 steps of batch 32 on the "
                  "first dataset, every method measured in one process on the same images after the runs")),
+    Entry("clipfit:table8", "clipfit", "Table 8", "each dataset's classes, split sizes and hand-crafted prompt",
+          Call("datasets", {"datasets": (COOP11, "imagenetv2", "imagenet_sketch")}), "clipfit_table8.csv",
+          rows=("dataset",), columns="stat",
+          labels={"Classes": {"stat": "classes", "metric": "count"}, "Train": {"stat": "train", "metric": "count"},
+                  "Val": {"stat": "val", "metric": "count"}, "Test": {"stat": "test", "metric": "count"},
+                  "Hand-crafted prompt": {"stat": "template", "metric": "text"}}),
     Entry("clipfit:table9", "clipfit", "Table 9", "cross-dataset transfer: 16 shots of ImageNet, tested on 10 datasets",
           Call("crossdataset", {"source": "imagenet", "targets": "coop10", "shots": 16}), "clipfit_table9.csv",
           rows=("method",), columns="dataset"),
@@ -203,6 +212,8 @@ _CLIPFIT = [
           notes=("steps.png beside it: the change of layer 1 of every series at each iteration",)),
 ]
 
+_LN_COUNTS = {"Linear Probe": "linear_probe", "Prompt Tuning": "prompt", "Compacter": "compacter",
+              "Layer Norm": "layernorm", "Adapter": "adapter", "Full Fine-tuning": "full"}
 _LN_FAMILIES = {"Linear Probe": "linear_probe", "Prompt Tuning": "prompt", "Adapter": "adapter",
                 "Compacter": "compacter"}
 _LN_COMBOS = {"None": "", "Normal": "+ln", "As Initialization": "@layernorm"}
@@ -216,6 +227,9 @@ _LAYERNORM = [
           labels={**{k: {"method": v} for k, v in _LN_FAMILIES.items()},
                   **{f"{r} / {c}": {"regime": rv, "suffix": cv} for r, rv in _LN_REGIMES.items()
                      for c, cv in _LN_COMBOS.items()}}),
+    Entry("layernorm:figure2", "layernorm", "Figure 2", "trainable parameters of each fine-tuning method, ViT-B/16",
+          Call("params", {"arch": "ViT-B/16"}), "layernorm_figure2.csv", rows=("count",),
+          labels={"Parameters": {"metric": "count"}, **{k: {"method": v} for k, v in _LN_COUNTS.items()}}),
     Entry("layernorm:table2", "layernorm", "Table 2", "WILDS: FMoW, Camelyon17, iWildCam (macro F1)",
           Call("regimes", {"datasets": ("fmow", "camelyon17", "iwildcam"), "regimes": ("high",)}),
           "layernorm_table2.csv", rows=("method",), columns="dataset", fixed={"regime": "high"},
@@ -252,9 +266,10 @@ _LAYERNORM = [
     Entry("layernorm:figure6", "layernorm", "Figure 6", "accuracy against shots on each dataset, lines",
           Call("regimes", {"datasets": "layernorm10"}), methods=_LN_METHODS, figure="dataset_shots"),
     Entry("layernorm:figure7", "layernorm", "Figure 7", "LayerNorm tuning of the last K blocks only, K = 2 ... 12",
-          Call("fewshot", {"datasets": "layernorm10", "shots": (1, 4, 16)}), methods=("layernorm",), figure="sweep",
-          sweep=("last_blocks", (2, 4, 6, 8, 10, 12)),
-          notes=("the paper's Sec. 4.3 cites 'Figure 7' for the recipes that its Figure 5 shows; this entry is the "
+          Call("regimes", {"datasets": "layernorm10", "regimes": ("low",), "low_shots": (1, 4, 16)}),
+          methods=("layernorm",), figure="sweep", sweep=("last_blocks", (2, 4, 6, 8, 10, 12)),
+          notes=("the paper's own protocol (its regimes, low data): validation of K images per class (Flowers "
+                 "min(K, 4)), the best epoch kept","the paper's Sec. 4.3 cites 'Figure 7' for the recipes that its Figure 5 shows; this entry is the "
                  "appendix figure captioned 'Effect of tuning a subset of trainable LayerNorm parameters'",
                  "shots 1, 4, 16: ours (the figure's are not in the text); the average over the datasets")),
 ]

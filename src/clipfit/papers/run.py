@@ -9,18 +9,17 @@ cell of the paper's table is then read from the protocol's results (`Ours`), ave
 Written under OUT: tables/<name>.md, .csv (one line per cell: ours, paper, difference) and .json (with the
 protocol's results), and figures/<name>.png for figures.
 
-`--dry-run` asks the protocol for its runs without running them (an executor that stops it before the first run)
-and estimates their time from one measured training step per method (`estimate`).
+`--dry-run` asks the protocol for its runs without running them (`protocols.dryrun`: every run of the paper's
+grid, datasets that cannot be read included, the settings each resolves, an estimate from measured steps).
+Without `--stand-ins` the model is the paper's backbone unless `--model` is given (`choose_model`).
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
 import re
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from .registry import (
     Entry,
 )
 
+STATIC_KINDS = ("datasets", "params")  # entries that train nothing (`static`)
 NOT_RUN = "not run"
 MISSING = "missing"
 NA = "n/a"
@@ -129,6 +129,7 @@ class Plan:
     entry: Entry
     protocol: str
     model: str
+    model_why: str  # why this model (`choose_model`)
     methods: list[str]
     seeds: list[int]
     args: dict[str, Any]  # the protocol's own arguments, datasets already mapped
@@ -154,13 +155,23 @@ def _dedup(xs: Sequence[str]) -> list[str]:
     return out
 
 
+def choose_model(entry: Entry, model: str | None, stand_ins: bool | None) -> tuple[str, str]:
+    """(model, why): `--model` if given, else the embedded model with `--stand-ins`, else the paper's backbone."""
+    from ..backbone import EMBEDDED_MODEL
+
+    if model:
+        return model, "--model"
+    if stand_ins:
+        return EMBEDDED_MODEL, "the embedded model, for --stand-ins; --model to change"
+    paper = PAPERS[entry.paper]
+    return paper.model, "the paper's backbone, the default without --stand-ins; --model to change"
+
+
 def make_plan(entry: Entry, model: str | None = None, root: str | None = None, seeds: Sequence[int] | None = None,
               methods: Sequence[str] | None = None, stand_ins: bool | None = None,
               overrides: dict[str, Any] | None = None) -> Plan:
-    """The protocol call of `entry` for these options. Stand-ins: `stand_ins=True`, or by default when the model is
-    the embedded one and no `root` is given (the real datasets cannot be there)."""
-    from ..backbone import EMBEDDED_MODEL
-    from ..engine.run import _model_ref
+    """The protocol call of `entry` for these options: on the real datasets (read from `root`) and the paper's
+    backbone, or with `stand_ins=True` on synthetic stand-ins and the embedded model (`--model` changes either)."""
     from ..protocols.core import expand_datasets
     from ..protocols.transfer import DEFAULT_TARGETS
 
@@ -169,9 +180,7 @@ def make_plan(entry: Entry, model: str | None = None, root: str | None = None, s
     if entry.call is None:
         raise ClipfitError(f"{entry.name} has no protocol call")
     protocol, args = entry.call.protocol, dict(entry.call.args)
-    model = model or EMBEDDED_MODEL
-    if stand_ins is None:
-        stand_ins = _model_ref(model) == EMBEDDED_MODEL and not root
+    model, why = choose_model(entry, model, stand_ins)
     every = entry_methods(entry)
     chosen = list(every)
     if methods:
@@ -220,8 +229,24 @@ def make_plan(entry: Entry, model: str | None = None, root: str | None = None, s
         average = real
     if entry.average is not None:
         average = list(entry.average)
-    return Plan(entry, protocol, model, chosen, list(seeds or (1, 2, 3)), args, real, average, mapping, overrides,
+    return Plan(entry, protocol, model, why, chosen, list(seeds or (1, 2, 3)), args, real, average, mapping, overrides,
                 adjusted)
+
+
+def entry_datasets(entry: Entry) -> list[str]:
+    """The real datasets an entry reads (none for parameter counts)."""
+    from ..data.catalogue import expand_datasets
+
+    if entry.call is None:
+        return []
+    args = entry.call.args
+    if entry.call.protocol in ("train", "timing"):
+        return expand_datasets([args["dataset"]])
+    if entry.call.protocol == "datasets":
+        return expand_datasets(args["datasets"])
+    if entry.call.protocol == "params":
+        return []
+    return make_plan(replace(entry, figure=None), stand_ins=False).datasets
 
 
 def api_function(protocol: str) -> Callable[..., Any]:
@@ -231,32 +256,23 @@ def api_function(protocol: str) -> Callable[..., Any]:
             "domainshift": api.domainshift, "regimes": api.regimes, "episodic": api.episodic}[protocol]
 
 
-class _Planned(Exception):
-    """Raised by the dry-run executor: the protocol's runs, before any of them runs."""
-
-    def __init__(self, jobs: list):
-        super().__init__("planned")
-        self.jobs = jobs
-
-
-def _stop_before_running(jobs: list, progress: bool) -> list[dict]:
-    raise _Planned(list(jobs))
-
-
 def call_protocol(plan: Plan, out: Path, root: str | None, device: str | None, progress: bool,
-                  echo: Callable[[str], None], skip_missing: bool, settings: dict[str, Any],
-                  executor: Callable | None = None) -> dict:
-    """Run the plan's protocol call; its results.json content."""
+                  echo: Callable[[str], None], skip_missing: bool, settings: dict[str, Any], dry_run: bool = False):
+    """Run the plan's protocol call: its results.json content; with `dry_run`, its planned runs (a
+    `protocols.dryrun.PlannedGrid`)."""
+    from ..protocols.core import MissingDatasets
+
     kwargs = dict(plan.args, out=out / plan.runs_dir_name, methods=plan.methods, seeds=plan.seeds, root=root,
-                  device=device, progress=progress, echo=echo, executor=executor, **settings)
+                  device=device, progress=progress, echo=echo, dry_run=dry_run, **settings)
     if plan.protocol != "episodic":
         kwargs["skip_missing"] = skip_missing
     try:
-        return api_function(plan.protocol)(plan.model, **kwargs).summary
-    except ClipfitError as e:
-        if plan.stand_ins is None and str(e).startswith("dataset "):
-            raise ClipfitError(f"{e}; or pass --stand-ins to run {plan.entry.name} on synthetic stand-ins") from None
-        raise
+        res = api_function(plan.protocol)(plan.model, **kwargs)
+    except MissingDatasets as e:
+        if plan.stand_ins:
+            raise
+        raise ClipfitError(f"{e}; or pass --stand-ins to run {plan.entry.name} on synthetic stand-ins") from None
+    return res if dry_run else res.summary
 
 
 # -- our numbers ----------------------------------------------------------------------------------------------------
@@ -400,7 +416,7 @@ class Side:
 def fmt_value(x: float | str, metric: str) -> str:
     if isinstance(x, str):
         return x
-    if metric == "params":
+    if metric in ("params", "count"):
         return f"{round(x):,}"
     if metric == "reg":
         return f"{x:.2g}"
@@ -436,7 +452,8 @@ def side_rows(side: Side) -> list[list[str]]:
                    + [fmt_value(c.ours, c.metric) for c in r.cells.values()])
         if side.has_paper:
             out.append(blank + ["paper"] + [c.paper for c in r.cells.values()])
-            out.append(blank + ["diff"] + ["" if c.diff is None else f"{c.diff:+.2f}" for c in r.cells.values()])
+            out.append(blank + ["diff"] + ["" if c.diff is None else f"{c.diff:+,.0f}" if c.metric == "count"
+                                           else f"{c.diff:+.2f}" for c in r.cells.values()])
     return out
 
 
@@ -452,6 +469,23 @@ def markdown(title: str, header: list[str], rows: list[list[str]], notes: Sequen
              "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
     return "\n".join(lines + ([""] + [f"- {esc(n)}" for n in notes] if notes else [])) + "\n"
+
+
+def write_side(tables: Path, name: str, title: str, side: Side, notes: Sequence[str]) -> list[Path]:
+    """tables/<name>.md and .csv of a table laid out beside the paper's."""
+    tables.mkdir(parents=True, exist_ok=True)
+    base = tables / slug(name)
+    md, csv_file = base.with_suffix(".md"), base.with_suffix(".csv")
+    md.write_text(markdown(title, side_header(side), side_rows(side), notes), encoding="utf-8")
+    csv_file.write_text(side_csv(name, side), encoding="utf-8")
+    return [md, csv_file]
+
+
+def side_cells(side: Side) -> list[dict]:
+    """The JSON of a table's cells: ours, the paper's, the difference."""
+    return [{"labels": list(r.labels), "cells": {
+        c: {"ours": cell.ours, "paper": cell.paper, "paper_value": cell.paper_value, "diff": cell.diff}
+        for c, cell in r.cells.items()}} for r in side.rows]
 
 
 def side_csv(name: str, side: Side) -> str:
@@ -586,7 +620,7 @@ class PaperResult:
 
 def describe(plan: Plan, settings: dict[str, Any]) -> str:
     paper = PAPERS[plan.entry.paper]
-    what = [f"ours: {plan.model}", f"seeds {' '.join(map(str, plan.seeds))}"]
+    what = [f"ours: {plan.model} ({plan.model_why})", f"seeds {' '.join(map(str, plan.seeds))}"]
     if settings:
         what.append("settings " + " ".join(f"{k}={v}" for k, v in settings.items()))
     for k, v in plan.overridden.items():
@@ -633,6 +667,10 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
               overrides: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> PaperResult:
     entry = get_entry(name)
     settings = dict(settings or {})
+    if entry.call is not None and entry.call.protocol in STATIC_KINDS:  # nothing to train: Table 8, Figure 2
+        from .static import run_static
+
+        return run_static(entry, Path(out), root, dry_run)
     if entry.figure in ANALYSIS_KINDS:
         return run_analysis(entry, out=Path(out), model=model, root=root, seeds=seeds, methods=methods,
                             stand_ins=stand_ins, dry_run=dry_run, device=device, progress=progress, echo=echo,
@@ -641,11 +679,7 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
     out = Path(out)
     runs_dir = out / plan.runs_dir_name
     if dry_run:
-        try:
-            call_protocol(plan, out, root, device, False, echo, skip_missing, settings, _stop_before_running)
-        except _Planned as p:
-            return estimate(plan, p.jobs, settings, device)
-        raise AssertionError("the protocol ran nothing")
+        return dry_run_entry(plan, out, root, device, echo, skip_missing, settings)
     summary = call_protocol(plan, out, root, device, progress, echo, skip_missing, settings)
     ours = Ours(plan, summary, runs_dir)
     if entry.time_batch:  # training time per image: every method's step measured side by side, here
@@ -670,25 +704,44 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
 
     text = render(title, header, body, notes)
     tables, figures = out / "tables", out / "figures"
-    tables.mkdir(parents=True, exist_ok=True)
     base = slug(entry.name)
-    (tables / f"{base}.md").write_text(markdown(title, header, body, notes), encoding="utf-8")
-    (tables / f"{base}.csv").write_text(side_csv(entry.name, side), encoding="utf-8")
-    files += [tables / f"{base}.md", tables / f"{base}.csv"]
+    files += write_side(tables, entry.name, title, side, notes)
     if grid is not None:
         files.append(grid.draw(figures / f"{base}.png", side, title))
         text += f"\nfigure: {files[-1]}"
     data = {"name": entry.name, "paper": entry.paper, "label": entry.label, "title": title, "notes": notes,
-            "model": plan.model, "seeds": plan.seeds, "settings": json.loads(json.dumps(settings)),
+            "model": plan.model, "model_why": plan.model_why, "seeds": plan.seeds,
+            "settings": json.loads(json.dumps(settings)),
             "stand_ins": plan.stand_ins and {d: plan.used(d) for d in plan.datasets},
-            "header": header, "rows": [{"labels": list(r.labels), "cells": {
-                c: {"ours": cell.ours, "paper": cell.paper, "paper_value": cell.paper_value, "diff": cell.diff}
-                for c, cell in r.cells.items()}} for r in side.rows],
-            "files": [str(f) for f in files], "protocol": summary}
+            "header": header, "rows": side_cells(side), "files": [str(f) for f in files], "protocol": summary}
     write_json(tables / f"{base}.json", data)
     files.append(tables / f"{base}.json")
     data["files"] = [str(f) for f in files]
     return PaperResult(text, data, files)
+
+
+def dry_run_entry(plan: Plan, out: Path, root: str | None, device: str | None, echo: Callable[[str], None],
+                  skip_missing: bool, settings: dict[str, Any]) -> PaperResult:
+    """Every run of the entry's grid (datasets that cannot be read included), the settings each resolves, their
+    status and an estimate of their time (`protocols.dryrun`); a sweep: its grid for every value of its setting."""
+    from ..protocols.dryrun import PlannedGrid, merged
+
+    calls, notes = [(out, settings)], []
+    if plan.entry.sweep:
+        from .analyses import sweep_values
+
+        key = plan.entry.sweep[0]
+        values, notes = sweep_values(plan.entry, plan.model)
+        calls = [(out / "sweeps" / f"{key}{v:g}", {**settings, key: v}) for v in values]
+    grids = [call_protocol(plan, where, root, device, False, echo, skip_missing, st, dry_run=True) for where, st in calls]
+    entry, paper = plan.entry, PAPERS[plan.entry.paper]
+    title = (f"{paper.short} {entry.label} — dry run: {plan.protocol}, methods {', '.join(plan.methods)}; every run, its "
+             "settings and status; nothing trains")
+    grid = PlannedGrid(plan.protocol, merged([g.dry for g in grids]), plan.model, root, device, echo, title,
+                       [describe(plan, settings), *notes], (entry.sweep[0],) if entry.sweep else ())
+    data = {"name": entry.name, **grid.data, "methods": plan.methods, "seeds": plan.seeds, "model_why": plan.model_why,
+            "args": json.loads(json.dumps(plan.args)), "stand_ins": plan.stand_ins and {d: plan.used(d) for d in plan.datasets}}
+    return PaperResult(grid.text, data)
 
 
 # -- paper list -----------------------------------------------------------------------------------------------------
@@ -716,8 +769,8 @@ def list_entries() -> list[dict]:
                     "protocol": e.call.protocol if e.call else None,
                     "args": {k: list(v) if isinstance(v, tuple) else v for k, v in (e.call.args if e.call else {}).items()},
                     "methods": entry_methods(e), "numbers": e.numbers, "needs": e.needs,
-                    "runs": describe_call(e) + (f"; methods {','.join(entry_methods(e))}" if e.call else "")
-                    + ("; seeds 1,2,3" if e.call and e.call.protocol not in ("train", "timing") else
+                    "runs": describe_call(e) + (f"; methods {','.join(entry_methods(e))}" if entry_methods(e) else "")
+                    + ("; seeds 1,2,3" if e.call and e.call.protocol not in ("train", "timing", *STATIC_KINDS) else
                        "; seed 1" if e.call and e.call.protocol == "train" else "")})
     return out
 
@@ -731,191 +784,6 @@ def list_text(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# -- dry run: the runs and an estimate of their time ----------------------------------------------------------------
-
-MEASURED_STEPS = 3
-
-
-def _seconds(x: float) -> str:
-    if x < 90:
-        return f"{x:.0f} s"
-    if x < 5400:
-        return f"{x / 60:.1f} min"
-    return f"{x / 3600:.1f} h"
-
-
-class _Clock:
-    """One measured training step per method and one measured evaluation forward per image, on the run's model and
-    device: a method's step is timed by training it for MEASURED_STEPS steps on batches of its run's size (its
-    setup included) and dividing by the steps."""
-
-    def __init__(self):
-        from ..protocols.core import Backbones
-
-        self.backbones = Backbones()
-        self.methods: dict[str, dict] = {}
-        self.forward: float | None = None
-        self.overhead = 0.0
-        self.tasks: dict[tuple[str, str | None], Any] = {}
-
-    def task(self, dataset: str, root: str | None):
-        from ..data.catalogue import load_task
-
-        key = (dataset, root)
-        if key not in self.tasks:
-            self.tasks[key] = load_task(dataset, root)
-        return self.tasks[key]
-
-    def _build(self, spec):
-        from ..engine.loop import pick_device
-        from ..engine.run import prepare_task, resolve_configs
-        from ..tuners import build_method
-
-        spec = replace(spec, settings={k: v for k, v in spec.settings.items() if k != "init_from"})
-        mcfg, tcfg = resolve_configs(spec)
-        task = prepare_task(spec)
-        device = pick_device(spec.device)
-        method = build_method(spec.method, self.backbones.get(spec.model, spec.device), task.classnames,
-                              task.template, mcfg).to(device)
-        method.size_for(len(task.train))
-        return method, task, tcfg, device
-
-    def measure_forward(self, spec) -> float:
-        """Seconds of one evaluation forward per image, and of an evaluation's fixed part (its class text features),
-        from evaluating 1 and then up to 128 images of the first run's dataset with its method."""
-        from ..engine.loop import evaluate
-
-        if self.forward is None:
-            method, task, tcfg, device = self._build(spec)
-            items = (task.test or task.val or task.train)[:128]
-            times = []
-            for n in (1, len(items)):
-                tries = []
-                for _ in range(3):
-                    t = time.perf_counter()
-                    evaluate(method, task, items[:n], tcfg, device, False, "test")
-                    tries.append(time.perf_counter() - t)
-                times.append(min(tries))
-            self.overhead = times[0]
-            self.forward = max(0.0, times[1] - times[0]) / max(1, len(items) - 1)
-        return self.forward
-
-    def measure(self, spec) -> dict:
-        from ..engine.loop import feature_views, fit, on_features
-
-        if spec.method in self.methods:
-            return self.methods[spec.method]
-        method, task, tcfg, device = self._build(spec)
-        rec = {"features": on_features(method, tcfg),
-               "views": max(1, feature_views(method, tcfg)), "step": None, "batch": tcfg.batch_size}
-        if not method.closed_form and task.train and method.trainable():  # SGD steps (on features too: CoOp)
-            b = max(1, min(tcfg.batch_size, len(task.train)))
-            small = task.with_splits(train=task.train[:2 * b], val=[])
-            t = time.perf_counter()
-            fit(method, small, replace(tcfg, iterations=MEASURED_STEPS), spec.seed, device, log=lambda s: None,
-                progress=False)
-            rec["step"] = (time.perf_counter() - t) / MEASURED_STEPS
-        self.methods[spec.method] = rec
-        return rec
-
-
-def _job_cost(job, clock: _Clock, train: bool) -> float:
-    """Seconds a run will take: its training steps x the method's measured step (methods trained on cached features:
-    plus their images x views x the measured forward), plus every image it evaluates x the forward."""
-    from ..engine.run import resolve_configs
-    from ..protocols.core import trains_nothing
-
-    spec = job.spec
-    spec_plain = replace(spec, settings={k: v for k, v in spec.settings.items() if k != "init_from"})
-    task = clock.task(spec.dataset, spec.root)
-    n_classes = len(task.classnames)
-    if spec.subsample in ("base", "new"):
-        n_classes = math.ceil(n_classes / 2)
-    elif spec.subsample == "train":  # episodic: the base classes
-        n_classes = len({it.label for it in task.train})
-    fwd = clock.measure_forward(spec)
-    seconds = 0.0
-    if train and not trains_nothing(spec_plain):
-        rec = clock.measure(spec)
-        _, tcfg = resolve_configs(spec_plain)
-        n_train = len(task.train) if spec.shots <= 0 else spec.shots * n_classes
-        n_val = (tcfg.val_shots or 0) * n_classes if task.val and spec.shots > 0 else 0
-        if rec["features"]:
-            seconds += (n_train * rec["views"] + n_val) * fwd
-        if rec["step"] is not None:
-            steps = tcfg.iterations or tcfg.epochs * math.ceil(n_train / max(1, tcfg.batch_size))
-            seconds += steps * rec["step"]
-            if not rec["features"]:
-                seconds += n_val * fwd * math.ceil(tcfg.epochs / max(1, tcfg.eval_every))
-    if train and job.test:
-        seconds += clock.overhead + len(task.test) * (n_classes / len(task.classnames)) * fwd
-    metrics = _metrics(job)
-    for e in job.evals:
-        if metrics is not None and e.key in metrics.get("test", {}):
-            continue
-        other = clock.task(e.dataset, spec.root) if e.dataset else task
-        seconds += clock.overhead + len(other.test) * fwd
-    return seconds
-
-
-def _metrics(job) -> dict | None:
-    from ..engine.rundir import RunDir
-
-    run = RunDir(job.dir)
-    return run.read_metrics() if run.is_finished else None
-
-
-def _status(job) -> str:
-    from ..engine.rundir import RunDir
-
-    run = RunDir(job.dir)
-    if run.is_finished:
-        m = run.read_metrics() or {}
-        lacking = [e.key for e in job.evals if e.key not in m.get("test", {})]
-        return f"finished, {len(lacking)} evaluation(s) to add" if lacking else "finished"
-    if run.has_checkpoint:
-        return "interrupted"
-    return "to train"
-
-
-def estimate(plan: Plan, jobs: list, settings: dict[str, Any], device: str | None = None) -> PaperResult:
-    clock = _Clock()
-    rows, total, counts = [], 0.0, {}
-    for job in jobs:
-        status = _status(job)
-        key = status.split(",")[0]
-        counts[key] = counts.get(key, 0) + 1
-        cost = 0.0 if status == "finished" else _job_cost(job, clock, train=not status.startswith("finished"))
-        total += cost
-        rows.append({"dir": job.dir, "method": job.spec.method, "dataset": job.spec.dataset, "shots": job.spec.shots,
-                     "seed": job.spec.seed, "status": status, "seconds": round(cost, 2)})
-    from ..engine.loop import pick_device
-    from ..protocols.core import render
-
-    device = str(pick_device(device))
-    measured = ", ".join(f"{m} {r['step']:.3f} s/step (batch {r['batch']})" if r["step"] is not None
-                         else f"{m} on cached features" for m, r in clock.methods.items())
-    how = ("estimate: per run, its training steps (epochs x batches) x one measured training step of its method "
-           f"({MEASURED_STEPS} steps on a batch of the run's size, setup included, divided by {MEASURED_STEPS}); "
-           "methods trained on cached features: their images x views x one evaluation forward; plus every image "
-           "evaluated x one measured evaluation forward per image, and a measured fixed part (class text features) "
-           "per evaluation; interrupted runs counted in full")
-    forward = (f"evaluation {clock.forward * 1000:.2f} ms/image + {clock.overhead:.2f} s per evaluation"
-               if clock.forward is not None else "no evaluation measured")
-    summary = (f"{len(jobs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items())
-               + f"; estimated {_seconds(total)} on {device}")
-    notes = [describe(plan, settings), summary, how, f"measured: {measured or 'nothing to train'}; {forward}"]
-    body = [[r["status"], "-" if r["seconds"] == 0 else _seconds(r["seconds"]), r["dir"]] for r in rows]
-    title = (f"{PAPERS[plan.entry.paper].short} {plan.entry.label} — dry run: {plan.protocol}, methods "
-             f"{', '.join(plan.methods)}")
-    text = render(title, ["status", "estimate", "run directory"], body, notes)
-    data = {"name": plan.entry.name, "dry_run": True, "protocol": plan.protocol, "args": json.loads(json.dumps(
-        plan.args)), "methods": plan.methods, "seeds": plan.seeds, "runs": rows, "counts": counts,
-            "estimated_seconds": round(total, 1), "device": device, "measured": clock.methods,
-            "forward_seconds_per_image": clock.forward, "seconds_per_evaluation": clock.overhead, "how": how}
-    return PaperResult(text, data)
-
-
 # -- figures that are analyses (clipfit.papers.analyses) ------------------------------------------------------------
 
 
@@ -926,25 +794,27 @@ def run_analysis(entry: Entry, *, out: Path, model: str | None, root: str | None
     """A figure that is an analysis: trained variants with recording, a t-SNE, a sweep of a setting through the
     entry's protocol call, or step times against the batch size. Writes figures/<name>.png and tables/<name>.csv,
     .md and .json as a table does."""
-    from ..backbone import EMBEDDED_MODEL
-    from ..engine.run import _model_ref
     from ..plots import lines
     from ..protocols.core import render
     from . import analyses as an
 
-    model = model or EMBEDDED_MODEL
-    if stand_ins is None:
-        stand_ins = _model_ref(model) == EMBEDDED_MODEL and not root
+    given, (model, why) = model, choose_model(entry, model, stand_ins)
     chosen = [m for m in entry.methods if not methods or m in methods]
     paper = PAPERS[entry.paper]
     title = an.title_of(entry)
-    what = f"ours: {model}" + (f", settings {' '.join(f'{k}={v}' for k, v in settings.items())}" if settings else "")
+    what = f"ours: {model} ({why})" + (f", settings {' '.join(f'{k}={v}' for k, v in settings.items())}" if settings else "")
     if stand_ins:
         what += (f"; on synthetic stand-ins. The paper's figure is for {paper.backbone} on the real datasets: not "
                  "comparable.")
     notes = [what, *entry.notes]
+    if dry_run and entry.figure == "sweep":
+        return dry_run_entry(make_plan(replace(entry, figure=None), given, root, seeds, chosen or None, stand_ins,
+                                       overrides), out, root, device, echo, skip_missing, settings)
     if dry_run:
-        return PaperResult(f"{title}\nwould run: {describe_call(entry)}", {"name": entry.name, "runs": describe_call(entry)})
+        data = [] if stand_ins else _data_lines(entry_datasets(entry), root)
+        text = "\n".join([f"{title} — dry run", notes[0], f"would run: {describe_call(entry)}", *data])
+        return PaperResult(text, {"name": entry.name, "dry_run": True, "model": model, "model_why": why,
+                                  "runs": describe_call(entry), "data": data})
     figures, tables = out / "figures", out / "tables"
     figures.mkdir(parents=True, exist_ok=True)
     tables.mkdir(parents=True, exist_ok=True)
@@ -974,7 +844,7 @@ def run_analysis(entry: Entry, *, out: Path, model: str | None, root: str | None
             body = [[k, f"{v:.4f}" if v is not None else NA] for k, v in scores.items()]
     elif kind == "sweep":
         def plan_for(e: Entry) -> Plan:
-            return make_plan(replace(e, figure=None), model, root, seeds, chosen or None, stand_ins, overrides)
+            return make_plan(replace(e, figure=None), given, root, seeds, chosen or None, stand_ins, overrides)
 
         def call(plan: Plan, where: Path, st: dict) -> dict:
             return call_protocol(plan, where, root, device, progress, echo, skip_missing, st)
@@ -1010,6 +880,19 @@ def run_analysis(entry: Entry, *, out: Path, model: str | None, root: str | None
     data["files"] = [str(f) for f in files]
     write_json(tables / f"{base}.json", data)
     return PaperResult(text, data, files)
+
+
+def _data_lines(names: list[str], root: str | None) -> list[str]:
+    """The state of each dataset under --root, with what to do about a missing or incomplete one."""
+    if not root:
+        return [f"data: {', '.join(names)} read from --root, which is not given"]
+    from ..data.check import check
+
+    lines = []
+    for f in check(names, root):
+        lines.append(f"data: {f.name} {f.status}: {f.detail}")
+        lines += [f"      {x}" for x in f.fix]
+    return lines
 
 
 def _slug_run(label: str) -> str:

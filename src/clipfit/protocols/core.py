@@ -20,12 +20,12 @@ import math
 import re
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..data.catalogue import DATASETS, canonical_dataset, load_task
+from ..data.catalogue import DATASETS, expand_datasets, load_task  # noqa: F401  (expand_datasets: used from here)
 from ..data.registry import COOP11, SUITES  # noqa: F401  (named dataset lists live with the datasets)
 from ..data.types import Task
 from ..engine.run import RunSpec, _model_ref, eval_run, load_run, recorded_settings, resolve_configs, train_run
@@ -35,26 +35,58 @@ from ..io import write_json
 from ..tuners import METHODS
 
 
-def expand_datasets(names: str | Sequence[str]) -> list[str]:
-    """Dataset names with suites expanded and aliases resolved to canonical names, duplicates dropped."""
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    out: list[str] = []
-    for n in names:
-        for d in SUITES.get(n.lower(), (n,)):
-            c = canonical_dataset(d)
-            if c not in out:
-                out.append(c)
-    if not out:
-        raise ClipfitError("give at least one dataset")
-    return out
+class MissingDatasets(ClipfitError):
+    """Datasets of a grid that cannot be read (one line naming every one)."""
+
+
+class Planned(Exception):
+    """Raised by a dry run's executor: the protocol planned its runs (`DryRun.jobs`); nothing ran."""
+
+
+@dataclass
+class DryRun:
+    """A grid asked to list its runs instead of running them (`GridArgs.dry_run`): what the protocol found and
+    planned. Datasets that cannot be read are planned all the same (an empty Task stands in), unless skipped."""
+
+    missing: dict[str, str] = field(default_factory=dict)  # dataset -> why it cannot be read
+    skipped: list[str] = field(default_factory=list)  # left out of the grid (--skip-missing)
+    tasks: dict[str, Task] = field(default_factory=dict)  # the datasets read
+    jobs: list[RunJob] = field(default_factory=list)
+
+    def stop(self, jobs: list[RunJob], progress: bool) -> list[dict]:
+        """The executor of a dry run: keeps the jobs, runs none."""
+        self.jobs = list(jobs)
+        raise Planned
+
+
+def unread(name: str) -> Task:
+    """The empty Task a dry run plans a dataset with when the dataset cannot be read."""
+    entry = DATASETS.get(name) if name in DATASETS else None
+    return Task(name=name, classnames=[], template=(entry.template if entry else None) or "", train=[], val=[], test=[],
+                reader=None)  # type: ignore[arg-type]
+
+
+def _missing_error(missing: dict[str, str], root: str | None, skip_hint: bool) -> MissingDatasets:
+    names = list(missing)
+    if not root and all(n in DATASETS and DATASETS.get(n).needs_root for n in names):
+        return MissingDatasets(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} read from disk: pass --root DIR "
+                               f"(`clipfit datasets check --root DIR {' '.join(names)}` says what goes in it)")
+    hint = " (or pass --skip-missing to list them as missing)" if skip_hint else ""
+    if len(missing) == 1:
+        (name, why), = missing.items()
+        line = why if why.startswith(f"dataset {name}") else f"dataset {name}: {why}"
+        return MissingDatasets(line + hint.replace("them", "it"))
+    first = next(iter(missing.values()))
+    return MissingDatasets(f"{len(names)} datasets cannot be read: {', '.join(names)} (the first: {first}); `clipfit "
+                           f"datasets check --root {root} {' '.join(names)}` says what to fetch for each{hint}")
 
 
 def check_datasets(names: Sequence[str], root: str | None, skip_missing: bool = False,
-                   required: Sequence[str] = ()) -> tuple[dict[str, Task], dict[str, str]]:
-    """Load every dataset before anything trains: {name: Task} and {name: why it is missing}. A dataset that cannot
-    be read stops the grid with one line naming it (the reader's message names the file or folder expected),
-    unless `skip_missing` (never for the `required` ones, e.g. a cross-dataset source)."""
+                   required: Sequence[str] = (), dry_run: DryRun | None = None) -> tuple[dict[str, Task], dict[str, str]]:
+    """Load every dataset before anything trains: {name: Task} and {name: why it is missing}. Datasets that cannot be
+    read stop the grid with one line naming every one (each reader's message names the file or folder expected),
+    unless `skip_missing` (never for the `required` ones, e.g. a cross-dataset source). A dry run plans them all the
+    same (an empty Task stands in), or skips them with `skip_missing`, and notes them in `dry_run`."""
     tasks, missing = {}, {}
     for name in names:
         if name not in DATASETS and ":" not in name:
@@ -62,10 +94,16 @@ def check_datasets(names: Sequence[str], root: str | None, skip_missing: bool = 
         try:
             tasks[name] = load_task(name, root)
         except ClipfitError as e:
-            if not skip_missing or name in required:
-                hint = "" if skip_missing or name in required else " (or pass --skip-missing to list it as missing)"
-                raise ClipfitError(f"dataset {name}: {e}{hint}") from None
             missing[name] = str(e)
+    skip = [n for n in missing if skip_missing and n not in required]
+    if dry_run is not None:
+        dry_run.missing.update(missing)
+        dry_run.skipped += skip
+        dry_run.tasks.update(tasks)
+        return {n: tasks.get(n) or unread(n) for n in names if n not in skip}, missing
+    hard = {n: why for n, why in missing.items() if n not in skip}
+    if hard:
+        raise _missing_error(hard, root, not skip_missing and not set(hard) & set(required))
     return tasks, missing
 
 
@@ -465,6 +503,7 @@ class GridArgs:
     echo: Callable[[str], None] = print
     skip_missing: bool = False
     executor: Callable[[list[RunJob], bool], list[dict]] | None = None
+    dry_run: DryRun | None = None  # list the runs instead (the executor is then `dry_run.stop`)
 
     def header(self, protocol: str) -> dict[str, Any]:
         """The part of results.json every protocol writes."""

@@ -45,7 +45,7 @@ def run_grid(protocol: str, args: GridArgs, datasets: list[str], shots: list[int
     check_methods(args.methods, args.base.settings)
     if not shots or any(k < 0 for k in shots):
         raise ClipfitError(f"--shots {shots}: give shot counts >= 0 (0: every image)")
-    tasks, missing = check_datasets(datasets, args.base.root, args.skip_missing)
+    tasks, missing = check_datasets(datasets, args.base.root, args.skip_missing, dry_run=args.dry_run)
     subsample = "base" if protocol == "base2new" else "all"
     cells = []
     for d in tasks:

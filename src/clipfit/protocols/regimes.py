@@ -59,7 +59,7 @@ def run_regimes(args: GridArgs, datasets: list[str], regimes: list[str], low_sho
                          ("high", high_shots, lambda k: k > max(recipes.LAYERNORM_LOW_DATA_SHOTS))):
         if ks and not all(ok(k) for k in ks):
             raise ClipfitError(f"--{name}-shots {ks}: the low-data regime is 1 to 16 shots, the high-data one more")
-    tasks, missing = check_datasets(datasets, args.base.root, args.skip_missing)
+    tasks, missing = check_datasets(datasets, args.base.root, args.skip_missing, dry_run=args.dry_run)
     primary = {d: headline_metric(t) for d, t in tasks.items()}
     shots: dict[str, dict[str, list[int]]] = {}
     excluded: dict[str, str] = {}
@@ -68,7 +68,7 @@ def run_regimes(args: GridArgs, datasets: list[str], regimes: list[str], low_sho
         counts: dict[int, int] = {}
         for it in task.train:
             counts[it.label] = counts.get(it.label, 0) + 1
-        fewest = min(counts.values()) if counts else 0
+        fewest = min(counts.values()) if counts else (published_per_class(d) if d in missing else 0)
         shots[d] = {}
         for regime in regimes:
             usable = []
@@ -107,6 +107,14 @@ def run_regimes(args: GridArgs, datasets: list[str], regimes: list[str], low_sho
                "missing": missing, "excluded": excluded, "primary_metric": primary, "similarity": similarity,
                "threshold": recipes.LAYERNORM_SIMILARITY_THRESHOLD, "rows": rows}
     return write_results(args.out, summary)
+
+
+def published_per_class(dataset: str) -> int:
+    """Training images per class of a dataset that is not there (a dry run), from its published sizes."""
+    from ..data.sources import SOURCES
+
+    s = SOURCES.get(dataset)
+    return s.sizes[0] // s.classes if s else 0
 
 
 def dataset_mean(s: dict, method: str, dataset: str, regime: str) -> float | None:

@@ -49,16 +49,18 @@ def run_transfer(protocol: str, args: GridArgs, source: str, targets: list[str],
     check_methods(args.methods, args.base.settings)
     if source in targets:
         raise ClipfitError(f"--targets includes the source {source}; it is tested on its own test split anyway")
-    tasks, missing = check_datasets([source, *targets], args.base.root, args.skip_missing, required=[source])
+    tasks, missing = check_datasets([source, *targets], args.base.root, args.skip_missing, required=[source],
+                                    dry_run=args.dry_run)
     src = tasks[source]
-    if not src.train:
+    if not src.train and source not in missing:
         raise ClipfitError(f"--source {source} has no training split (a test-only set); train on another dataset")
     present = [t for t in targets if t in tasks]
     cells = []
     for method in args.methods:
         for seed in args.seeds:
             job = make_job(args.base, args.out, source, method, shots, seed, protocol, "all")
-            scorable = [t for t in present if _can_score(job.spec, src.classnames, tasks[t].classnames)]
+            scorable = [t for t in present if source in missing or t in missing  # a dry run: planned as scorable
+                        or _can_score(job.spec, src.classnames, tasks[t].classnames)]
             job = replace(job, evals=tuple(Eval(t, dataset=t, subsample="all") for t in scorable))
             cells.append(Cell({"method": method}, seed, job))
     primary = {d: headline_metric(t) for d, t in tasks.items()}
