@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from clipfit.backbone import Backbone, clip_config
 from clipfit.engine.loop import pick_device
-from clipfit.tuners import build_method
-from clipfit.tuners.clipfit import CLIPFitConfig
+from clipfit.method import build_method
+from clipfit.method.clipfit import CLIPFitConfig
 
 
 def load(args) -> Backbone:

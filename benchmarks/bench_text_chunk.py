@@ -43,7 +43,7 @@ def coop_step_peak(bb, classes: int, chunk: int, batch: int = 32, device: torch.
     """Peak memory (MiB) and time of one CoOp training step on `classes` classes with text_chunk=`chunk`, after a
     warm-up step: torch.cuda.max_memory_allocated on CUDA, the process's peak RSS (VmHWM) on CPU, above the memory
     before the step."""
-    from clipfit.tuners import METHODS, build_method
+    from clipfit.method import METHODS, build_method
 
     device = device or torch.device("cpu")
     cfg = METHODS.get("coop").config()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from clipfit.backbone import EMBEDDED_MODEL, Backbone
-from clipfit.tuners import build_method
+from clipfit.method import build_method
 
 COMPETITOR = ("import torch\nx = torch.randn(512, 512)\nwhile True:\n    x = torch.tanh(x @ x) \n")
 

@@ -39,8 +39,8 @@ from PIL import Image
 from clipfit.backbone import EMBEDDED_MODEL, Backbone, clip_config, make_random_clip
 from clipfit.engine.loop import FeatureSource, cached_features, fit, make_optimizer, pick_device, seed_everything
 from clipfit.engine.run import RunSpec, prepare_task, resolve_configs
+from clipfit.method import METHODS, build_method
 from clipfit.threads import set_threads
-from clipfit.tuners import METHODS, build_method
 
 HERE = Path(__file__).resolve()
 SRC = str(HERE.parents[1] / "src")

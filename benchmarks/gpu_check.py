@@ -78,9 +78,9 @@ from clipfit.engine.loop import (  # noqa: E402
 )
 from clipfit.engine.run import prepare_task, resolve_configs  # noqa: E402
 from clipfit.io import atomic_write_bytes  # noqa: E402
+from clipfit.method import METHODS, build_method  # noqa: E402
 from clipfit.recipes import Context  # noqa: E402
 from clipfit.threads import set_threads  # noqa: E402
-from clipfit.tuners import METHODS, build_method  # noqa: E402
 
 CHECKED = ("clipfit", "coop", "clip_lora", "maple")
 # Dense (without sparsity) bf16 tensor-core peak in TFLOP/s, from NVIDIA's data sheets; the first name contained in

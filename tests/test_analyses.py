@@ -46,7 +46,7 @@ def test_nothing_recorded_by_default(tiny_clip, tiny_folder, tmp_path):
 
 
 def _trainable(tiny_clip, method, **settings):
-    from clipfit.tuners import METHODS, build_method
+    from clipfit.method import METHODS, build_method
 
     cfg = METHODS.get(method).config()
     for k, v in settings.items():

@@ -19,8 +19,8 @@ from clipfit.engine.run import RunSpec, eval_run, load_run, resolve_configs, tra
 from clipfit.engine.use import export_merged
 from clipfit.errors import ClipfitError
 from clipfit.io import load_tensors
-from clipfit.tuners import METHODS, build_method
-from clipfit.tuners.tip_adapter import cache_keys, cache_logits, search_grid
+from clipfit.method import METHODS, build_method
+from clipfit.method.tip_adapter import cache_keys, cache_logits, search_grid
 from conftest import set_args
 
 P = "backbone.model."

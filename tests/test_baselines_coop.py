@@ -15,9 +15,9 @@ from clipfit.engine.loop import make_optimizer, seed_everything
 from clipfit.engine.run import RunSpec, eval_run, load_run, resolve_configs, train_run
 from clipfit.errors import ClipfitError
 from clipfit.io import load_tensors
-from clipfit.tuners import METHODS, build_method
-from clipfit.tuners.coop import prograd_direction
-from clipfit.tuners.prompt import insert_context
+from clipfit.method import METHODS, build_method
+from clipfit.method.coop import prograd_direction
+from clipfit.method.prompt import insert_context
 from conftest import set_args
 
 FAST = {"epochs": 2, "batch_size": 4, "warmup_epochs": 0}

@@ -15,8 +15,8 @@ from clipfit.engine.loop import seed_everything
 from clipfit.engine.run import RunSpec, eval_run, load_run, resolve_configs, train_run
 from clipfit.errors import ClipfitError
 from clipfit.io import load_tensors
-from clipfit.tuners import METHODS, build_method
-from clipfit.tuners.promptsrc import GPA_PREFIX, gpa_weights, kl_to_teacher
+from clipfit.method import METHODS, build_method
+from clipfit.method.promptsrc import GPA_PREFIX, gpa_weights, kl_to_teacher
 from conftest import set_args
 from test_methods_peft import FAST, P, _images, _logits, _spec
 

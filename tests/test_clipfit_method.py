@@ -12,8 +12,8 @@ from clipfit.data.catalogue import load_task
 from clipfit.engine.loop import pick_device
 from clipfit.engine.run import RunSpec, load_run, train_run
 from clipfit.io import load_tensors
-from clipfit.tuners import build_method
-from clipfit.tuners.clipfit import CLIPFitConfig
+from clipfit.method import build_method
+from clipfit.method.clipfit import CLIPFitConfig
 from conftest import interrupt_after_two_checkpoints, set_args
 
 FAST = {"epochs": 3, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0}

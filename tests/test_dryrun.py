@@ -110,7 +110,7 @@ def test_the_estimate_counts_steps_not_setup(tiny_clip, tmp_path: Path, capsys, 
     in its measured step (it did: the step was one timing of a few steps, setup included, over the steps)."""
     import time
 
-    from clipfit.tuners.llu import LLU
+    from clipfit.method.llu import LLU
 
     clustering = LLU.on_features
 

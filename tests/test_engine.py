@@ -8,7 +8,7 @@ import pytest
 from clipfit.config import TrainConfig
 from clipfit.engine.loop import lr_at
 from clipfit.engine.run import RunSpec, train_run
-from clipfit.tuners.base import Method
+from clipfit.method.base import Method
 
 
 def test_dassl_cosine_is_shifted_by_the_warmup_epoch():

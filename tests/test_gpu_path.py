@@ -19,7 +19,7 @@ from clipfit.data.transforms import ImageDataset, eval_transform, seed_worker, t
 from clipfit.data.types import check_images
 from clipfit.engine import loop
 from clipfit.engine.run import RunSpec, prepare_task
-from clipfit.tuners import METHODS, build_method
+from clipfit.method import METHODS, build_method
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 METHOD_NAMES = [n for n in METHODS.list() if not METHODS.get(n).preset]

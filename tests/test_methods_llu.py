@@ -10,8 +10,8 @@ from clipfit.backbone import Backbone
 from clipfit.data.catalogue import load_task
 from clipfit.engine.run import RunSpec, eval_run, load_run, train_run
 from clipfit.io import load_tensors
-from clipfit.tuners import METHODS, build_method
-from clipfit.tuners.llu import ABLATIONS, cluster_points
+from clipfit.method import METHODS, build_method
+from clipfit.method.llu import ABLATIONS, cluster_points
 
 FAST = {"epochs": 3, "batch_size": 4, "warmup_epochs": 0, "lr": 0.5}
 

@@ -14,9 +14,9 @@ from clipfit.data.catalogue import load_task
 from clipfit.engine.run import RunSpec, eval_run, init_weights, load_run, train_run
 from clipfit.errors import ClipfitError
 from clipfit.io import load_tensors
-from clipfit.tuners import METHODS, build_method
-from clipfit.tuners.prompt import encode_text_embeds
-from clipfit.tuners.zeroshot import IMAGENET_TEMPLATES, ZeroShotConfig
+from clipfit.method import METHODS, build_method
+from clipfit.method.prompt import encode_text_embeds
+from clipfit.method.zeroshot import IMAGENET_TEMPLATES, ZeroShotConfig
 from conftest import set_args
 
 FAST = {"epochs": 2, "batch_size": 4, "warmup_epochs": 0}

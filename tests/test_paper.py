@@ -11,11 +11,11 @@ from importlib import resources
 import pytest
 
 from clipfit.cli import main
+from clipfit.method import METHODS
 from clipfit.papers.numbers import Numbers, load_numbers, numbers_files, parse_cell, read_numbers
 from clipfit.papers.registry import AVERAGE, ENTRIES
 from clipfit.papers.run import Ours, compare, entry_methods, make_plan, unresolved
 from clipfit.protocols.core import harmonic_mean
-from clipfit.tuners import METHODS
 
 # -- the checks a numbers file must pass --------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from PIL import Image
 import clipfit
 from clipfit.config import TrainConfig, apply_settings, known_fields, parse_settings
 from clipfit.errors import ClipfitError
+from clipfit.method import METHODS
 from clipfit.recipes import Context
-from clipfit.tuners import METHODS
 
 EXAMPLES = settings(max_examples=150, derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

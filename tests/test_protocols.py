@@ -145,7 +145,7 @@ def test_validation_size_follows_the_protocol(tiny_clip, coop_root, tmp_path):
 
 def test_the_linear_probe_trains_on_one_augmented_view_per_image_and_epoch(tiny_clip):
     from clipfit.backbone import Backbone
-    from clipfit.tuners import build_method
+    from clipfit.method import build_method
 
     m = build_method("linear_probe", Backbone.from_pretrained(tiny_clip), ["red", "blue"], "a photo of a {}.",
                      _cfg("linear_probe")[0])

@@ -9,8 +9,8 @@ from clipfit import recipes
 from clipfit.config import TrainConfig, opt, parse_settings
 from clipfit.engine.run import RunSpec, resolve_configs
 from clipfit.errors import ClipfitError
+from clipfit.method import METHODS, Method, MethodConfig, register_method, register_preset
 from clipfit.recipes import Context
-from clipfit.tuners import METHODS, Method, MethodConfig, register_method, register_preset
 
 
 def _configs(method: str, dataset: str, protocol: str = "fewshot", shots: int = 16, **settings):

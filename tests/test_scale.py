@@ -133,7 +133,7 @@ WORDS = ["red", "green", "blue", "a red photo", "the green blue", "photo of red"
                                           ("cocoop", {"max_prompts": 1000})])
 def test_text_in_chunks_gives_the_logits_and_gradients_of_all_classes_at_once(tiny_clip, method, extra):
     from clipfit.backbone import Backbone
-    from clipfit.tuners import METHODS, build_method
+    from clipfit.method import METHODS, build_method
 
     torch.manual_seed(0)
     backbone = Backbone.from_pretrained(tiny_clip)
@@ -163,7 +163,7 @@ def test_text_in_chunks_gives_the_logits_and_gradients_of_all_classes_at_once(ti
 
 def test_the_fixed_token_embeddings_are_looked_up_once_and_follow_classes_and_weights(tiny_clip):
     from clipfit.backbone import Backbone
-    from clipfit.tuners import METHODS, build_method
+    from clipfit.method import METHODS, build_method
 
     cfg = METHODS.get("coop").config()
     cfg.n_ctx = 4
@@ -186,7 +186,7 @@ def test_the_backbone_attends_through_sdpa_and_matches_eager_attention(tiny_clip
     from transformers import CLIPModel
 
     from clipfit.backbone import Backbone
-    from clipfit.tuners import METHODS, build_method
+    from clipfit.method import METHODS, build_method
 
     bb = Backbone.from_pretrained(tiny_clip)
     assert bb.model.text_model.config._attn_implementation == "sdpa"
@@ -209,7 +209,7 @@ def test_the_backbone_attends_through_sdpa_and_matches_eager_attention(tiny_clip
 def test_bf16_autocast_keeps_fp32_master_weights_and_gradients(tiny_clip, tiny_folder, tmp_path):
     from clipfit.backbone import Backbone
     from clipfit.engine.loop import autocast
-    from clipfit.tuners import build_method
+    from clipfit.method import build_method
 
     m = build_method("clipfit", Backbone.from_pretrained(tiny_clip), ["red", "green", "blue"], "a photo of {}.")
     m.on_train_start()

@@ -13,7 +13,7 @@ from clipfit.backbone import Backbone
 from clipfit.data.transforms import TrainTransform, eval_transform
 from clipfit.engine import loop
 from clipfit.engine.run import RunSpec, train_run
-from clipfit.tuners import METHODS, build_method
+from clipfit.method import METHODS, build_method
 
 FROZEN_IMAGE_TOWER = {"adapter", "clip_adapter", "cocoop", "compacter", "coop", "kgcoop", "linear_probe", "llu",
                       "logreg_probe", "prograd", "prompt", "tip_adapter", "tip_adapter_f", "zeroshot"}

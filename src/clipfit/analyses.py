@@ -102,8 +102,8 @@ def layer_figures(runs: dict[str, Any], out: Path) -> list[Path]:
 
 def step_figure(runs: dict[str, Any], out: Path, layers: str = "1") -> list[Path]:
     """steps.png/.csv: the change at every step of the layers `layers` names (as `ln_layers` does) of each series."""
+    from .method.base import parse_layers
     from .plots import lines
-    from .tuners.base import parse_layers
 
     panels: dict[str, dict] = {}
     rows = []
@@ -128,7 +128,7 @@ def step_figure(runs: dict[str, Any], out: Path, layers: str = "1") -> list[Path
 def _zero_shot_of(run):
     """The zero-shot model a loaded run started from: same model, classes and templates, nothing tuned."""
     from .backbone import Backbone
-    from .tuners import build_method
+    from .method import build_method
 
     cfg = run.config
     return build_method("zeroshot", Backbone.from_pretrained(cfg["model"], device=run.device), cfg["classnames"],

@@ -444,7 +444,7 @@ def demo(methods: Sequence[str] = DEMO_METHODS, *, dataset: str = DEMO_DATASET, 
 
 def methods() -> list[dict]:
     """Every method and preset: name, base method, the settings a preset fixes, one-line help, recipe."""
-    from .tuners import METHODS
+    from .method import METHODS
 
     out = []
     for name in METHODS.list():

@@ -262,7 +262,7 @@ def _emit(args, obj, text: str) -> None:
 def _settings(args, methods: list[str]) -> dict:
     """The typed settings of the command's `--set key=value` strings (the only place they are parsed)."""
     from .config import TrainConfig, parse_settings
-    from .tuners import METHODS
+    from .method import METHODS
 
     return parse_settings(args.overrides, [METHODS.get(p).cls.Config for m in methods for p in m.split("@")]
                           + [TrainConfig])
@@ -454,7 +454,7 @@ def cmd_datasets_check(args) -> int:
 def cmd_methods(args) -> None:
     from . import api
     from .config import TrainConfig, describe
-    from .tuners import METHODS, MethodConfig
+    from .method import METHODS, MethodConfig
 
     common = {name for name, _, _ in describe(MethodConfig)}
     for m in api.methods():

@@ -23,8 +23,8 @@ from ..config import TrainConfig
 from ..data.transforms import ImageDataset, cache_side, eval_transform, seed_worker, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
+from ..method.base import Method
 from ..progress import progress_bar
-from ..tuners.base import Method
 from . import distributed, metrics
 from .rng import capture_rng, py_state, restore_rng, set_py_state
 from .rundir import RunDir

@@ -21,9 +21,9 @@ from ..data.types import Item, Task, check_images, check_template
 from ..errors import ClipfitError
 from ..hub import model_source
 from ..io import read_json
+from ..method import METHODS, Method, build_method
 from ..progress import is_terminal, status, warn
 from ..recipes import Context, validation_shots
-from ..tuners import METHODS, Method, build_method
 from . import distributed
 from .loop import FitResult, evaluate, fit, pick_device
 from .record import Recorder, parse_record, tensorboard_writer, write_tensorboard

@@ -15,7 +15,7 @@ from ..data.transforms import eval_transform
 from ..data.types import open_image, to_rgb
 from ..errors import ClipfitError
 from ..io import write_json
-from ..tuners import METHODS, build_method
+from ..method import METHODS, build_method
 from .run import LoadedRun, load_run
 
 

@@ -157,7 +157,7 @@ def measure_steps(model: str, dataset: str, root: str | None, methods: Sequence[
     from ..config import TrainConfig
     from ..data.catalogue import load_task
     from ..engine.loop import FeatureSource, ImageSource, autocast, cached_features, make_optimizer, pick_device
-    from ..tuners import METHODS, build_method
+    from ..method import METHODS, build_method
 
     dev = pick_device(device)
     task = load_task(dataset, root)

@@ -32,7 +32,7 @@ from ..engine.run import RunSpec, _model_ref, eval_run, load_run, recorded_setti
 from ..engine.rundir import RunDir
 from ..errors import ClipfitError
 from ..io import write_json
-from ..tuners import METHODS
+from ..method import METHODS
 
 
 class MissingDatasets(ClipfitError):

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..data.types import Task
 from ..engine.run import RunSpec, resolve_configs
-from ..tuners import METHODS
+from ..method import METHODS
 from .core import DryRun, RunJob, render, trains_nothing
 
 STEPS = 8  # steps timed beyond the first (the difference of 1 + STEPS and 1 steps)
@@ -194,7 +194,7 @@ class Clock:
 
     def _build(self, spec: RunSpec, n_classes: int):
         from ..engine.loop import pick_device
-        from ..tuners import build_method
+        from ..method import build_method
 
         mcfg, tcfg = resolve_configs(spec)
         device = pick_device(spec.device)

@@ -2,7 +2,7 @@
 biases of every LayerNorm of both encoders (65,536 parameters on ViT-B/16), nothing else.
 
 The paper's two ways of combining it with methods that add parameters are settings every method has
-(`clipfit.tuners.base.MethodConfig`):
+(`clipfit.method.base.MethodConfig`):
 - tuned together: `layernorm=true` (the `<method>+ln` presets), the LayerNorms train alongside the added parameters;
 - as initialisation: `init_from=RUN_DIR`, a first `layernorm` run's tuned LayerNorms are loaded into the backbone
   before the second method is built (any run that tuned backbone weights can be a first stage).

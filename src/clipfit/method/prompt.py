@@ -1,5 +1,5 @@
 """Prompt tuning of the text encoder with learned context vectors (CoOp's prompt learner), used by the LayerNorm
-tuning paper's `prompt` method and by CoOp's family (`clipfit.tuners.coop`).
+tuning paper's `prompt` method and by CoOp's family (`clipfit.method.coop`).
 
 A class prompt is a sequence of token embeddings: [SOS], M learned context vectors, the class name, a fixed suffix
 (CoOp: "."), [EOS]. The class name sits after the context ('end', CoOp's default), in its middle ('middle': the

@@ -1,4 +1,4 @@
-"""CoOp's family: learned prompt context for CLIP's text encoder (the prompt learner of `clipfit.tuners.prompt`).
+"""CoOp's family: learned prompt context for CLIP's text encoder (the prompt learner of `clipfit.method.prompt`).
 
 - `coop` (CoOp, Zhou et al., IJCV 2022): M learned context vectors, the class name at the end (or middle/front),
   one context for all classes or one per class (`csc`); cross-entropy. Few-shot: 16 random vectors; base-to-new

@@ -1,4 +1,4 @@
-"""Adaptation methods ("tuners"), one module each, registered by name (`clipfit methods`, `--method`), and presets.
+"""Adaptation methods, one module each, registered by name (`clipfit methods`, `--method`), and presets.
 
 Every module of this package is imported here, which registers its methods: a new method is a new module."""
 import importlib
