@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from clipfit.backbone import Backbone, make_random_clip, parameter_group
 from clipfit.cli import main
 from clipfit.data.catalogue import load_task
-from clipfit.engine.loop import seed_everything
+from clipfit.engine.loop import forward_step, seed_everything
 from clipfit.engine.run import RunSpec, eval_run, load_run, resolve_configs, train_run
 from clipfit.errors import ClipfitError
 from clipfit.io import load_tensors
@@ -207,9 +207,9 @@ def test_promptsrc_losses_match_a_hand_computation(deep_clip, tiny_folder):
     x = _images(tiny_folder)  # 3 images of each class, in class order
     y = torch.arange(3).repeat_interleave(3)
     m.train()
-    feats, text = m.image_features(x), m.text_features()
-    logits = m.logits(feats, text)
-    total, parts = m.loss(logits, y, text)
+    step = forward_step(m, m.image_features, x, y, None, torch.device("cpu"), "fp32")  # the engine's forward
+    feats, text, logits = step.image, step.text, step.logits
+    total, parts = m.loss(step)
     with torch.no_grad():
         f_zs = plain.encode_image(x)  # the frozen image tower
         t_zs = F.normalize(torch.stack([plain.encode_text(plain.tokenize([t.format(c) for c in m.classnames]),

@@ -12,7 +12,7 @@ from clipfit.data.catalogue import load_task
 from clipfit.engine.loop import pick_device
 from clipfit.engine.run import RunSpec, load_run, train_run
 from clipfit.io import load_tensors
-from clipfit.method import build_method
+from clipfit.method import Step, build_method
 from clipfit.method.clipfit import CLIPFitConfig
 from conftest import interrupt_after_two_checkpoints, set_args
 
@@ -50,9 +50,8 @@ def test_kd_term_moves_the_loss(tiny_clip, tiny_folder):
             for n, p in m.trainable().items():
                 if "text_model" in n:
                     p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
-        text = m.text_features()
-        logits = m.logits(m.image_features(x), text)
-        loss, parts = m.loss(logits, torch.tensor([0, 1, 2, 0]), text)
+        text, image = m.text_features(), m.image_features(x)
+        loss, parts = m.loss(Step(x, torch.tensor([0, 1, 2, 0]), text, image, m.logits(image, text)))
         losses[beta] = float(loss.detach())
         if beta:
             assert parts["kd"] > 1e-4
@@ -65,12 +64,13 @@ def test_mse_regulariser_penalises_bias_change(tiny_clip, tiny_folder):
     m = build_method("clipfit", Backbone.from_pretrained(tiny_clip), task.classnames, task.template,
                      CLIPFitConfig(reg="mse", mse_weight=1.0))
     m.on_train_start()
-    text = m.text_features()
-    logits = m.logits(m.image_features(torch.randn(2, 3, 32, 32)), text)
-    assert m.loss(logits, torch.tensor([0, 1]), text)[1]["mse"] == 0.0
+    x = torch.randn(2, 3, 32, 32)
+    text, image = m.text_features(), m.image_features(x)
+    step = Step(x, torch.tensor([0, 1]), text, image, m.logits(image, text))
+    assert m.loss(step)[1]["mse"] == 0.0
     with torch.no_grad():
         next(p for n, p in m.trainable().items() if "fc2.bias" in n).add_(1.0)
-    assert m.loss(logits, torch.tensor([0, 1]), text)[1]["mse"] > 0.0
+    assert m.loss(step)[1]["mse"] > 0.0
 
 
 def test_tuned_weights_reload_to_identical_logits(tiny_clip, tiny_folder, tmp_path):

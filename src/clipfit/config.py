@@ -211,6 +211,16 @@ def parse_settings(pairs: Iterable[str], config_classes: Iterable[type]) -> dict
     return out
 
 
+def check_config(cfg: Any) -> None:
+    """Check every field of a config dataclass as `apply_settings` checks a setting (its type, choices, `range` and
+    `check`): a config built or changed in Python gets the one-line error a `--set` would."""
+    types = field_types(type(cfg))
+    for f in fields(cfg):
+        meta = f.metadata
+        check_value(f.name, getattr(cfg, f.name), types[f.name], meta.get("choices"), meta.get("range"),
+                    meta.get("check"))
+
+
 def apply_settings(configs: list[Any], settings: Mapping[str, Any], what: str = "setting") -> None:
     """Set typed `settings` on the first config in `configs` that has each field; unknown keys are an error."""
     for key, value in settings.items():

@@ -40,7 +40,7 @@ from torch import nn
 from .. import recipes
 from ..config import opt
 from ..errors import ClipfitError, require
-from .base import Method, MethodConfig, register_method, register_preset
+from .base import Method, MethodConfig, Step, register_method, register_preset
 
 # The paper's Table 4: each ablation as the settings it changes (registered as presets 'llu:<name>' below).
 ABLATIONS: dict[str, dict] = {
@@ -127,7 +127,7 @@ class LocalAffine(nn.Module):
 
 
 @register_method("llu")
-class LLU(Method):
+class LLU(Method[LLUConfig]):
     """Localized Latent Updates (LLU): affine maps on image and text embeddings, applied near training data.
 
     Identity-initialised, blended in only near stored training features; trains on cached embeddings."""
@@ -201,8 +201,8 @@ class LLU(Method):
     def regulariser(self) -> torch.Tensor:
         return sum(m.distance_to_identity(self.cfg.reg) for m in self._maps())
 
-    def loss(self, logits, labels, text_feats):
-        ce = F.cross_entropy(logits.float(), labels)
+    def loss(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        ce = F.cross_entropy(step.logits.float(), step.labels)
         parts = {"ce": float(ce.detach())}
         total = ce
         reg = self.regulariser()

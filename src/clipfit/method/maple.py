@@ -18,7 +18,7 @@ from .deep_prompts import DeepPromptConfig, DeepPromptMethod
 
 
 @register_method("maple")
-class MaPLe(DeepPromptMethod):
+class MaPLe(DeepPromptMethod[DeepPromptConfig]):
     """MaPLe: deep text prompts (2 tokens, depth 9) coupled to image prompts by Linear maps (3,555,072 on ViT-B/16)."""
 
     Config = DeepPromptConfig

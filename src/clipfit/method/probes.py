@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -29,16 +29,22 @@ from ..config import opt
 from ..errors import ClipfitError, require
 from .base import Method, MethodConfig, register_method, register_preset
 
+HC = TypeVar("HC", bound=MethodConfig)
 
-class _ClassSpecificHead:
+
+class ClassSpecificHead(Method[HC]):
     """Shared by the probes: a Linear head over the classes, created when the classes are first set."""
 
     class_agnostic = False
     mergeable = False
     feature_logits = False  # a linear head, no text features
+    head: nn.Linear | None
 
     def _feature_dim(self) -> int:
         raise NotImplementedError
+
+    def build(self) -> None:
+        self.head = None
 
     def set_classes(self, classnames: Sequence[str]) -> None:
         classnames = list(classnames)
@@ -74,7 +80,7 @@ class LinearProbeConfig(MethodConfig):
 
 
 @register_method("linear_probe")
-class LinearProbe(_ClassSpecificHead, Method):
+class LinearProbe(ClassSpecificHead[LinearProbeConfig]):
     """Linear probe on the image encoder's pooled output before projection (LayerNorm tuning paper; 769 per class on ViT-B/16)."""
 
     Config = LinearProbeConfig
@@ -82,9 +88,6 @@ class LinearProbe(_ClassSpecificHead, Method):
 
     def _feature_dim(self) -> int:
         return self.backbone.model.vision_model.config.hidden_size
-
-    def build(self) -> None:
-        self.head = None
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -116,7 +119,7 @@ class LogRegConfig(MethodConfig):
 
 
 @register_method("logreg_probe")
-class LogRegProbe(_ClassSpecificHead, Method):
+class LogRegProbe(ClassSpecificHead[LogRegConfig]):
     """CoOp-style linear probe: scikit-learn logistic regression on normalised image features, C chosen on validation."""
 
     Config = LogRegConfig
@@ -125,9 +128,6 @@ class LogRegProbe(_ClassSpecificHead, Method):
 
     def _feature_dim(self) -> int:
         return self.backbone.model.visual_projection.out_features
-
-    def build(self) -> None:
-        self.head = None
 
     def on_train_start(self) -> None:
         super().on_train_start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -128,21 +129,23 @@ class PromptConfig(MethodConfig):
                              "one chunk, the same results (for many classes, e.g. ImageNet's 1,000)", range="[0, inf)")
 
 
+PC = TypeVar("PC", bound=PromptConfig)
+
+
 @register_method("prompt")
-class PromptTuning(Method):
+class PromptTuning(Method[PC]):
     """Prompt tuning (LayerNorm tuning paper / CoOp): 8 learned context vectors before the class name, no template."""
 
     Config = PromptConfig
     recipe = recipes.LAYERNORM_TUNING
     mergeable = False  # the context vectors are not weights of a plain CLIP
+    ctx: nn.Parameter | None
 
     @classmethod
-    def agnostic_for(cls, cfg) -> bool:
+    def agnostic_for(cls, cfg: Any) -> bool:
         return not cfg.csc
 
     def build(self) -> None:
-        if self.cfg.n_ctx < 1:
-            raise ClipfitError(f"--set n_ctx={self.cfg.n_ctx}: need at least one context vector")
         self.class_agnostic = self.agnostic_for(self.cfg)
         self.ctx = None  # created with the classes (its shape depends on them when class-specific)
 

@@ -73,7 +73,7 @@ class TipAdapterConfig(MethodConfig):
 
 
 @register_method("tip_adapter")
-class TipAdapter(Method):
+class TipAdapter(Method[TipAdapterConfig]):
     """Tip-Adapter: training-free cache of the few-shot features next to zero-shot CLIP; alpha, beta chosen on validation."""
 
     Config = TipAdapterConfig

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..data.types import Task
-from ..engine.run import RunSpec, resolve_configs
+from ..engine.run import RunSpec, make_method, resolve_configs
 from ..method import METHODS
 from .core import DryRun, RunJob, render, trains_nothing
 
@@ -194,7 +194,6 @@ class Clock:
 
     def _build(self, spec: RunSpec, n_classes: int):
         from ..engine.loop import pick_device
-        from ..method import build_method
 
         mcfg, tcfg = resolve_configs(spec)
         device = pick_device(spec.device)
@@ -202,7 +201,7 @@ class Clock:
         # the first timed steps in one epoch: what an epoch costs beyond its steps is not counted either
         task = timing_task(n_classes, (1 + STEPS) * max(1, tcfg.batch_size), 1 + 16 * IMAGES, backbone.image_spec.size,
                            "a photo of a {}.")
-        method = build_method(spec.method, backbone, task.classnames, task.template, mcfg).to(device)
+        method = make_method(spec.method, backbone, task.classnames, task.template, mcfg).to(device)
         method.size_for(len(task.train))
         return method, task, tcfg, device
 
