@@ -9,19 +9,17 @@ import torch
 import torch.nn.functional as F
 
 import clipfit
-from clipfit.backbone import Backbone, parameter_group
+from clipfit.backbone import Backbone
 from clipfit.cli import main
-from clipfit.engine.loop import forward_step, make_optimizer, seed_everything, train_step
+from clipfit.engine.loop import forward_step, make_optimizer, train_step
 from clipfit.engine.run import RunSpec, eval_run, load_run, resolve_configs, train_run
 from clipfit.errors import ClipfitError
-from clipfit.io import load_tensors
 from clipfit.method import METHODS, Step, build_method
 from clipfit.method.coop import prograd_direction
 from clipfit.method.prompt import insert_context
 from conftest import set_args
 
 FAST = {"epochs": 2, "batch_size": 4, "warmup_epochs": 0}
-P = "backbone.model."
 NAMES = ["red", "green", "blue"]
 PHOTO = "a photo of a {}."
 
@@ -271,46 +269,6 @@ def test_prograd_with_a_zero_distillation_gradient_takes_the_ce_step(tiny_clip, 
     step.loss, _ = m.loss(step)
     m.backward(step)
     assert torch.isfinite(m.ctx.grad).all() and torch.equal(m.ctx.grad, g_ce)
-
-
-# -- training: only the intended parameters change; reload --------------------------------------------------------
-
-CASES = [
-    ("coop", {"n_ctx": 8}, [], ["ctx"]),
-    ("coop+ln", {"n_ctx": 8}, ["vision_layernorm"], ["ctx"]),
-    ("cocoop", {"batch_size": 2}, [], ["ctx", "meta_net."]),
-    ("kgcoop", {}, [], ["ctx"]),
-    ("kgcoop+ln", {}, ["vision_layernorm"], ["ctx"]),
-    ("prograd", {"n_ctx": 6}, [], ["ctx"]),
-]
-
-
-@pytest.mark.parametrize("method, sets, groups, own", CASES, ids=[c[0] for c in CASES])
-def test_only_intended_parameters_change_and_reload_is_identical(method, sets, groups, own, tiny_clip, tiny_folder,
-                                                                 tmp_path):
-    bb = Backbone.from_pretrained(tiny_clip)
-    before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
-    out = tmp_path / "run"
-    spec = RunSpec(dataset=f"imagefolder:{tiny_folder}", model=tiny_clip, method=method, shots=2, seed=1,
-                   settings={**FAST, "lr": 0.05, **sets})
-    metrics = train_run(spec, out, progress=False, backbone=bb)
-    allowed = {n for g in groups for n in parameter_group(bb.model, g)}
-    changed = {n for n, p in bb.model.named_parameters() if not torch.equal(before[n], p.detach())}
-    assert changed == allowed  # bit for bit: nothing else moved (and the LayerNorms did when tuned)
-    tuned = load_tensors(out / "tuned.safetensors")
-    assert {k.removeprefix(P) for k in tuned if k.startswith(P)} == allowed
-    assert {k for k in tuned if not k.startswith(P)} and all(k.startswith((P, *own)) for k in tuned)
-    assert all(t.dtype == torch.float32 for t in tuned.values())  # fp32 master weights
-    assert metrics["best_epoch"] == 2  # the CoOp protocol tests the last epoch
-    a, b = load_run(out), load_run(out)
-    assert a.method.num_trainable() == metrics["trainable_parameters"]
-    x = _images()
-    assert torch.equal(_logits(a.method, x), _logits(b.method, x))
-    start = build_method(method, Backbone.from_pretrained(tiny_clip), a.method.classnames, a.method.templates, a.method.cfg)
-    seed_everything(1)
-    start.reset_parameters()  # the context training started from (the run's seed)
-    assert not torch.allclose(a.method.ctx, start.ctx)
-    assert eval_run(out, progress=False, loaded=a)["accuracy"] == pytest.approx(metrics["test"]["all"]["accuracy"])
 
 
 # -- recipes ---------------------------------------------------------------------------------------------------------
