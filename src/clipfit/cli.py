@@ -15,6 +15,7 @@ from .api import DEMO_DATASET, DEMO_METHODS
 from .errors import ClipfitError
 from .hub import ARCHS, EMBEDDED_MODEL  # not .backbone: that imports torch (slow to start)
 from .recipes import PROTOCOLS
+from .version import version
 
 
 def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: bool = True,
@@ -41,10 +42,22 @@ def _add_threads_arg(p: argparse.ArgumentParser) -> None:
                                                "cores not busy with other processes, at most 4)")
 
 
+class _Version(argparse.Action):
+    """`--version`: the version is read from the package metadata only when asked (that takes longer than a start)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show program's version number and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"clipfit {version()}")
+        parser.exit()
+
+
 def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
     """The parser; `pretrain_args=False` lists `pretrain-mini` without its arguments (which import torch)."""
     ap = argparse.ArgumentParser(prog="clipfit", description="Adapt CLIP models to few-shot image classification.")
-    ap.add_argument("--version", action="version", version=f"clipfit {__import__('clipfit').__version__}")
+    ap.add_argument("--version", action=_Version)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="adapt a model to a dataset; writes a run directory")
