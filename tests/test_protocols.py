@@ -334,7 +334,7 @@ def test_tables_show_each_datasets_headline_metric(tiny_clip, tiny_folder, tmp_p
     from dataclasses import replace
 
     from clipfit.data.catalogue import DATASETS, load_task
-    from clipfit.data.registry import register_dataset
+    from clipfit.data.dataset_registry import register_dataset
 
     if "wilds_standin" not in DATASETS:
         register_dataset("wilds_standin", needs_root=False, help="test stand-in")(

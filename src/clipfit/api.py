@@ -497,7 +497,7 @@ def datasets_check(root: str, names: str | Sequence[str] | None = None, *, suite
     by default every dataset read from --root. A missing or incomplete one comes with what to fetch from where.
     `verify` also decodes every image."""
     from .data.check import check
-    from .data.registry import SUITES
+    from .data.dataset_registry import SUITES
 
     chosen = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
     if suite is not None:

@@ -256,7 +256,7 @@ def _add_grid_args(p: argparse.ArgumentParser, shots: int | None, dataset: bool 
 
 
 def _suites() -> list[str]:
-    from .data.registry import SUITES  # not protocols: that imports torch
+    from .data.dataset_registry import SUITES  # not protocols: that imports torch
 
     return list(SUITES)
 

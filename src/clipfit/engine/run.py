@@ -14,9 +14,10 @@ import torch
 from ..backbone import EMBEDDED_MODEL, Backbone, input_spec
 from ..config import TrainConfig, to_dict
 from ..data.catalogue import load_task, rules_dataset
+from ..data.images import check_images
 from ..data.sampling import fewshot, subsample_classes
 from ..data.transforms import cache_side
-from ..data.types import Item, Task, check_images, check_template
+from ..data.types import Item, Task, check_template
 from ..errors import ClipfitError
 from ..hub import model_source
 from ..io import read_json

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..data.catalogue import DATASETS, expand_datasets, load_task  # noqa: F401  (expand_datasets: used from here)
-from ..data.registry import COOP11, SUITES  # noqa: F401  (named dataset lists live with the datasets)
+from ..data.dataset_registry import COOP11, SUITES  # noqa: F401  (named dataset lists live with the datasets)
 from ..data.types import Task
 from ..engine.run import RunSpec, _model_ref, eval_run, load_run, recorded_settings, resolve_configs, train_run
 from ..engine.rundir import RunDir

@@ -139,7 +139,8 @@ def timing_task(n_classes: int, n_train: int, n_test: int, size: int, template: 
     """Random images of the model's size with `n_classes` classes: what a step costs does not depend on the pixels."""
     import numpy as np
 
-    from ..data.types import ArrayReader, Item
+    from ..data.images import ArrayReader
+    from ..data.types import Item
 
     pixels = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
     names = [f"class {c}" for c in range(n_classes)]
