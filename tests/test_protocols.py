@@ -333,8 +333,8 @@ def test_tables_show_each_datasets_headline_metric(tiny_clip, tiny_folder, tmp_p
     stay in results.json. Stand-in: the tiny folder declared as such."""
     from dataclasses import replace
 
+    from clipfit.data import register_dataset  # the plug-in extension point
     from clipfit.data.catalogue import DATASETS, load_task
-    from clipfit.data.dataset_registry import register_dataset
 
     if "wilds_standin" not in DATASETS:
         register_dataset("wilds_standin", needs_root=False, help="test stand-in")(
