@@ -471,7 +471,7 @@ def test_interrupted_grid_run_resumes_exactly_from_its_partial_directory(tiny_cl
     assert main(grid(tmp_path / "ref")) == 0
     real = interrupt_after_two_checkpoints(monkeypatch)
     assert main(grid(tmp_path / "g")) == 130
-    from clipfit.protocols.core import dataset_dir
+    from clipfit.protocols.jobs import dataset_dir
 
     cell = Path(dataset_dir(f"imagefolder:{tiny_folder}")) / "4shot" / "clipfit" / "seed1"  # OUT/<dataset>/<K>shot/...
     run = RunDir(tmp_path / "g" / cell)

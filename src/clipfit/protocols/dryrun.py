@@ -28,7 +28,9 @@ from typing import Any
 from ..data.types import Task
 from ..engine.run import RunSpec, resolve_configs
 from ..method import METHODS
-from .core import DryRun, RunJob, render, trains_nothing
+from .cells import DryRun
+from .jobs import Backbones, RunJob, trains_nothing
+from .results import render
 
 STEPS = 8  # steps timed beyond the first (the difference of 1 + STEPS and 1 steps)
 IMAGES = 32  # images timed beyond the first in an evaluation forward
@@ -154,8 +156,6 @@ class Clock:
     the most classes the runs of a method need; a run in between gets the straight line through the two."""
 
     def __init__(self, echo: Callable[[str], None]):
-        from .core import Backbones
-
         self.echo = echo
         self.backbones = Backbones()
         self.needs: dict[str, tuple[RunSpec, set[int]]] = {}

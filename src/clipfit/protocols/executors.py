@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..errors import ClipfitError
-from .core import RunJob, ensure_run
+from .jobs import RunJob, ensure_run
 
 Executor = Callable[[list[RunJob], bool], list[dict]]
 EXECUTORS = ("local", "ray")

@@ -17,23 +17,9 @@ from typing import Any
 
 from .. import recipes
 from ..errors import ClipfitError
-from .core import (
-    Cell,
-    GridArgs,
-    check_datasets,
-    check_methods,
-    fmt,
-    headline_metric,
-    layout,
-    make_job,
-    mean_or_none,
-    missing_note,
-    render,
-    run_cells,
-    summarise,
-    value,
-    write_results,
-)
+from .cells import Cell, GridArgs, check_datasets, headline_metric, run_cells
+from .jobs import check_methods, make_job
+from .results import fmt, mean_or_none, missing_note, render, summarise, value, write_results
 
 REGIMES = ("low", "high")
 QUADRANTS = (("low", "high"), ("low", "low"), ("high", "high"), ("high", "low"))  # (data, similarity), Figure 3's order
@@ -143,7 +129,6 @@ def families(methods: list[str]) -> list[str]:
             and (f"{m}+ln" in methods or f"{m}@layernorm" in methods)]
 
 
-@layout("regimes")
 def regimes_table(s: dict) -> str:
     seeds = " ".join(map(str, s["seeds"]))
     notes = missing_note(s["missing"]) + [f"sits out: {k} ({why})" for k, why in s["excluded"].items()]
