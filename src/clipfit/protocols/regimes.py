@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import recipes
+from ..data.sources import SOURCES
 from ..errors import ClipfitError
 from .cells import Cell, GridArgs, check_datasets, headline_metric, run_cells
 from .jobs import check_methods, make_job
@@ -97,8 +98,6 @@ def run_regimes(args: GridArgs, datasets: list[str], regimes: list[str], low_sho
 
 def published_per_class(dataset: str) -> int:
     """Training images per class of a dataset that is not there (a dry run), from its published sizes."""
-    from ..data.sources import SOURCES
-
     s = SOURCES.get(dataset)
     return s.sizes[0] // s.classes if s else 0
 
