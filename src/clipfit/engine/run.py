@@ -12,19 +12,20 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..backbone import EMBEDDED_MODEL, Backbone, input_spec
 from ..config import TrainConfig, to_dict
 from ..data.catalogue import load_task, rules_dataset
+from ..data.images import check_images
 from ..data.sampling import fewshot, subsample_classes
 from ..data.transforms import cache_side
-from ..data.types import Item, Task, check_images, check_template
+from ..data.types import Item, Task, check_template
 from ..errors import ClipfitError
 from ..hub import model_source
 from ..io import read_json
 from ..method import METHODS, Method, MethodConfig, build_method
 from ..progress import is_terminal, status, warn
 from ..recipes import Context, validation_shots
+from ..version import version
 from . import distributed
 from .loop import FitResult, evaluate, fit, pick_device
 from .record import Recorder, parse_record, recorded_change, tensorboard_writer, write_tensorboard
@@ -257,7 +258,7 @@ def run_config(c: CheckedRun, method: Method[Any]) -> dict[str, Any]:
     """What config.json records of a run: the software, the run's spec, classes, templates and settings."""
     spec = c.spec
     return {
-        "clipfit_version": __version__, "torch_version": torch.__version__,
+        "clipfit_version": version(), "torch_version": torch.__version__,
         "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "torch_threads": torch.get_num_threads(),  # thread counts can change a result's last bits
         "processes": distributed.current().world,  # data-parallel processes (`accelerate launch`, `torchrun`)
