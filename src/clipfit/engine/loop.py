@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,8 +31,9 @@ from .rundir import RunDir
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    if device in (None, "", "auto", "cuda") and distributed.current().device is not None:
-        return distributed.current().device  # one of several launched processes: its own GPU (or the CPU)
+    launched = distributed.current().device
+    if device in (None, "", "auto", "cuda") and launched is not None:
+        return launched  # one of several launched processes: its own GPU (or the CPU)
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -128,7 +129,8 @@ def predict(method: Method, loader, device: torch.device, precision: str = "auto
             labels.append(y)
     method.train(was_training)
     if dp.active and n >= dp.world:
-        return dp.gather((torch.cat(out), torch.cat(labels)), n)
+        logits, gathered = dp.gather((torch.cat(out), torch.cat(labels)), n)
+        return logits, gathered
     return torch.cat(out), torch.cat(labels)
 
 
@@ -263,7 +265,7 @@ class FeatureSource:
         self.x, self.y = x.reshape(self.views, n, *x.shape[1:]), y.reshape(self.views, n)  # view-major rows
         self.epoch = 0
         self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.utils.data.DataLoader(range(n), batch_size=batch_of(cfg.batch_size, n), shuffle=True,
+        self.order = torch.utils.data.DataLoader(cast(Any, range(n)), batch_size=batch_of(cfg.batch_size, n), shuffle=True,
                                                  generator=self.generator, drop_last=n >= cfg.batch_size)
         self.n_batches = len(self.order)
 
@@ -284,6 +286,7 @@ class FeatureSource:
         self.epoch = meta.get("epoch", self.epoch)  # which cached view the next epoch trains on
 
     def validate(self) -> float:
+        assert self.val is not None, "validate is called only with a validation split"
         val_x, val_y = self.val
         m, b = self.method, self.cfg.eval_batch_size
         was_training = m.training

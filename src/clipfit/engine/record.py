@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import ClipfitError
-from ..method.base import Step
+from ..method.base import Method, Step
 from .rundir import RunDir
 
 KINDS = ("change", "grads", "steps")
@@ -95,7 +95,7 @@ def layer_table(record: dict) -> list[dict[str, Any]]:
 class Recorder:
     """Records what `record` names for one method instance while it trains (see the module doc)."""
 
-    def __init__(self, method: nn.Module, kinds: list[str], run: RunDir | None):
+    def __init__(self, method: Method[Any], kinds: list[str], run: RunDir | None):
         self.method, self.kinds, self.run = method, kinds, run
         self.params = dict(method.trainable())
         self.names = list(self.params)
@@ -110,7 +110,7 @@ class Recorder:
             setattr(method, hook, getattr(self, hook + "_hook")(getattr(method, hook)))
 
     @classmethod
-    def attach(cls, method: nn.Module, record: str, run: RunDir | None) -> Recorder | None:
+    def attach(cls, method: Method[Any], record: str, run: RunDir | None) -> Recorder | None:
         kinds = parse_record(record)
         return cls(method, kinds, run) if kinds else None
 

@@ -243,8 +243,9 @@ def check_run(spec: RunSpec, run: RunDir, overwrite: bool, resume: bool, test: b
     protect = read_paths(spec, task, mcfg)
     run.check_target(overwrite, resume, protect)
     device = pick_device(spec.device)
-    if distributed.current().is_main and distributed.single_under_launcher():
-        warn(distributed.single_under_launcher())
+    alone = distributed.single_under_launcher()
+    if distributed.current().is_main and alone:
+        warn(alone)
     if tcfg.batch_size > len(task.train) > 0:
         echo(f"batch_size={tcfg.batch_size} is more than the {len(task.train)} training images: a batch holds them all")
     if backbone is None:

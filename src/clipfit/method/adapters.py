@@ -15,7 +15,7 @@ ViT-B/16: down 4*(128 + 6) + 24 bias, up 4*(6 + 128) + 512 bias, x 12 layers, + 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -153,7 +153,7 @@ class Adapter(FFNBlocks[AdapterConfig]):
     def reset_parameters(self) -> None:
         with torch.no_grad():
             for block in self.adapters:
-                block.reset_parameters()
+                cast(Bottleneck, block).reset_parameters()
 
 
 @register_method("compacter")
@@ -180,7 +180,7 @@ class Compacter(FFNBlocks[CompacterConfig]):
             for a in self.phm_rule:
                 nn.init.xavier_normal_(a)
             for block in self.adapters:
-                block.reset_parameters(0.1)
+                cast(CompacterBlock, block).reset_parameters(0.1)
 
 
 _NORMAL = "with the LayerNorms of both encoders tuned together (LayerNorm tuning paper, Table 1 'Normal')"

@@ -423,7 +423,7 @@ def warn_same_prompts(classnames: Sequence[str], *tokens: tuple[torch.Tensor, to
     classes the model cannot tell apart. Called where the prompts are tokenized, once per class list."""
     if not tokens or tokens[0][0].is_meta:
         return
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[tuple[tuple[int, ...], ...], list[str]] = {}
     for i, c in enumerate(classnames):
         key = tuple(tuple(ids[i][mask[i].bool()].tolist()) for ids, mask in tokens)
         groups.setdefault(key, []).append(c)

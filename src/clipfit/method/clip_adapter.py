@@ -81,7 +81,7 @@ class ClipAdapter(Method[ClipAdapterConfig]):
 
     def adapt_image_features(self, feats: torch.Tensor) -> torch.Tensor:
         a = self.cfg.alpha
-        x = feats.to(self.adapter[0].weight.dtype)
+        x = feats.to(next(self.adapter.parameters()).dtype)
         return F.normalize(a * self.adapter(x) + (1.0 - a) * x, dim=-1)
 
 

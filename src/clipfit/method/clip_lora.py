@@ -106,7 +106,7 @@ class ClipLora(Method[ClipLoraConfig]):
             layers = attention_layers(towers(self.backbone.model)[name])
             if not layers:
                 raise ClipfitError(f"the {name} encoder has no attention layers with q_proj/k_proj/v_proj/out_proj")
-            self.lora[name] = nn.ModuleList()
+            self.lora[name] = per_tower = nn.ModuleList()
             for attn in layers:
                 per_layer = nn.ModuleDict()
                 for t in targets:
@@ -114,7 +114,7 @@ class ClipLora(Method[ClipLoraConfig]):
                     branch = per_layer[t] = LoRA(linear, cfg.r, cfg.dropout, scale)
                     self._sites.append((linear, branch))
                     self._hooks.after(linear, self._hook_for(branch))
-                self.lora[name].append(per_layer)
+                per_tower.append(per_layer)
 
     @staticmethod
     def _hook_for(branch: LoRA) -> HookFn:

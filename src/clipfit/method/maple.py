@@ -9,6 +9,8 @@ cross-entropy.
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -39,4 +41,4 @@ class MaPLe(DeepPromptMethod[DeepPromptConfig]):
     def reset_parameters(self) -> None:
         super().reset_parameters()  # P_0 from the init words, P_1.. ~ N(0, 0.02^2)
         for lin in self.coupling:  # PyTorch's default Linear initialisation, as the reference
-            lin.reset_parameters()
+            cast(nn.Linear, lin).reset_parameters()

@@ -38,7 +38,7 @@ class ClassSpecificHead(Method[HC]):
     class_agnostic = False
     mergeable = False
     feature_logits = False  # a linear head, no text features
-    head: nn.Linear | None
+    head: Any  # an nn.Linear once the classes are set (None before)
 
     def _feature_dim(self) -> int:
         raise NotImplementedError
@@ -133,14 +133,14 @@ class LogRegProbe(ClassSpecificHead[LogRegConfig]):
         super().on_train_start()
         require("sklearn", "method logreg_probe", "scikit-learn")  # before the features are computed, not after
 
-    def _fit(self, x: np.ndarray, y: np.ndarray, c: float):
+    def _fit(self, x: np.ndarray, y: np.ndarray, c: float) -> Any:
         from sklearn.linear_model import LogisticRegression
 
         clf = LogisticRegression(C=c, max_iter=self.cfg.max_iter)
         clf.fit(x, y)
         return clf
 
-    def _set_head(self, clf) -> None:
+    def _set_head(self, clf: Any) -> None:
         n_cls, dim = len(self.classnames), self._feature_dim()
         w = np.zeros((n_cls, dim), np.float64)
         b = np.full(n_cls, -1e4, np.float64)  # a class with no training image is never predicted
@@ -154,32 +154,36 @@ class LogRegProbe(ClassSpecificHead[LogRegConfig]):
             self.head.weight.copy_(torch.from_numpy(w))
             self.head.bias.copy_(torch.from_numpy(b))
 
-    def fit_features(self, train_x, train_y, val_x, val_y) -> dict[str, Any]:
+    def fit_features(self, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor | None,
+                     val_y: torch.Tensor | None) -> dict[str, Any]:
         x, y = train_x.double().numpy(), train_y.numpy()
         if len(np.unique(y)) < 2:
             raise ClipfitError("logreg_probe needs training images of at least two classes")
-        history: list[dict] = []
+        history: list[dict[str, Any]] = []
         tried: dict[float, tuple[float, Any]] = {}
 
-        def score(c: float) -> float:
-            if c not in tried:
-                clf = self._fit(x, y, c)
-                acc = float((clf.predict(val_x.double().numpy()) == val_y.numpy()).mean() * 100.0)
-                tried[c] = (acc, clf)
-                history.append({"C": c, "val_accuracy": acc})
-            return tried[c][0]
-
-        if self.cfg.C > 0 or val_x is None or len(val_y) == 0:
+        if self.cfg.C > 0 or val_x is None or val_y is None or len(val_y) == 0:
             c = self.cfg.C if self.cfg.C > 0 else 1.0
             clf = self._fit(x, y, c)
             self._set_head(clf)
             val_acc = None
-            if val_x is not None and len(val_y):
+            if val_x is not None and val_y is not None and len(val_y):
                 val_acc = float((clf.predict(val_x.double().numpy()) == val_y.numpy()).mean() * 100.0)
             return {"C": c, "val_accuracy": val_acc, "history": [{"C": c}]}
-        best = None
-        for c in [10.0 ** e for e in range(-6, 7, 2)]:
-            if best is None or score(c) > score(best):
+        vx, vy = val_x.double().numpy(), val_y.numpy()
+
+        def score(c: float) -> float:
+            if c not in tried:
+                clf = self._fit(x, y, c)
+                acc = float((clf.predict(vx) == vy).mean() * 100.0)
+                tried[c] = (acc, clf)
+                history.append({"C": c, "val_accuracy": acc})
+            return tried[c][0]
+
+        grid = [10.0 ** e for e in range(-6, 7, 2)]
+        best = grid[0]
+        for c in grid[1:]:
+            if score(c) > score(best):
                 best = c
         step = 1.0
         for _ in range(self.cfg.search_steps):
