@@ -156,7 +156,7 @@ def measure_steps(model: str, dataset: str, root: str | None, methods: Sequence[
     from ..backbone import Backbone
     from ..config import TrainConfig
     from ..data.catalogue import load_task
-    from ..engine.loop import FeatureSource, ImageSource, autocast, cached_features, make_optimizer, pick_device
+    from ..engine.loop import FeatureSource, ImageSource, cached_features, forward_step, make_optimizer, pick_device
     from ..method import METHODS, build_method
 
     dev = pick_device(device)
@@ -191,12 +191,10 @@ def measure_steps(model: str, dataset: str, root: str | None, methods: Sequence[
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 t = time.perf_counter()
-                with autocast(dev, tcfg.precision):
-                    t_feats = text if static else method.text_features()
-                    logits = method.logits(source.image_features(x), t_feats)
-                loss, _ = method.loss(logits, y, t_feats)
+                step = forward_step(method, source.image_features, x, y, text, dev, tcfg.precision)
+                step.loss, _ = method.loss(step)
                 opt.zero_grad(set_to_none=True)
-                method.backward(loss)
+                method.backward(step)
                 opt.step()
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
