@@ -17,7 +17,7 @@ from clipfit.papers.entries import AVERAGE, ENTRIES
 from clipfit.papers.labels import entry_methods, unresolved
 from clipfit.papers.numbers import Numbers, load_numbers, numbers_files, parse_cell, read_numbers
 from clipfit.papers.plan import make_plan
-from clipfit.protocols.core import harmonic_mean
+from clipfit.protocols.results import harmonic_mean
 
 # -- the checks a numbers file must pass --------------------------------------------------------------------------
 

@@ -6,8 +6,6 @@ is imported on first use, so `import clipfit` stays fast.
 """
 import importlib
 
-__version__ = "0.1.0"
-
 _API = ("train", "load", "Run", "GridResult", "fewshot", "base2new", "crossdataset", "domainshift", "regimes", "episodic",
         "paper_list", "paper_run", "demo", "methods", "datasets", "datasets_check", "params")
 # the public names defined above the API, in the papers' layer (`datasets_check` there takes `paper=` too)
@@ -17,6 +15,10 @@ __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # from the package metadata, read on first use
+        from .version import version
+
+        return version()
     if name in _API:  # imported here, on first use: torch and the rest load only when the API is used
         return getattr(importlib.import_module(_PAPERS.get(name, "clipfit.api")), name)
     raise AttributeError(f"module 'clipfit' has no attribute {name!r}")

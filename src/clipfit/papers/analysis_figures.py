@@ -30,7 +30,7 @@ from ..data.check import check
 from ..engine.rundir import RunDir
 from ..io import write_json
 from ..plots import lines
-from ..protocols.core import render
+from ..protocols.results import render
 from .compare import NA, ValuesFromResults
 from .dry_run import dry_run_entry
 from .entries import AVERAGE, PAPERS, RECORD, STAND_INS, Entry

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..protocols.core import dataset_dir, find, harmonic_mean, shots_dir, value
+from ..protocols.jobs import dataset_dir, shots_dir
 from ..protocols.regimes import dataset_mean, regime_mean
+from ..protocols.results import find, harmonic_mean, value
 from .entries import AVERAGE, Entry
 from .labels import cell_dims, method_of
 from .numbers import load_numbers

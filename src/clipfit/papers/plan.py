@@ -15,7 +15,7 @@ from .. import api, recipes
 from ..data.catalogue import expand_datasets
 from ..errors import ClipfitError
 from ..hub import EMBEDDED_MODEL, resolve_model_path
-from ..protocols.core import MissingDatasets
+from ..protocols.cells import MissingDatasets
 from ..protocols.dryrun import model_missing
 from ..protocols.transfer import DEFAULT_TARGETS
 from .entries import PAPERS, STAND_IN_ARGS, STAND_INS, Entry, show_arg

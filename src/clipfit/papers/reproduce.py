@@ -21,7 +21,7 @@ from typing import Any
 from ..analyses.timing import measure_steps
 from ..api import _int, _list, _path, _quiet, _root, _str  # the API's argument checks: the CLI's one-line errors
 from ..io import write_json
-from ..protocols.core import render
+from ..protocols.results import render
 from ..threads import with_threads
 from .analysis_figures import run_analysis
 from .compare import ComparedTable, ValuesFromResults, compare

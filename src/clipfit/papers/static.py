@@ -15,7 +15,7 @@ from .. import api
 from ..data.catalogue import DATASETS, expand_datasets
 from ..data.check import check
 from ..io import write_json
-from ..protocols.core import render
+from ..protocols.results import render
 from .compare import MISSING, compare
 from .entries import DATASET_LABELS, Entry
 from .numbers import load_numbers
