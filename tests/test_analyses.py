@@ -178,7 +178,7 @@ def test_paper_figures_of_recorded_runs_sweeps_and_timing(tiny_clip, tmp_path, c
     from dataclasses import replace
 
     from clipfit.cli import main
-    from clipfit.papers.registry import ENTRIES, Call
+    from clipfit.papers.entries import ENTRIES, Call
 
     out = tmp_path / "p"
     assert main(["paper", "run", "clipfit:figure8", "--model", tiny_clip, "--stand-ins", "--out", str(out), *FAST]) == 0
