@@ -10,6 +10,9 @@
     print(res.table()); res.rows()
 
 Settings (any `--set` key of the command line) are keyword arguments with typed values: `epochs=5, beta=2.0`.
+
+The CLI and the package root import this module at start-up: what loads torch, numpy or PIL (the engine, the
+protocols, the methods, the dataset catalogue and its checks) is imported inside the function that needs it.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .data.dataset_registry import SUITES
+from .data.sources import SOURCES
+from .data.types import check_template
 from .errors import ClipfitError
 from .hub import EMBEDDED_MODEL
 from .recipes import PROTOCOLS  # the protocols a run can name
@@ -61,8 +67,6 @@ def _root(root: Any) -> str | None:
 
 
 def _template(template: Any) -> str | None:
-    from .data.types import check_template
-
     return None if template is None else check_template(template, "--template")
 
 
@@ -431,8 +435,6 @@ def datasets() -> list[dict]:
     """Every catalogue dataset: name, aliases, whether it is read from --root (and its folder there), whether it is
     test-only, its template when known without reading it, help."""
     from .data.catalogue import list_datasets
-    from .data.sources import SOURCES
-
     return [{"name": e.name, "aliases": list(e.aliases), "needs_root": e.needs_root, "test_only": e.test_only,
              "folder": SOURCES[e.name].folder if e.name in SOURCES else None, "template": e.template, "help": e.help}
             for e in list_datasets()]
@@ -465,8 +467,6 @@ class DatasetsCheck:
 
 def dataset_names(names: str | Sequence[str] | None = None, suite: str | None = None) -> list[str]:
     """The datasets asked for by `names` (a list or a comma-separated string), then `suite`; none: every one."""
-    from .data.dataset_registry import SUITES
-
     chosen = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
     if suite is not None:
         if suite.lower() not in SUITES:
