@@ -77,8 +77,8 @@ def test_tokenize_pads_as_the_family_was_trained(tiny, name, start, fixed):
     f = FAMILIES.get(name)
     t = f.tokenize(tok, TEXTS, f.max_text_length(model))
     if fixed:  # SigLIP: every prompt at the full length, padded on the right, no attention mask
-        assert t["input_ids"].shape[1] == f.max_text_length(model) == 16 and "attention_mask" not in t
-        assert (f.pooled_index(model, t["input_ids"]) == 15).all()
+        assert t["input_ids"].shape[1] == f.max_text_length(model) == 64 and "attention_mask" not in t
+        assert (f.pooled_index(model, t["input_ids"]) == 63).all()
         assert t["input_ids"][1, -1] == tok.pad_token_id  # a short prompt: the pooled last token is padding
     else:  # CLIP: padded to the longest prompt, with the mask; pooled at the end-of-text token
         assert t["input_ids"].shape[1] < 16 and t["attention_mask"][1].sum() < t["input_ids"].shape[1]

@@ -78,10 +78,13 @@ def _processor(family: str, image_size: int, patch: int):
 
 
 def make_tiny(family: str, out_dir: str | os.PathLike, words: list[str] | None = None, image_size: int = 32,
-              patch: int = 8, hidden: int = 32, layers: int = 2, heads: int = 2, proj: int = 32, max_length: int = 16,
-              seed: int = 0) -> str:
-    """Save a small random model of `family` (a name of FAMILIES) with its tokenizer and image processor."""
+              patch: int = 8, hidden: int = 32, layers: int = 2, heads: int = 2, proj: int = 32,
+              max_length: int | None = None, seed: int = 0) -> str:
+    """Save a small random model of `family` (a name of FAMILIES) with its tokenizer and image processor. Text
+    length: 16 for CLIP-like families; SigLIP-like ones the released 64 (transformers' zero-shot pipeline pads
+    SigLIP prompts to 64 whatever the model)."""
     family = FAMILIES.canonical(family)
+    max_length = max_length or (64 if family in ("siglip", "siglip2") else 16)
     words = words or "a photo of the an on in with".split()
     tok = _tokenizer(family, words, max_length)
     cfg = _config(family, len(tok), hidden, layers, heads, image_size, patch, max_length, proj)
