@@ -230,6 +230,7 @@ def convert_openclip(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, 
     `mean`/`std`: the image normalisation (OpenAI CLIP's by default). Returns the folder."""
     from safetensors.torch import save_file
     from transformers import CLIPImageProcessor
+    from transformers.utils import logging as hf_logging
 
     if activation not in ACTIVATIONS:
         raise ClipfitError(f"activation {activation!r}: choose quick_gelu (OpenAI, MetaCLIP, DFN weights, OpenCLIP "
@@ -243,8 +244,13 @@ def convert_openclip(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, 
     _check_fits(config, cls, weights)
     tok.model_max_length = shapes["context_length"]
     side = {"height": shapes["image_size"], "width": shapes["image_size"]}
-    processor = CLIPImageProcessor(size={"shortest_edge": shapes["image_size"]}, crop_size=side,
-                                   image_mean=list(mean), image_std=list(std))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # not its note that it falls back to its PIL backend without torchvision
+    try:  # saved as CLIPImageProcessor either way
+        processor = CLIPImageProcessor(size={"shortest_edge": shapes["image_size"]}, crop_size=side,
+                                       image_mean=list(mean), image_std=list(std))
+    finally:
+        hf_logging.set_verbosity(verbosity)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     os.chmod(work, _file_mode() | (_file_mode() & 0o444) >> 2)  # a folder's usual mode, not mkdtemp's 0o700

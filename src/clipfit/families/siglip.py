@@ -21,7 +21,7 @@ from .base import Family, ImageSpec, _field, register_family, resample_name, siz
 @register_family
 class Siglip(Family):
     name = "siglip"
-    title = "SigLIP / SigLIP 2 (fixed resolution)"
+    title = "SigLIP and SigLIP 2 fixed-resolution"
     model_type = "siglip"
     model_class = "SiglipModel"
     text_projection = "text_model.head"
@@ -60,7 +60,7 @@ class Siglip2(Siglip):
     ratio and varies the number of patches: that part is not used; every image is squared, as SigLIP's are)."""
 
     name = "siglip2"
-    title = "SigLIP 2 NaFlex (square images)"
+    title = "SigLIP 2 NaFlex, fed square images"
     model_type = "siglip2"
     model_class = "Siglip2Model"
 
