@@ -21,13 +21,16 @@ import math
 import os
 import re
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
 
 import torch
+import transformers
+from safetensors.torch import load_file, save_file
+from transformers.utils import logging as hf_logging
 
 from .errors import ClipfitError
-from .io import _file_mode
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -56,10 +59,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ClipfitError(f"checkpoint not found: {path}")
+    sd: Any
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             sd = load_file(str(path))
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -162,8 +164,6 @@ def map_state_dict(sd: dict[str, torch.Tensor], path: str = "checkpoint") -> tup
 def load_tokenizer(path: str | os.PathLike | None):
     """A transformers tokenizer from a folder: a saved transformers tokenizer (tokenizer.json or
     tokenizer_config.json) or CLIP's BPE files (vocab.json and merges.txt)."""
-    from transformers import AutoTokenizer, CLIPTokenizer
-
     if path is None:
         raise ClipfitError("an OpenCLIP checkpoint carries no tokenizer: give a folder with CLIP's BPE tokenizer "
                            "(vocab.json and merges.txt, or a saved transformers tokenizer such as the one of "
@@ -171,9 +171,9 @@ def load_tokenizer(path: str | os.PathLike | None):
     p = Path(path)
     try:
         if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file():
-            return AutoTokenizer.from_pretrained(str(p))
+            return transformers.AutoTokenizer.from_pretrained(str(p))
         if (p / "vocab.json").is_file() and (p / "merges.txt").is_file():
-            return CLIPTokenizer.from_pretrained(str(p))
+            return transformers.CLIPTokenizer.from_pretrained(str(p))
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ClipfitError(f"cannot load the tokenizer in {p}: {(str(e).strip().splitlines() or [''])[0]}") from None
     raise ClipfitError(f"tokenizer folder {p} has neither tokenizer.json / tokenizer_config.json nor CLIP's "
@@ -182,8 +182,6 @@ def load_tokenizer(path: str | os.PathLike | None):
 
 def _config(shapes: dict, tokenizer, activation: str, vision_heads: int | None, text_heads: int | None):
     """(transformers config, class name) for the mapped weights and the tokenizer."""
-    import transformers
-
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ClipfitError("the tokenizer has no end-of-text token, where the text tower pools")
@@ -210,8 +208,6 @@ def _config(shapes: dict, tokenizer, activation: str, vision_heads: int | None, 
 
 def _check_fits(config, cls: str, weights: dict[str, torch.Tensor]) -> None:
     """The mapped weights are exactly the model's (names and shapes), checked on a model without memory."""
-    import transformers
-
     with torch.device("meta"):
         model = getattr(transformers, cls)(config)
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -228,10 +224,6 @@ def convert_openclip(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, 
     """Write the transformers folder of an OpenCLIP plain CLIP ViT checkpoint to `out_dir` (new, or an empty folder:
     nothing is replaced). `activation`: quick_gelu or gelu, as the OpenCLIP model config says (not in the weights).
     `mean`/`std`: the image normalisation (OpenAI CLIP's by default). Returns the folder."""
-    from safetensors.torch import save_file
-    from transformers import CLIPImageProcessor
-    from transformers.utils import logging as hf_logging
-
     if activation not in ACTIVATIONS:
         raise ClipfitError(f"activation {activation!r}: choose quick_gelu (OpenAI, MetaCLIP, DFN weights, OpenCLIP "
                            "model names ending in -quickgelu) or gelu (other OpenCLIP configs)")
@@ -247,13 +239,13 @@ def convert_openclip(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # not its note that it falls back to its PIL backend without torchvision
     try:  # saved as CLIPImageProcessor either way
-        processor = CLIPImageProcessor(size={"shortest_edge": shapes["image_size"]}, crop_size=side,
+        processor = transformers.CLIPImageProcessor(size={"shortest_edge": shapes["image_size"]}, crop_size=side,
                                        image_mean=list(mean), image_std=list(std))
     finally:
         hf_logging.set_verbosity(verbosity)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    os.chmod(work, _file_mode() | (_file_mode() & 0o444) >> 2)  # a folder's usual mode, not mkdtemp's 0o700
+    work = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
+    work.mkdir()
     try:  # written beside the target, then renamed: a failure leaves no half-written folder
         save_file(weights, str(work / "model.safetensors"), metadata={"format": "pt"})
         config.save_pretrained(work)

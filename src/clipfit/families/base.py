@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from PIL import Image
 from torch import nn
 
 from ..errors import ClipfitError
 from ..registry import Registry
+
+Model = Any  # a loaded transformers two-tower model; its attributes are the ones the family declares
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,8 @@ class ImageSpec:
 class TowerParts:
     """One tower of a loaded model, resolved into modules."""
 
-    tower: nn.Module
-    layers: list[nn.Module]  # encoder layers, in depth order
+    tower: Any  # the tower module (typed loosely: its submodules are the family's)
+    layers: list[Any]  # encoder layers, in depth order
     final_norm: nn.LayerNorm  # text: final LayerNorm before pooling; image: post LayerNorm
     projection: nn.Module | None  # pooled feature -> shared space; None where the pooled feature is the embedding
     pre_norm: nn.LayerNorm | None = None  # LayerNorm on the embeddings before the first layer (CLIP's image tower)
@@ -63,8 +66,8 @@ class TowerParts:
 
     def modules_with_projection(self) -> list[nn.Module]:
         """The tower and, when it lives outside the tower, its projection."""
-        outside = self.projection is not None and not any(m is self.projection for m in self.tower.modules())
-        return [self.tower, self.projection] if outside else [self.tower]
+        p = self.projection
+        return [self.tower] if p is None or any(m is p for m in self.tower.modules()) else [self.tower, p]
 
 
 @dataclass(frozen=True)
@@ -123,17 +126,17 @@ class Family:
     def check(self, config: Any) -> None:
         """Refuse, in one line, a variant of the family that the declarations do not cover."""
 
-    def _get(self, model: nn.Module, path: str) -> nn.Module:
+    def _get(self, model: Model, path: str) -> Any:
         try:
             return model.get_submodule(path)
         except AttributeError:
             raise ClipfitError(f"{type(model).__name__} has no {path}, which the {self.title} adapter needs; is it a "
                                f"{self.model_class} checkpoint?") from None
 
-    def _opt(self, model: nn.Module, path: str | None) -> nn.Module | None:
+    def _opt(self, model: Model, path: str | None) -> Any:
         return None if path is None else self._get(model, path)
 
-    def parts(self, model: nn.Module) -> Parts:
+    def parts(self, model: Model) -> Parts:
         """The declared parts resolved on `model` (a one-line error when one is missing)."""
         self.check(model.config)
         g = lambda p: self._get(model, p)  # noqa: E731
@@ -147,7 +150,7 @@ class Family:
 
     # ------------------------------------------------------------------ text
 
-    def max_text_length(self, model: nn.Module) -> int:
+    def max_text_length(self, model: Model) -> int:
         return int(self._get(model, self.position_embedding).num_embeddings)
 
     def tokenize(self, tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
@@ -172,7 +175,7 @@ class Family:
         raise ClipfitError("the tokenizer changes a word's tokens when it adds its special tokens; cannot tell where "
                            "the text starts")
 
-    def pooled_index(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    def pooled_index(self, model: Model, input_ids: torch.Tensor) -> torch.Tensor:
         """[B] position of each sequence whose final hidden state the text tower pools."""
         raise NotImplementedError
 
@@ -189,7 +192,7 @@ class Family:
         return torch.zeros(keep.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(
             ~keep, torch.finfo(hidden.dtype).min)
 
-    def encode_text_embeds(self, model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+    def encode_text_embeds(self, model: Model, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
                            pooled_index: torch.Tensor) -> torch.Tensor:
         """Projected, unnormalised text features from token embeddings [B, T, H] (the insertion point): position
         embeddings, the encoder, the final LayerNorm, the hidden state at `pooled_index`, the projection. The same
@@ -206,29 +209,29 @@ class Family:
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), pooled_index.to(hidden.device)]
         return pooled if p.text.projection is None else p.text.projection(pooled)
 
-    def text_features(self, model: nn.Module, tokens: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def text_features(self, model: Model, tokens: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Projected, unnormalised text features, by the model's own `get_text_features`."""
         out = model.get_text_features(**tokens)
         return out.pooler_output if hasattr(out, "pooler_output") else out
 
     # ------------------------------------------------------------------ image
 
-    def vision_inputs(self, model: nn.Module, pixel_values: torch.Tensor) -> dict[str, Any]:
+    def vision_inputs(self, model: Model, pixel_values: torch.Tensor) -> dict[str, Any]:
         """Keyword arguments of the image tower for a batch of square images [B, 3, S, S]."""
         return {"pixel_values": pixel_values}
 
-    def image_pooled(self, model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    def image_pooled(self, model: Model, pixel_values: torch.Tensor) -> torch.Tensor:
         """The image feature before the projection (what a linear probe reads)."""
         return self._get(model, self.vision_tower)(**self.vision_inputs(model, pixel_values)).pooler_output
 
-    def image_features(self, model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    def image_features(self, model: Model, pixel_values: torch.Tensor) -> torch.Tensor:
         """Projected, unnormalised image features, by the model's own `get_image_features`."""
         out = model.get_image_features(**self.vision_inputs(model, pixel_values))
         return out.pooler_output if hasattr(out, "pooler_output") else out
 
     # ------------------------------------------------------------------ scoring
 
-    def logits(self, model: nn.Module, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    def logits(self, model: Model, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         """The model's own image-text scores [images, texts] from L2-normalised embeddings: exp(logit_scale) * cos,
         plus the logit bias where the family has one. Classification takes a softmax over the classes' scores."""
         scores = model.logit_scale.exp() * image_embeds @ text_embeds.t()
@@ -239,7 +242,7 @@ class Family:
     def image_spec(self, processor: Any) -> ImageSpec:
         raise NotImplementedError
 
-    def parameter_group(self, model: nn.Module, group: str) -> list[str]:
+    def parameter_group(self, model: Model, group: str) -> list[str]:
         """Names (as in `model.named_parameters()`) of a parameter group: 'all', or '{text,vision}_KIND' with KIND
         layernorm (every LayerNorm of the tower), ffn_out_bias (each layer's second FFN Linear's bias), ffn_bias
         (both FFN Linears' biases), bias (every bias of the tower and its projection), all (tower + projection)."""
@@ -262,7 +265,7 @@ class Family:
         ids = {id(q) for q in params if q is not None}
         return [n for n, q in model.named_parameters() if id(q) in ids]
 
-    def count(self, model: nn.Module, group: str) -> int:
+    def count(self, model: Model, group: str) -> int:
         """Number of parameters in a group."""
         names = set(self.parameter_group(model, group))
         return sum(q.numel() for n, q in model.named_parameters() if n in names)
@@ -276,7 +279,7 @@ def register_family(cls: type[Family]) -> type[Family]:
     return cls
 
 
-def _field(config: Any, key: str) -> Any:
+def config_field(config: Any, key: str) -> Any:
     return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
 
 
@@ -290,13 +293,13 @@ def detect_family(config: Any) -> Family:
     """The family of a checkpoint from its config (a transformers config or config.json's dict), by `model_type`;
     a one-line error naming the supported families otherwise. The family's own check refuses variants it does not
     cover (SigLIP without its pooling head, ...)."""
-    model_type = _field(config, "model_type")
+    model_type = config_field(config, "model_type")
     for name in FAMILIES.list():
         family = FAMILIES.get(name)
         if family.model_type == model_type:
             family.check(config)
             return family
-    archs = _field(config, "architectures") or []
+    archs = config_field(config, "architectures") or []
     what = f"model_type {model_type!r}" + (f" ({', '.join(archs)})" if archs else "")
     raise ClipfitError(f"{what} is not a model family clipfit adapts; supported: {supported()}")
 
@@ -309,17 +312,17 @@ def square_side(n: int, what: str) -> int:
     return side
 
 
-def size_of(obj: Any, *keys: str) -> int | None:
-    """The first of `keys` set in an image processor's size dict (a dict or transformers' SizeDict)."""
-    for k in keys:
-        v = obj.get(k) if isinstance(obj, Mapping) else getattr(obj, k, None)
-        if v:
-            return int(v)
-    return None
+def size_of(processor: Any, *keys: str, attrs: tuple[str, ...] = ("crop_size", "size")) -> int:
+    """The first of `keys` set in the processor's `attrs` (dicts or transformers' SizeDicts), in that order."""
+    for attr in attrs:
+        obj = getattr(processor, attr, None)
+        for k in keys:
+            v = obj.get(k) if isinstance(obj, Mapping) else getattr(obj, k, None)
+            if v:
+                return int(v)
+    raise ClipfitError(f"the image processor ({type(processor).__name__}) gives no image size ({', '.join(keys)})")
 
 
 def resample_name(processor: Any) -> str:
-    from PIL import Image
-
     r = getattr(processor, "resample", None)
     return Image.Resampling(int(r)).name.lower() if r is not None else "bicubic"

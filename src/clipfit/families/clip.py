@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from .base import Family, ImageSpec, register_family, resample_name, size_of
+from .base import Family, ImageSpec, Model, register_family, resample_name, size_of
 
 
 @register_family
@@ -27,20 +26,20 @@ class Clip(Family):
     image_pooling = "the class token's final state after the post LayerNorm (pooler_output)"
     scoring = "exp(logit_scale) * cos"
 
-    def pooled_index(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    def pooled_index(self, model: Model, input_ids: torch.Tensor) -> torch.Tensor:
         """The first end-of-text token; for configs with eos_token_id 2 (saved before transformers fixed it), the
         largest id, as transformers' CLIP text model does (the end-of-text id is the largest of CLIP's BPE)."""
         eos = model.config.text_config.eos_token_id
         if eos == 2:
             return input_ids.to(torch.int).argmax(-1)
-        return (input_ids.to(torch.int) == eos).int().argmax(-1)
+        return input_ids.to(torch.int).eq(eos).int().argmax(-1)
 
     def image_spec(self, processor: Any) -> ImageSpec:
-        crop = getattr(processor, "crop_size", None)
-        size = size_of(crop, "height", "shortest_edge") or size_of(processor.size, "height", "shortest_edge")
-        return ImageSpec(size=size, mean=tuple(processor.image_mean), std=tuple(processor.image_std),
-                         resize=size_of(processor.size, "shortest_edge", "height") or size, crop=True,
-                         resample=resample_name(processor))
+        """The shortest edge resized to `size`, then the centre crop `crop_size`."""
+        return ImageSpec(size=size_of(processor, "height", "shortest_edge"), mean=tuple(processor.image_mean),
+                         std=tuple(processor.image_std), resize=size_of(processor, "shortest_edge", "height",
+                                                                        attrs=("size",)),
+                         crop=True, resample=resample_name(processor))
 
 
 @register_family
@@ -53,5 +52,5 @@ class MetaClip2(Clip):
     model_type = "metaclip_2"
     model_class = "MetaClip2Model"
 
-    def pooled_index(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-        return (input_ids.to(torch.int) == model.config.text_config.eos_token_id).int().argmax(-1)
+    def pooled_index(self, model: Model, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids.to(torch.int).eq(model.config.text_config.eos_token_id).int().argmax(-1)

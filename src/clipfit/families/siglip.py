@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..errors import ClipfitError
-from .base import Family, ImageSpec, _field, register_family, resample_name, size_of, square_side
+from .base import Family, ImageSpec, Model, config_field, register_family, resample_name, size_of, square_side
 
 
 @register_family
@@ -37,18 +36,18 @@ class Siglip(Family):
     scoring = "exp(logit_scale) * cos + logit_bias"
 
     def check(self, config: Any) -> None:
-        vision = _field(config, "vision_config")
-        if vision is not None and _field(vision, "vision_use_head") is False:
+        vision = config_field(config, "vision_config")
+        if vision is not None and config_field(vision, "vision_use_head") is False:
             raise ClipfitError(f"this {self.model_class} has no attention-pooling head (vision_use_head=false, as "
                                "in the vision towers of multimodal LLMs), so no image embedding to compare with "
                                "text; use a SigLIP checkpoint with both towers")
 
-    def pooled_index(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    def pooled_index(self, model: Model, input_ids: torch.Tensor) -> torch.Tensor:
         """The last position, whatever token holds it (padding to the full length puts it at the same place)."""
         return torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, dtype=torch.long, device=input_ids.device)
 
     def image_spec(self, processor: Any) -> ImageSpec:
-        size = size_of(processor.size, "height", "shortest_edge")
+        size = size_of(processor, "height", "shortest_edge", attrs=("size",))
         return ImageSpec(size=size, mean=tuple(processor.image_mean), std=tuple(processor.image_std), resize=size,
                          crop=False, resample=resample_name(processor))
 
@@ -66,11 +65,11 @@ class Siglip2(Siglip):
 
     def check(self, config: Any) -> None:
         super().check(config)
-        vision = _field(config, "vision_config")
+        vision = config_field(config, "vision_config")
         if vision is not None:
-            square_side(int(_field(vision, "num_patches")), "the vision config's num_patches")
+            square_side(int(config_field(vision, "num_patches")), "the vision config's num_patches")
 
-    def vision_inputs(self, model: nn.Module, pixel_values: torch.Tensor) -> dict[str, Any]:
+    def vision_inputs(self, model: Model, pixel_values: torch.Tensor) -> dict[str, Any]:
         """Patches [B, N, P*P*C] in the order of transformers' Siglip2 image processor (rows of patches, each patch
         row-major with channels last), the patch grid of each image; no attention mask (an image fills every
         patch: the same as a mask of ones, and methods may append tokens)."""

@@ -8,6 +8,7 @@ transformers always loads with SigLIP 2's tokenizer class.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import transformers
@@ -26,7 +27,7 @@ def _gemma_like(words: list[str], max_length: int):
     vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])}
     for c in ALPHABET + "▁":
         vocab.setdefault(c, len(vocab))
-    merges = []
+    merges: list[Any] = []  # (left, right) pairs
     for form in [f"▁{w.lower()}" for w in words] + [w.lower() for w in words]:  # '▁word' first: it wins the merges
         for k in range(2, len(form) + 1):
             if form[:k] not in vocab:
@@ -52,8 +53,11 @@ def _tokenizer(family: str, words: list[str], max_length: int):
 def _config(family: str, vocab: int, hidden: int, layers: int, heads: int, image_size: int, patch: int,
             max_length: int, proj: int):
     tower = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, num_attention_heads=heads)
-    ids = {"clip": special_ids(), "metaclip_2": special_ids(), "siglip": {**special_ids(), "bos_token_id": None},
-           "siglip2": {"pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None}}[family]
+    ids: dict[str, int | None] = dict(special_ids())
+    if family == "siglip":
+        ids["bos_token_id"] = None
+    elif family == "siglip2":  # the Gemma-like tokenizer's ids
+        ids = {"pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None}
     text = dict(tower, vocab_size=vocab, max_position_embeddings=max_length, **ids)
     vision = dict(tower, patch_size=patch)
     if family == "siglip2":
