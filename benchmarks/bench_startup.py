@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-COMMANDS = [["--help"], ["datasets"], ["params", "clipfit"]]
+COMMANDS = [["--help"], ["datasets"], ["methods"], ["params", "clipfit"]]
 END = "BENCH-END"
 # the command as `python -m clipfit.cli` runs it, with the time of the last exit handler on stderr
 CHILD = ("import atexit, runpy, sys, time\n"

@@ -65,8 +65,8 @@ from bench_text_chunk import _status_kb, classnames, coop_step_peak, rss_peak_si
 from bench_train import Clipfit, Reference, per_epoch, per_step, spec_for, vitb16_random, write_data  # noqa: E402
 
 from clipfit.backbone import Backbone, make_random_clip  # noqa: E402
+from clipfit.data.images import check_images  # noqa: E402
 from clipfit.data.transforms import cache_side  # noqa: E402
-from clipfit.data.types import check_images  # noqa: E402
 from clipfit.engine.loop import (  # noqa: E402
     ImageSource,
     autocast,

@@ -1,6 +1,7 @@
 """CLIPFit end to end on a tiny random CLIP: what trains, the loss, saving, reloading, the commands."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 import pytest
@@ -94,6 +95,7 @@ def test_run_directory_records_items_and_refuses_overwrite(tiny_clip, tiny_folde
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "clipfit" and cfg["train_config"]["epochs"] == 3
     assert cfg["method_config"]["beta"] == 2.0  # few-shot protocol default (CLIPFit paper)
+    assert cfg["clipfit_version"] == importlib.metadata.version("clipfit")
     with pytest.raises(Exception, match="already exists"):
         train_run(_spec(tiny_clip, tiny_folder), out, progress=False)
     # --items repeats the run on exactly the same images, whatever the seed

@@ -12,8 +12,8 @@ from PIL import Image
 
 from clipfit.backbone import Backbone, ImageSpec
 from clipfit.data.catalogue import DATASETS, list_datasets, load_task
-from clipfit.data.coop import read_split_file
-from clipfit.data.folder import split_counts
+from clipfit.data.readers.coop_layout import read_split_file
+from clipfit.data.readers.image_folder import split_counts
 from clipfit.data.transforms import eval_transform
 from clipfit.errors import ClipfitError
 from conftest import img

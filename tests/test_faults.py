@@ -213,7 +213,7 @@ def test_topk_below_one_is_refused(trained, tiny_folder, capsys, topk):
 
 
 def test_16bit_and_float_images_are_scaled_not_clipped(tmp_path):
-    from clipfit.data.types import FileReader, to_rgb
+    from clipfit.data.images import FileReader, to_rgb
 
     ramp = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "g16.png")
@@ -359,7 +359,7 @@ def test_logreg_probe_without_scikit_learn_says_what_to_install(tiny_clip, tiny_
 # -- 7. misleading messages ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("label", [99, -1])
 def test_split_file_label_out_of_range_is_named(tmp_path, label):
-    from clipfit.data.coop import read_split_file
+    from clipfit.data.readers.coop_layout import read_split_file
 
     (tmp_path / "img").mkdir()
     split = {"train": [["a.png", 0, "cat"], ["b.png", 1, "dog"], ["c.png", label, "fox"]], "test": [["a.png", 0, "cat"]]}
@@ -471,7 +471,7 @@ def test_interrupted_grid_run_resumes_exactly_from_its_partial_directory(tiny_cl
     assert main(grid(tmp_path / "ref")) == 0
     real = interrupt_after_two_checkpoints(monkeypatch)
     assert main(grid(tmp_path / "g")) == 130
-    from clipfit.protocols.core import dataset_dir
+    from clipfit.protocols.jobs import dataset_dir
 
     cell = Path(dataset_dir(f"imagefolder:{tiny_folder}")) / "4shot" / "clipfit" / "seed1"  # OUT/<dataset>/<K>shot/...
     run = RunDir(tmp_path / "g" / cell)

@@ -2,7 +2,7 @@
 can damage what the model knew about new classes; where a method learns, and regularising toward the zero-shot
 model, decide how much of it the new classes keep.
 
-Task `synth_faded` (clipfit.data.synth; `clipfit demo`'s task): 12 classes named by a colour and a shape; the 6 base
+Task `synth_faded` (clipfit.data.readers.synth_tasks; `clipfit demo`'s task): 12 classes named by a colour and a shape; the 6 base
 classes are sorted by colour (half of their images show a star or a crescent, shapes no class is named after), the 6
 new classes by shape (half of their images show another colour); every image's colours are washed out (saturation
 0.35). Zero-shot misreads many base classes' faded colours. CLIPFit learns to read them in its image LayerNorms,

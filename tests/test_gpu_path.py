@@ -15,8 +15,8 @@ import torch
 
 from clipfit.backbone import Backbone
 from clipfit.config import TrainConfig
+from clipfit.data.images import check_images
 from clipfit.data.transforms import ImageDataset, eval_transform, seed_worker, train_transform
-from clipfit.data.types import check_images
 from clipfit.engine import loop
 from clipfit.engine.run import RunSpec, prepare_task
 from clipfit.method import METHODS, build_method
@@ -192,7 +192,8 @@ def test_everything_a_data_loader_worker_receives_pickles(tiny_clip, tiny_folder
     from PIL import Image
 
     from clipfit.data.catalogue import load_task
-    from clipfit.data.types import ArrayReader, Item
+    from clipfit.data.images import ArrayReader
+    from clipfit.data.types import Item
 
     spec = Backbone.from_pretrained(tiny_clip).image_spec
     folder = _task(tiny_folder)

@@ -15,7 +15,7 @@ from clipfit.method import METHODS
 from clipfit.papers.numbers import Numbers, load_numbers, numbers_files, parse_cell, read_numbers
 from clipfit.papers.registry import AVERAGE, ENTRIES
 from clipfit.papers.run import Ours, compare, entry_methods, make_plan, unresolved
-from clipfit.protocols.core import harmonic_mean
+from clipfit.protocols.results import harmonic_mean
 
 # -- the checks a numbers file must pass --------------------------------------------------------------------------
 

@@ -17,10 +17,11 @@ from clipfit.config import TrainConfig
 from clipfit.engine.loop import FeatureSource
 from clipfit.engine.run import RunSpec, load_run, resolve_configs
 from clipfit.errors import ClipfitError
-from clipfit.protocols.core import Episodes, check_same_run, harmonic_mean
-from clipfit.protocols.episodic import draw_episodes, episode_accuracies
+from clipfit.protocols.classifier_baseline import Episodes, draw_episodes, episode_accuracies
 from clipfit.protocols.grid import base2new_table, hm_of_means
+from clipfit.protocols.jobs import check_same_run
 from clipfit.protocols.regimes import regimes_table
+from clipfit.protocols.results import harmonic_mean
 from clipfit.recipes import Context
 
 FAST = {"epochs": 2, "batch_size": 4, "lr": 0.05, "warmup_epochs": 0}
@@ -193,9 +194,9 @@ def test_grids_reuse_finished_runs_and_refuse_runs_of_other_settings(tiny_clip, 
     ds = f"imagefolder:{tiny_folder}"
     kw = dict(dataset=ds, methods=["clipfit"], seeds=[1], shots=2, out=tmp_path / "g", progress=False)
     first = clipfit.fewshot(tiny_clip, **kw, **FAST)
-    import clipfit.protocols.core as core
+    import clipfit.protocols.jobs as jobs
 
-    monkeypatch.setattr(core, "train_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(jobs, "train_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert clipfit.fewshot(tiny_clip, **kw, **FAST).summary["rows"] == first.summary["rows"]
     with pytest.raises(ClipfitError, match="epochs=2.*epochs=3|settings"):
         clipfit.fewshot(tiny_clip, **kw, **{**FAST, "epochs": 3})
@@ -333,8 +334,8 @@ def test_tables_show_each_datasets_headline_metric(tiny_clip, tiny_folder, tmp_p
     stay in results.json. Stand-in: the tiny folder declared as such."""
     from dataclasses import replace
 
+    from clipfit.data import register_dataset  # the plug-in extension point
     from clipfit.data.catalogue import DATASETS, load_task
-    from clipfit.data.registry import register_dataset
 
     if "wilds_standin" not in DATASETS:
         register_dataset("wilds_standin", needs_root=False, help="test stand-in")(

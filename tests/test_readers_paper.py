@@ -17,8 +17,8 @@ from PIL import Image
 
 from clipfit.config import TrainConfig
 from clipfit.data.catalogue import DATASETS, load_task
-from clipfit.data.digits_cifar import holdout
-from clipfit.data.episodic import CUB_SPLIT, MINI_IMAGENET_NAMES
+from clipfit.data.readers.digits_cifar import holdout
+from clipfit.data.readers.episodic_sets import CUB_SPLIT, MINI_IMAGENET_NAMES
 from clipfit.data.sampling import fewshot, keep_classes, subsample_classes
 from clipfit.engine import loop, metrics
 from clipfit.errors import ClipfitError

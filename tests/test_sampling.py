@@ -6,8 +6,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from clipfit.data.images import ArrayReader
 from clipfit.data.sampling import fewshot, subsample_classes
-from clipfit.data.types import ArrayReader, Item, Task
+from clipfit.data.types import Item, Task
 from clipfit.errors import ClipfitError
 
 

@@ -46,9 +46,9 @@ def test_a_grid_on_ray_gives_the_in_process_results_and_resumes_like_it(tiny_cli
     finally:
         ray.shutdown()
     # the runs Ray wrote are the runs the in-process executor reuses
-    import clipfit.protocols.core as core
+    import clipfit.protocols.jobs as jobs
 
-    monkeypatch.setattr(core, "train_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(jobs, "train_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert _rows(clipfit.fewshot(tiny_clip, out=tmp_path / "ray", **kw)) == _rows(local)
 
 

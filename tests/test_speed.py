@@ -156,8 +156,9 @@ def test_decoded_images_are_kept_at_twice_the_input_size(tmp_path):
     from PIL import Image
 
     from clipfit.backbone import ImageSpec
+    from clipfit.data.images import FileReader, check_images
     from clipfit.data.transforms import ImageDataset, cache_side, train_transform
-    from clipfit.data.types import FileReader, Item, Task, check_images
+    from clipfit.data.types import Item, Task
 
     rng = np.random.default_rng(0)
     for name, (w, h) in {"big.png": (300, 200), "small.png": (40, 36)}.items():
@@ -180,14 +181,14 @@ def test_a_run_keeps_its_training_images_at_twice_the_input_size(tiny_clip, tmp_
     import numpy as np
     from PIL import Image
 
-    from clipfit.data import types
+    from clipfit.data import images
 
     for c in ("red", "green"):
         (tmp_path / "data" / c).mkdir(parents=True)
         for i in range(6):
             Image.fromarray(np.full((150, 120, 3), 40 * i, np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
     kept = {}
-    real = types.check_images
+    real = images.check_images
 
     def spy(task, *a, **kw):
         out = real(task, *a, **kw)

@@ -56,3 +56,24 @@ def test_settings_types_are_resolved_once_per_class(monkeypatch):
         config.parse_settings(["lr=0.1", "epochs=2"], [config.TrainConfig])
         config.apply_settings([config.TrainConfig()], {"lr": 0.2})
     assert calls == [config.TrainConfig]
+
+
+def test_the_version_is_the_package_metadata_read_only_when_asked(tmp_path):
+    """`clipfit --version` and `clipfit.__version__` say pyproject.toml's version (the installed metadata, or
+    pyproject.toml itself in a checkout that is not installed); the other commands do not read it."""
+    from importlib import metadata
+
+    import clipfit
+    from clipfit.version import version
+
+    want = metadata.version("clipfit")
+    assert 'version = "' + want + '"' in (ROOT / "pyproject.toml").read_text()
+    assert clipfit.__version__ == want and _clipfit("--version").stdout.splitlines()[0] == f"clipfit {want}"
+    code = ("import sys; from clipfit.cli import build_parser; build_parser(False).parse_args(['methods']); "
+            "print('importlib.metadata' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    bare = ("import importlib.metadata as m, sys; sys.path.insert(0, {!r})\n"
+            "def missing(name): raise m.PackageNotFoundError(name)\n"
+            "m.version = missing\nfrom clipfit.version import version; print(version())").format(str(ROOT / "src"))
+    assert subprocess.run([sys.executable, "-c", bare], capture_output=True, text=True).stdout.strip() == want
+    assert version() == want

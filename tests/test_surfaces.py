@@ -111,7 +111,7 @@ def test_train_overwrite_refuses_a_folder_of_other_runs_or_files(tiny_clip, tiny
 
 # -- 2. image folders: a symbolic link is followed once --------------------------------------------------------------
 def test_a_symlink_loop_or_second_path_counts_each_image_once(tiny_clip, tiny_folder, tmp_path, monkeypatch, capsys):
-    from clipfit.data.folder import read_image_folder
+    from clipfit.data.readers.image_folder import read_image_folder
 
     monkeypatch.setattr("clipfit.progress._WARNED", set())  # a warning is given once per process
 
@@ -192,7 +192,7 @@ def test_items_are_checked_before_training(tiny_clip, tiny_folder, trained, tmp_
 
 
 def test_items_of_a_test_image_are_refused(tiny_clip, tiny_folder, trained, tmp_path, capsys):
-    from clipfit.data.folder import read_image_folder
+    from clipfit.data.readers.image_folder import read_image_folder
 
     test = read_image_folder(tiny_folder).test[0]
     path = _items(trained, tmp_path, lambda it: it["train"].__setitem__(0, [test.key, test.label, test.classname]))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ClipfitError
+from .hub import EMBEDDED_MODEL
 from .recipes import PROTOCOLS  # the protocols a run can name
 from .threads import with_threads
 
@@ -174,7 +175,6 @@ def train(model: str | None = None, *, dataset: str | None = None, out: str | os
           resume: bool = False, test: bool = True, progress: bool = True, **settings: Any) -> Run:
     """Adapt `model` (a hub id or a folder; None: the embedded mini-clip) to `dataset` with `method` and write the
     run directory `out`. `settings` are method and training settings (`clipfit methods --details`), typed."""
-    from .backbone import EMBEDDED_MODEL
     from .engine.run import RunSpec, train_run
 
     if not dataset and not resume:
@@ -204,7 +204,7 @@ class GridResult:
     dir: Path
 
     def table(self) -> str:
-        from .protocols.core import format_table
+        from .protocols.layouts import format_table
 
         return format_table(self.summary)
 
@@ -223,52 +223,52 @@ class GridResult:
 Executor = Callable[[list, bool], list[dict]]
 
 
-def _args(model: str | None, out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int], root: str | None,
-          template: str | None, device: str | None, progress: bool, echo: Callable[[str], None], skip_missing: bool,
-          executor: Executor | None, settings: dict[str, Any], dry_run: bool = False):
-    from .backbone import EMBEDDED_MODEL
+def _args(*, model: str | None, out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int],
+          root: str | None, template: str | None, device: str | None, progress: bool, echo: Callable[[str], None],
+          skip_missing: bool, executor: Executor | None, dry_run: bool, settings: dict[str, Any]):
+    """What every grid shares, checked, as the protocols take it (`protocols.cells.GridArgs`)."""
     from .engine.run import RunSpec
-    from .protocols.core import DryRun, GridArgs
+    from .protocols.cells import DryRun, GridArgs
 
     methods, seeds = _list("methods", methods, str), _list("seeds", seeds, int)
     base = RunSpec(dataset="", method=methods[0], model=model or EMBEDDED_MODEL, root=_root(root),
                    template=_template(template), settings=dict(settings), device=device)
     dry = DryRun() if dry_run else None
-    return GridArgs(base, Path(_path("out", out)), methods, seeds, progress, echo, skip_missing,
-                    dry.stop if dry else executor, dry)
+    return GridArgs(base=base, out=Path(_path("out", out)), methods=methods, seeds=seeds, progress=progress,
+                    echo=echo, skip_missing=skip_missing, executor=dry.stop if dry else executor, dry_run=dry)
 
 
 def _result(protocol: str, args, run: Callable[[], dict]):
     """The grid's GridResult; with `dry_run`, a `protocols.dryrun.PlannedGrid` (its runs, their settings and an
     estimate of their time; nothing runs)."""
-    from .protocols.core import Planned
+    from .protocols.cells import Planned
+    from .protocols.dryrun import PlannedGrid
 
     try:
         return GridResult(run(), args.out)
     except Planned:
-        from .protocols.dryrun import PlannedGrid
-
         return PlannedGrid(protocol, args.dry_run, args.base.model, args.base.root, args.base.device, args.echo,
                            head=[f"model: {args.base.model}"])
 
 
-def _datasets(x: Any) -> str | list[str]:
-    return x if isinstance(x, str) else _list("datasets", x, str)
+def _datasets(x: Any) -> list[str]:
+    """Dataset names (a list, or one comma-separated string) with suites expanded and aliases resolved."""
+    from .data.catalogue import expand_datasets
+
+    return expand_datasets(x if isinstance(x, str) else _list("datasets", x, str))
 
 
-def _grid(protocol: str, model: str | None, dataset: str | None, datasets: str | Sequence[str] | None,
-          out: str | os.PathLike, methods: Sequence[str], seeds: Sequence[int], shots: int | Sequence[int],
-          root: str | None, template: str | None, device: str | None, progress: bool, echo: Callable[[str], None],
-          skip_missing: bool, executor: Executor | None, settings: dict[str, Any], dry_run: bool = False) -> GridResult:
-    from .protocols.core import expand_datasets
-    from .protocols.grid import run_grid
-
+def _one_of(protocol: str, dataset: str | None, datasets: str | Sequence[str] | None) -> None:
     if bool(dataset) == bool(datasets):
         raise ClipfitError(f"{protocol} needs a dataset or a list of datasets (one of them)")
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
-                 dry_run)
-    names = _datasets(datasets) if datasets else [_str("dataset", dataset)]
-    return _result(protocol, args, lambda: run_grid(protocol, args, expand_datasets(names), _list("shots", shots, int)))
+
+
+def _grid(protocol: str, args, dataset: str | None, datasets: str | Sequence[str] | None,
+          shots: int | Sequence[int]) -> GridResult:
+    from .protocols.grid import run_grid
+
+    names = _datasets(datasets) if datasets else _datasets([_str("dataset", dataset)])
+    return _result(protocol, args, lambda: run_grid(protocol, args, names, _list("shots", shots, int)))
 
 
 @with_threads
@@ -282,8 +282,11 @@ def fewshot(model: str | None = None, *, dataset: str | None = None, datasets: s
     "coop11"), shot count and seed; test accuracy mean ± std, and the papers' Average row over datasets. Finished
     runs under `out` are reused, so an interrupted grid resumes. `dry_run`: plan the runs and estimate their time
     instead (a `PlannedGrid`: `text`, `data`), datasets that cannot be read included."""
-    return _grid("fewshot", model, dataset, datasets, out, methods, seeds, shots, root, template, device, progress,
-                 echo, skip_missing, executor, settings, dry_run)
+    _one_of("fewshot", dataset, datasets)
+    args = _args(model=model, out=out, methods=methods, seeds=seeds, root=root, template=template, device=device,
+                 progress=progress, echo=echo, skip_missing=skip_missing, executor=executor, dry_run=dry_run,
+                 settings=settings)
+    return _grid("fewshot", args, dataset, datasets, shots)
 
 
 @with_threads
@@ -295,20 +298,19 @@ def base2new(model: str | None = None, *, dataset: str | None = None, datasets: 
              **settings: Any) -> GridResult:
     """Base-to-new protocol: train on the base half of the classes, test on base and new; HM of the mean base and
     mean new accuracies (`dry_run`: as for `fewshot`)."""
-    return _grid("base2new", model, dataset, datasets, out, methods, seeds, shots, root, template, device, progress,
-                 echo, skip_missing, executor, settings, dry_run)
+    _one_of("base2new", dataset, datasets)
+    args = _args(model=model, out=out, methods=methods, seeds=seeds, root=root, template=template, device=device,
+                 progress=progress, echo=echo, skip_missing=skip_missing, executor=executor, dry_run=dry_run,
+                 settings=settings)
+    return _grid("base2new", args, dataset, datasets, shots)
 
 
-def _transfer(protocol: str, model, source, targets, out, methods, seeds, shots, root, template, device, progress,
-              echo, skip_missing, executor, settings, dry_run=False) -> GridResult:
-    from .protocols.core import expand_datasets
+def _transfer(protocol: str, args, source: str, targets: str | Sequence[str] | None, shots: int) -> GridResult:
     from .protocols.transfer import DEFAULT_TARGETS, run_transfer
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
-                 dry_run)
     return _result(protocol, args, lambda: run_transfer(
-        protocol, args, expand_datasets([_str("source", source)])[0],
-        expand_datasets(_datasets(targets) if targets is not None else DEFAULT_TARGETS[protocol]), _int("shots", shots)))
+        protocol, args, _datasets([_str("source", source)])[0],
+        _datasets(targets if targets is not None else DEFAULT_TARGETS[protocol]), _int("shots", shots)))
 
 
 @with_threads
@@ -320,8 +322,10 @@ def crossdataset(model: str | None = None, *, source: str = "imagenet", targets:
                  dry_run: bool = False, **settings: Any) -> GridResult:
     """Cross-dataset transfer (CLIPFit Table 9): train on `source` once per seed, test on every target (default:
     CoOp's 10 other datasets) with the target's classes and template; Average of the targets."""
-    return _transfer("crossdataset", model, source, targets, out, methods, seeds, shots, root, template, device,
-                     progress, echo, skip_missing, executor, settings, dry_run)
+    args = _args(model=model, out=out, methods=methods, seeds=seeds, root=root, template=template, device=device,
+                 progress=progress, echo=echo, skip_missing=skip_missing, executor=executor, dry_run=dry_run,
+                 settings=settings)
+    return _transfer("crossdataset", args, source, targets, shots)
 
 
 @with_threads
@@ -333,8 +337,10 @@ def domainshift(model: str | None = None, *, source: str = "imagenet", targets: 
                 dry_run: bool = False, **settings: Any) -> GridResult:
     """Domain shift (CLIPFit Table 3): train on `source` (ImageNet), test on its shifted versions (default
     ImageNet-V2, -Sketch, -A, -R; -A and -R on their 200-class subset); Average of source and targets."""
-    return _transfer("domainshift", model, source, targets, out, methods, seeds, shots, root, template, device,
-                     progress, echo, skip_missing, executor, settings, dry_run)
+    args = _args(model=model, out=out, methods=methods, seeds=seeds, root=root, template=template, device=device,
+                 progress=progress, echo=echo, skip_missing=skip_missing, executor=executor, dry_run=dry_run,
+                 settings=settings)
+    return _transfer("domainshift", args, source, targets, shots)
 
 
 REGIME_METHODS = ("zeroshot", "linear_probe", "prompt", "layernorm", "adapter", "compacter", "full")
@@ -350,15 +356,15 @@ def regimes(model: str | None = None, *, datasets: str | Sequence[str] = "layern
             **settings: Any) -> GridResult:
     """The LayerNorm-tuning paper's regimes (Figures 3-4, Table 1): low data (1-16 shots) and high data (256/512;
     CIFAR-100 450), low and high similarity by zero-shot accuracy at 55%."""
-    from .protocols.core import expand_datasets
     from .protocols.regimes import run_regimes
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, skip_missing, executor, settings,
-                 dry_run)
+    args = _args(model=model, out=out, methods=methods, seeds=seeds, root=root, template=template, device=device,
+                 progress=progress, echo=echo, skip_missing=skip_missing, executor=executor, dry_run=dry_run,
+                 settings=settings)
     return _result("regimes", args, lambda: run_regimes(
-        args, expand_datasets(_datasets(datasets)), _list("regimes", regimes, str),
-        _list("low_shots", low_shots, int) if low_shots is not None else None,
-        _list("high_shots", high_shots, int) if high_shots is not None else None))
+        args, _datasets(datasets), _list("regimes", regimes, str),
+        low_shots=_list("low_shots", low_shots, int) if low_shots is not None else None,
+        high_shots=_list("high_shots", high_shots, int) if high_shots is not None else None))
 
 
 @with_threads
@@ -370,14 +376,14 @@ def episodic(model: str | None = None, *, dataset: str, out: str | os.PathLike,
              **settings: Any) -> GridResult:
     """Episodic few-shot (the LayerNorm-tuning paper's Tables 3-4): adapt on the base classes (`base_shots` per
     class, 0: all), then N-way K-shot episodes on the novel classes with the Classifier-Baseline; mean ± 95% CI."""
-    from .protocols.core import expand_datasets
     from .protocols.episodic import run_episodic
 
-    args = _args(model, out, methods, seeds, root, template, device, progress, echo, False, executor, settings,
-                 dry_run)
+    args = _args(model=model, out=out, methods=methods, seeds=seeds, root=root, template=template, device=device,
+                 progress=progress, echo=echo, skip_missing=False, executor=executor, dry_run=dry_run,
+                 settings=settings)
     return _result("episodic", args, lambda: run_episodic(
-        args, expand_datasets([_str("dataset", dataset)])[0], _int("ways", ways), _list("shots", shots, int),
-        _int("queries", queries), _int("episodes", episodes), _int("base_shots", base_shots)))
+        args, _datasets([_str("dataset", dataset)])[0], ways=_int("ways", ways), shots=_list("shots", shots, int),
+        queries=_int("queries", queries), episodes=_int("episodes", episodes), base_shots=_int("base_shots", base_shots)))
 
 
 def paper_list() -> list[dict]:
@@ -497,7 +503,7 @@ def datasets_check(root: str, names: str | Sequence[str] | None = None, *, suite
     by default every dataset read from --root. A missing or incomplete one comes with what to fetch from where.
     `verify` also decodes every image."""
     from .data.check import check
-    from .data.registry import SUITES
+    from .data.dataset_registry import SUITES
 
     chosen = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
     if suite is not None:

@@ -1,6 +1,10 @@
 """The `clipfit` command line, a thin layer over the Python API (`clipfit.api`): it parses arguments (and `--set`
 strings into typed settings), calls the API and prints. User mistakes end as one line on stderr and exit status 2,
-never a traceback."""
+never a traceback.
+
+The commands and their arguments are one table (`COMMANDS`), which `build_parser` turns into argparse parsers.
+The engine, the methods and the protocols (torch, transformers) are imported inside the commands that use them, so
+that `clipfit --help`, `clipfit datasets` and a mistyped command answer at once."""
 from __future__ import annotations
 
 import argparse
@@ -10,242 +14,18 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from .api import DEMO_DATASET, DEMO_METHODS
+from . import api
+from .config import TrainConfig, describe, parse_settings
+from .data.dataset_registry import SUITES
 from .errors import ClipfitError
 from .hub import ARCHS, EMBEDDED_MODEL  # not .backbone: that imports torch (slow to start)
 from .recipes import PROTOCOLS
-
-
-def _add_run_args(p: argparse.ArgumentParser, shots: int | None = 16, dataset: bool = True,
-                  template: bool = True) -> None:
-    p.add_argument("--model", default=EMBEDDED_MODEL,
-                   help=f"Hugging Face hub id or local directory of a CLIP model (default: the embedded {EMBEDDED_MODEL})")
-    if dataset:
-        p.add_argument("--dataset", help="catalogue name (see `clipfit datasets`), imagefolder:PATH or hf:NAME_OR_PATH")
-    p.add_argument("--root", help="folder holding the datasets in CoOp's layout (catalogue datasets read from disk)")
-    if shots is not None:
-        p.add_argument("--shots", type=int, default=shots, help="training images per class (0: all)")
-    if template:
-        p.add_argument("--template", help="prompt template with {} for the class name (default: the dataset's)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a method or training setting (repeatable); see `clipfit methods --details`")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    _add_threads_arg(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _add_threads_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: OMP_NUM_THREADS when set, else the "
-                                               "cores not busy with other processes, at most 4)")
-
-
-def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
-    """The parser; `pretrain_args=False` lists `pretrain-mini` without its arguments (which import torch)."""
-    ap = argparse.ArgumentParser(prog="clipfit", description="Adapt CLIP models to few-shot image classification.")
-    ap.add_argument("--version", action="version", version=f"clipfit {__import__('clipfit').__version__}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("train", help="adapt a model to a dataset; writes a run directory")
-    _add_run_args(p)
-    p.add_argument("--method", default="clipfit", help="adaptation method (see `clipfit methods`)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the few-shot draw and of training")
-    p.add_argument("--subsample", default="all", choices=["all", "base", "new"], help="classes: all, base half, new half")
-    p.add_argument("--protocol", default="", choices=["", *PROTOCOLS],
-                   help="protocol whose paper defaults to use (default: fewshot for --subsample all, else base2new)")
-    p.add_argument("--items", help="items.json of an earlier run: train on exactly its images")
-    p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last epoch")
-    p.add_argument("--no-test", action="store_true", help="do not evaluate on the test split after training")
-    p.add_argument("--log", choices=["tensorboard"], help="also write the training curves as TensorBoard event files "
-                   "in RUN_DIR/tensorboard/ (same as --set log=tensorboard)")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("analyze", help="figures (PNG) and their data (CSV) of runs and protocol grids")
-    p.add_argument("paths", nargs="+", metavar="RUN", help="run directories and/or protocol folders (results.json)")
-    p.add_argument("--out", required=True, help="folder for the figures and their data")
-    p.add_argument("--layers", default="1", help="layers whose change per step is drawn (as ln_layers: 1,12 / last3)")
-    p.add_argument("--tsne", type=int, default=0, metavar="N",
-                   help="also a t-SNE of up to N test images' features, zero-shot beside each run (needs scikit-learn)")
-    p.add_argument("--drift", action="store_true",
-                   help="also text_drift.csv: how far each run's class text features moved from zero-shot (1 - cos; "
-                        "split into the part common to every class and the class-specific rest)")
-    p.add_argument("--towers", action="store_true",
-                   help="also towers.csv: test accuracy with each encoder tuned or zero-shot (tuned image + zero-shot "
-                        "text, and the reverse), on the run's classes and the other half's: which tower forgot")
-    p.add_argument("--device")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_analyze)
-
-    p = sub.add_parser("eval", help="accuracy of a run on a dataset split")
-    p.add_argument("run_dir")
-    p.add_argument("--dataset", help="dataset (default: the run's own)")
-    p.add_argument("--root")
-    p.add_argument("--subsample", choices=["all", "base", "new"])
-    p.add_argument("--split", default="test", choices=["test", "val", "train"])
-    p.add_argument("--device")
-    _add_threads_arg(p)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser("predict", help="top-k classes of image files")
-    p.add_argument("run_dir")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--classes", help="class names: a file (one per line) or 'a,b,c' (default: the run's classes)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--device")
-    _add_threads_arg(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("export", help="write the tuned model as a plain transformers CLIP checkpoint")
-    p.add_argument("run_dir")
-    p.add_argument("--merged", required=True, metavar="OUT_DIR")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("params", help="trainable parameter count of a method (random init, no download)")
-    p.add_argument("method")
-    p.add_argument("--arch", default="ViT-B/16", choices=list(ARCHS))
-    p.add_argument("--classes", type=int, default=10, help="number of classes (for class-specific methods)")
-    p.add_argument("--shots", type=int, default=16, help="training images per class (for methods that grow with "
-                                                         "the training set: Tip-Adapter-F)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_params)
-
-    for name, hlp in (("fewshot", "few-shot protocol: datasets x shots x methods x seeds, test accuracy"),
-                      ("base2new", "base-to-new protocol: train on base classes, test on base and new, HM")):
-        p = sub.add_parser(name, help=hlp)
-        _add_grid_args(p, shots=None)
-        p.add_argument("--datasets", help="several datasets in one grid, comma-separated, or a suite: "
-                                          + ", ".join(_suites()) + " (the table gets the papers' Average row)")
-        p.add_argument("--shots", default="16", help="training images per class, comma-separated for several (0: all)")
-        p.set_defaults(func=lambda a, proto=name: cmd_grid(a, proto))
-
-    for name, hlp, targets in (
-            ("crossdataset", "cross-dataset transfer: train on --source, test on every target (CLIPFit Table 9)",
-             "coop10"),
-            ("domainshift", "domain shift: train on --source, test on its shifted versions (CLIPFit Table 3)",
-             "imagenet_shifts")):
-        p = sub.add_parser(name, help=hlp)
-        _add_grid_args(p, shots=16, dataset=False)
-        p.add_argument("--source", default="imagenet", help="dataset trained on (default: imagenet)")
-        p.add_argument("--targets", default=targets, help=f"comma-separated datasets or a suite (default: {targets})")
-        p.set_defaults(func=lambda a, proto=name: cmd_transfer(a, proto))
-
-    p = sub.add_parser("regimes", help="the LayerNorm-tuning paper's low/high-data x low/high-similarity regimes")
-    _add_grid_args(p, shots=None, dataset=False, methods="zeroshot,linear_probe,prompt,layernorm,adapter,compacter,full")
-    p.add_argument("--datasets", default="layernorm10", help="comma-separated datasets or a suite (default: layernorm10)")
-    p.add_argument("--regimes", default="low,high", help="low (1-16 shots), high (256/512 shots), or both")
-    p.add_argument("--low-shots", help="shot counts of the low-data regime (default: 1,2,4,8,16)")
-    p.add_argument("--high-shots", help="shot counts of the high-data regime (default: 256,512; CIFAR-100 256,450)")
-    p.set_defaults(func=cmd_regimes)
-
-    p = sub.add_parser("episodic", help="episodic few-shot: adapt on base classes, Classifier-Baseline episodes on novel ones")
-    _add_grid_args(p, shots=None, methods="zeroshot,layernorm", skip=False)
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", default="1,5", help="support images per class in an episode, comma-separated")
-    p.add_argument("--queries", type=int, default=15, help="query images per class in an episode")
-    p.add_argument("--episodes", type=int, default=600, help="episodes per seed")
-    p.add_argument("--base-shots", type=int, default=0, help="training images per base class in stage one (0: all)")
-    p.set_defaults(func=cmd_episodic)
-
-    p = sub.add_parser("paper", help="the papers' tables and figures: list them, run one (ours beside the paper's)")
-    psub = p.add_subparsers(dest="paper_command", required=True, metavar="ACTION")
-    q = psub.add_parser("list", help="every table and figure, with the runs each needs")
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=cmd_paper_list)
-    q = psub.add_parser("run", help="run or resume one table or figure, print it beside the paper's numbers")
-    q.add_argument("name", help="a name of `clipfit paper list`, e.g. clipfit:table1")
-    _add_run_args(q, shots=None, dataset=False, template=False)  # --set applies to every run of the table
-    q.set_defaults(model=None)  # the paper's backbone, or the embedded model with --stand-ins (`choose_model`)
-    q.add_argument("--out", required=True, help="folder: runs in OUT/<protocol>/ (reused), tables in OUT/tables/, "
-                                                "figures in OUT/figures/")
-    q.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: the papers' 1,2,3)")
-    q.add_argument("--methods", help="only these of the table's methods (comma-separated; the others: not run)")
-    q.add_argument("--stand-ins", dest="stand_ins", action="store_const", const=True, default=None,
-                   help="run on synthetic stand-ins of the paper's datasets, on the embedded model unless --model "
-                        "(without it: the real datasets under --root, on the paper's backbone "
-                        "openai/clip-vit-base-patch16 unless --model)")
-    q.add_argument("--no-stand-ins", dest="stand_ins", action="store_const", const=False,
-                   help="the real datasets (the default)")
-    q.add_argument("--shots", help="shot counts instead of the paper's (fewshot, base2new, transfer, episodic)")
-    q.add_argument("--low-shots", help="low-data regime shot counts instead of the paper's (regimes)")
-    q.add_argument("--high-shots", help="high-data regime shot counts instead of the paper's (regimes)")
-    q.add_argument("--episodes", type=int, help="episodes per seed instead of the paper's 600 (episodic)")
-    q.add_argument("--skip-missing", action="store_true",
-                   help="list a dataset missing under --root as missing instead of stopping")
-    q.add_argument("--dry-run", action="store_true",
-                   help="list every run of the table (datasets that cannot be read included, each with what to "
-                        "fetch), its settings and status, and estimate the time from measured steps; trains nothing")
-    q.set_defaults(func=cmd_paper_run)
-
-    p = sub.add_parser("demo", help="base-to-new on the embedded model: zero-shot, CoOp, KgCoOp, CLIPFit on a task "
-                                     "where tuning gains and can forget (no download)")
-    _add_run_args(p)
-    p.set_defaults(dataset=DEMO_DATASET)
-    p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated methods (default %(default)s)")
-    p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--out", help="keep the runs here (default: a temporary folder)")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("datasets", help="list the dataset catalogue; `clipfit datasets check --root DIR`: what is "
-                                        "there, what is missing and where to get it")
-    p.set_defaults(func=cmd_datasets)
-    q = p.add_subparsers(dest="datasets_command", metavar="ACTION").add_parser(
-        "check", help="which datasets are under --root, which are missing or incomplete, and what to fetch from where "
-                      "(exit status 1 when one asked for is not there whole)")
-    q.add_argument("names", nargs="*", metavar="NAME", help="datasets or suites (default: every dataset read from --root)")
-    q.add_argument("--root", required=True, help="the folder holding the datasets")
-    q.add_argument("--suite", help="the datasets of a suite: " + ", ".join(_suites()))
-    q.add_argument("--paper", metavar="TABLE", help="the datasets a table or figure of `clipfit paper list` needs")
-    q.add_argument("--verify", action="store_true", help="also decode every image (slow: minutes per dataset)")
-    q.add_argument("--json", action="store_true")
-    q.add_argument("--quiet", action="store_true", help="no progress bars")
-    q.set_defaults(func=cmd_datasets_check)
-    p = sub.add_parser("methods", help="list the methods")
-    p.add_argument("--details", action="store_true", help="show every setting with its default and help")
-    p.set_defaults(func=cmd_methods)
-
-    if not pretrain_args:
-        sub.add_parser("pretrain-mini", help="pretrain the small embedded CLIP on the synthetic world")
-        return ap
-    try:
-        from . import pretrain
-
-        pretrain.add_parser(sub)
-    except (ImportError, AttributeError):
-        pass
-    return ap
-
-
-def _add_grid_args(p: argparse.ArgumentParser, shots: int | None, dataset: bool = True,
-                   methods: str = "zeroshot,clipfit", skip: bool = True) -> None:
-    _add_run_args(p, shots, dataset)
-    p.add_argument("--methods", default=methods, help=f"comma-separated methods (default: {methods})")
-    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
-    p.add_argument("--out", required=True, help="folder for the runs and results.json (finished runs are reused)")
-    if skip:
-        p.add_argument("--skip-missing", action="store_true",
-                       help="list a dataset missing under --root as missing instead of stopping")
-    p.add_argument("--dry-run", action="store_true",
-                   help="list every run (datasets that cannot be read included, each with what to fetch), its "
-                        "settings and status, and estimate the time from a measured step; trains nothing")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: the runs one after another in this process; ray: each run a Ray task (pip install "
-                        "'clipfit[ray]')")
-    p.add_argument("--address", help="with --executor ray: the cluster to join ('auto', 'ray://HOST:10001'; default: "
-                                      "a local one)")
-
-
-def _suites() -> list[str]:
-    from .data.registry import SUITES  # not protocols: that imports torch
-
-    return list(SUITES)
+from .threads import set_threads
+from .version import VersionAction
 
 
 def _ints(s: str, what: str) -> list[int]:
@@ -261,8 +41,7 @@ def _emit(args, obj, text: str) -> None:
 
 def _settings(args, methods: list[str]) -> dict:
     """The typed settings of the command's `--set key=value` strings (the only place they are parsed)."""
-    from .config import TrainConfig, parse_settings
-    from .method import METHODS
+    from .method import METHODS  # torch
 
     return parse_settings(args.overrides, [METHODS.get(p).cls.Config for m in methods for p in m.split("@")]
                           + [TrainConfig])
@@ -278,8 +57,6 @@ def _need_dataset(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from . import api
-
     if not args.resume:
         _need_dataset(args)
     settings = _settings(args, [args.method]) if not args.resume else {}
@@ -289,7 +66,7 @@ def cmd_train(args) -> None:
                     seed=args.seed, root=args.root, subsample=args.subsample, protocol=args.protocol,
                     template=args.template, items=args.items, device=args.device, overwrite=args.overwrite,
                     resume=args.resume, test=not args.no_test, progress=not args.quiet, **settings)
-    from .engine import distributed
+    from .engine import distributed  # torch (loaded by the training above)
 
     if not distributed.current().is_main:  # the main process reports for all
         return
@@ -305,23 +82,20 @@ def cmd_train(args) -> None:
 
 
 def cmd_analyze(args) -> None:
-    from .analyses import analyze
+    from .analyses import analyze  # torch, matplotlib
 
     files = analyze(args.paths, args.out, args.tsne, args.layers, args.device, args.drift, args.towers)
     _emit(args, {"files": [str(f) for f in files]}, "\n".join(map(str, files)) or "nothing to draw")
 
 
 def cmd_eval(args) -> None:
-    from . import api
-
     r = api.load(args.run_dir, args.device).evaluate(args.dataset, args.root, args.subsample, args.split,
                                                      progress=not args.quiet)
     _emit(args, r, f"{r['dataset']} ({r['subsample']}, {r['split']}): accuracy {r['accuracy']:.2f} (n={r['n']})")
 
 
 def cmd_predict(args) -> None:
-    from . import api
-    from .engine.use import read_classes
+    from .engine.use import read_classes  # torch
 
     out = api.load(args.run_dir, args.device).predict(args.images, read_classes(args.classes) if args.classes else None,
                                                       args.topk)
@@ -330,14 +104,10 @@ def cmd_predict(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from . import api
-
     print(f"wrote {api.load(args.run_dir, 'cpu').export(args.merged, args.overwrite)}")
 
 
 def cmd_params(args) -> None:
-    from . import api
-
     r = api.params(args.method, args.arch, args.classes, args.shots, **_settings(args, [args.method]))
     _emit(args, r, str(r["trainable"]))
 
@@ -348,58 +118,39 @@ def _methods(args) -> list[str]:
 
 def _common(args, methods: list[str]) -> dict:
     """The keyword arguments every grid of the API takes, from the command's arguments."""
-    from .protocols.executors import make_executor
+    from .protocols.executors import make_executor  # torch
 
     return dict(out=args.out, methods=methods, seeds=_ints(args.seeds, "seeds"), root=args.root, template=args.template,
                 device=args.device, progress=not args.quiet, echo=_echo(args),
                 executor=make_executor(args.executor, args.address), dry_run=args.dry_run, **_settings(args, methods))
 
 
-def cmd_grid(args, protocol: str) -> None:
-    from . import api
-
-    if bool(args.dataset) == bool(args.datasets):
-        raise ClipfitError(f"clipfit {protocol} needs --dataset or --datasets (one of them; see `clipfit datasets`)")
-    methods = _methods(args)
-    grid = api.fewshot if protocol == "fewshot" else api.base2new
-    res = grid(args.model, dataset=args.dataset, datasets=args.datasets, shots=_ints(args.shots, "shots"),
-               skip_missing=args.skip_missing, **_common(args, methods))
-    _emit(args, res.summary, res.table())
-
-
-def cmd_transfer(args, protocol: str) -> None:
-    from . import api
-
-    methods = _methods(args)
-    run = api.crossdataset if protocol == "crossdataset" else api.domainshift
-    res = run(args.model, source=args.source, targets=args.targets, shots=args.shots, skip_missing=args.skip_missing,
-              **_common(args, methods))
-    _emit(args, res.summary, res.table())
+def _grid_data(args) -> dict:
+    """The arguments of the grid command `args.command` that are its own (those every grid takes: `_common`)."""
+    if args.command in ("fewshot", "base2new"):
+        if bool(args.dataset) == bool(args.datasets):
+            raise ClipfitError(f"clipfit {args.command} needs --dataset or --datasets (one of them; see `clipfit "
+                               "datasets`)")
+        return dict(dataset=args.dataset, datasets=args.datasets, shots=_ints(args.shots, "shots"))
+    if args.command in ("crossdataset", "domainshift"):
+        return dict(source=args.source, targets=args.targets, shots=args.shots)
+    if args.command == "regimes":
+        return dict(datasets=args.datasets, regimes=[r.strip() for r in args.regimes.split(",") if r.strip()],
+                    low_shots=_ints(args.low_shots, "low-shots") if args.low_shots else None,
+                    high_shots=_ints(args.high_shots, "high-shots") if args.high_shots else None)
+    _need_dataset(args)  # episodic
+    return dict(dataset=args.dataset, ways=args.ways, shots=_ints(args.shots, "shots"), queries=args.queries,
+                episodes=args.episodes, base_shots=args.base_shots)
 
 
-def cmd_regimes(args) -> None:
-    from . import api
-
-    methods = _methods(args)
-    res = api.regimes(args.model, datasets=args.datasets, regimes=[r.strip() for r in args.regimes.split(",") if r.strip()],
-                      low_shots=_ints(args.low_shots, "low-shots") if args.low_shots else None,
-                      high_shots=_ints(args.high_shots, "high-shots") if args.high_shots else None,
-                      skip_missing=args.skip_missing, **_common(args, methods))
-    _emit(args, res.summary, res.table())
-
-
-def cmd_episodic(args) -> None:
-    from . import api
-
-    _need_dataset(args)
-    methods = _methods(args)
-    res = api.episodic(args.model, dataset=args.dataset, ways=args.ways, shots=_ints(args.shots, "shots"),
-                       queries=args.queries, episodes=args.episodes, base_shots=args.base_shots, **_common(args, methods))
+def cmd_grid(args) -> None:
+    """A protocol grid: the API function of the command's name (fewshot, base2new, crossdataset, ...)."""
+    skip = {"skip_missing": args.skip_missing} if "skip_missing" in args else {}  # all but episodic
+    res = getattr(api, args.command)(args.model, **_grid_data(args), **skip, **_common(args, _methods(args)))
     _emit(args, res.summary, res.table())
 
 
 def cmd_paper_list(args) -> None:
-    from . import api
     from .papers.run import list_text
 
     entries = api.paper_list()
@@ -407,7 +158,6 @@ def cmd_paper_list(args) -> None:
 
 
 def cmd_paper_run(args) -> None:
-    from . import api
     from .papers.run import entry_methods, get_entry
 
     methods = _methods(args) if args.methods else None
@@ -423,9 +173,7 @@ def cmd_paper_run(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from . import api
-
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = _methods(args)
     res = api.demo(methods, dataset=args.dataset, model=args.model, shots=args.shots,
                    seeds=_ints(args.seeds, "seeds"), out=args.out, device=args.device, progress=not args.quiet,
                    echo=_echo(args), **_settings(args, methods))
@@ -433,8 +181,6 @@ def cmd_demo(args) -> None:
 
 
 def cmd_datasets(args) -> None:
-    from . import api
-
     for d in api.datasets():
         tag = f"--root {d['folder']}/" if d["needs_root"] else "built in"
         also = f" (also: {', '.join(d['aliases'])})" if d["aliases"] else ""
@@ -443,18 +189,20 @@ def cmd_datasets(args) -> None:
 
 
 def cmd_datasets_check(args) -> int:
-    from . import api
-
     res = api.datasets_check(args.root, args.names, suite=args.suite, paper=args.paper, verify=args.verify,
                              progress=not args.quiet)
     _emit(args, res.data, res.text())
     return 0 if res.ok else 1
 
 
+def _print_settings(config: type, skip: set[str] = frozenset()) -> None:
+    for f, d, h in describe(config):
+        if f not in skip:
+            print(f"    {f} = {d!r}: {h}")
+
+
 def cmd_methods(args) -> None:
-    from . import api
-    from .config import TrainConfig, describe
-    from .method import METHODS, MethodConfig
+    from .method import METHODS, MethodConfig  # torch
 
     common = {name for name, _, _ in describe(MethodConfig)}
     for m in api.methods():
@@ -462,9 +210,7 @@ def cmd_methods(args) -> None:
         print(f"{m['name']:16s} {m['help']}{preset}")
         if args.details and not m["preset"]:
             cls = METHODS.get(m["name"]).cls
-            for f, d, h in describe(cls.Config):
-                if f not in common:
-                    print(f"    {f} = {d!r}: {h}")
+            _print_settings(cls.Config, skip=common)
             r = cls.recipe
             if r.settings:
                 print(f"    recipe {r.name}: " + ", ".join(f"{k}={v}" for k, v in r.settings.items()))
@@ -473,11 +219,217 @@ def cmd_methods(args) -> None:
             print(f"    source: {r.source}")
     if args.details:
         print("settings of every method:")
-        for f, d, h in describe(MethodConfig):
-            print(f"    {f} = {d!r}: {h}")
+        _print_settings(MethodConfig)
         print("training settings (every method; its recipe sets its own defaults):")
-        for f, d, h in describe(TrainConfig):
-            print(f"    {f} = {d!r}: {h}")
+        _print_settings(TrainConfig)
+
+
+Arg = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def arg(*flags: str, **kw: Any) -> Arg:
+    """One `add_argument(*flags, **kw)` of a command."""
+    return flags, kw
+
+
+THREADS = arg("--threads", type=int, help="CPU threads for torch (default: OMP_NUM_THREADS when set, else the cores "
+                                          "not busy with other processes, at most 4)")
+SET = arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+          help="override a method or training setting (repeatable); see `clipfit methods --details`")
+JSON = arg("--json", action="store_true", help="print one JSON object on stdout")
+QUIET = arg("--quiet", action="store_true", help="no progress bars")
+SKIP_MISSING = arg("--skip-missing", action="store_true",
+                   help="list a dataset missing under --root as missing instead of stopping")
+SUITE_NAMES = ", ".join(SUITES)
+
+
+def run_args(shots: int | None = 16, dataset: bool = True, template: bool = True) -> list[Arg]:
+    """What every command that trains takes: the model, the data, settings, device, output."""
+    return [arg("--model", default=EMBEDDED_MODEL, help="Hugging Face hub id or local directory of a CLIP model "
+                                                        f"(default: the embedded {EMBEDDED_MODEL})"),
+            *([arg("--dataset", help="catalogue name (see `clipfit datasets`), imagefolder:PATH or hf:NAME_OR_PATH")]
+              if dataset else []),
+            arg("--root", help="folder holding the datasets in CoOp's layout (catalogue datasets read from disk)"),
+            *([arg("--shots", type=int, default=shots, help="training images per class (0: all)")]
+              if shots is not None else []),
+            *([arg("--template", help="prompt template with {} for the class name (default: the dataset's)")]
+              if template else []),
+            SET, arg("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)"), THREADS, JSON, QUIET]
+
+
+def grid_args(shots: int | None, dataset: bool = True, methods: str = "zeroshot,clipfit", skip: bool = True) -> list[Arg]:
+    """What every protocol grid takes: the run arguments, methods x seeds, the folder, and how the runs execute."""
+    return [*run_args(shots, dataset),
+            arg("--methods", default=methods, help=f"comma-separated methods (default: {methods})"),
+            arg("--seeds", default="1,2,3", help="comma-separated seeds"),
+            arg("--out", required=True, help="folder for the runs and results.json (finished runs are reused)"),
+            *([SKIP_MISSING] if skip else []),
+            arg("--dry-run", action="store_true", help="list every run (datasets that cannot be read included, each "
+                "with what to fetch), its settings and status, and estimate the time from a measured step; trains "
+                "nothing"),
+            arg("--executor", choices=("local", "ray"), default="local", help="local: the runs one after another in "
+                "this process; ray: each run a Ray task (pip install 'clipfit[ray]')"),
+            arg("--address", help="with --executor ray: the cluster to join ('auto', 'ray://HOST:10001'; default: a "
+                                  "local one)")]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command or an action of one (`paper run`): help, handler, arguments, parser defaults, its own actions."""
+
+    name: str
+    help: str
+    func: Callable[[argparse.Namespace], int | None] | None
+    args: list[Arg] = field(default_factory=list)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    actions: tuple[Command, ...] = ()
+    optional_actions: bool = False
+
+
+GRID_DATASETS = arg("--datasets", help="several datasets in one grid, comma-separated, or a suite: "
+                                       f"{SUITE_NAMES} (the table gets the papers' Average row)")
+GRID_SHOTS = arg("--shots", default="16", help="training images per class, comma-separated for several (0: all)")
+COMMANDS = [
+    Command("train", "adapt a model to a dataset; writes a run directory", cmd_train, [
+        *run_args(), arg("--method", default="clipfit", help="adaptation method (see `clipfit methods`)"),
+        arg("--seed", type=int, default=1, help="seed of the few-shot draw and of training"),
+        arg("--subsample", default="all", choices=["all", "base", "new"], help="classes: all, base half, new half"),
+        arg("--protocol", default="", choices=["", *PROTOCOLS], help="protocol whose paper defaults to use "
+            "(default: fewshot for --subsample all, else base2new)"),
+        arg("--items", help="items.json of an earlier run: train on exactly its images"),
+        arg("--out", required=True, help="run directory to create"),
+        arg("--overwrite", action="store_true", help="replace an existing run directory"),
+        arg("--resume", action="store_true", help="continue an interrupted run in --out from its last epoch"),
+        arg("--no-test", action="store_true", help="do not evaluate on the test split after training"),
+        arg("--log", choices=["tensorboard"], help="also write the training curves as TensorBoard event files in "
+            "RUN_DIR/tensorboard/ (same as --set log=tensorboard)")]),
+    Command("analyze", "figures (PNG) and their data (CSV) of runs and protocol grids", cmd_analyze, [
+        arg("paths", nargs="+", metavar="RUN", help="run directories and/or protocol folders (results.json)"),
+        arg("--out", required=True, help="folder for the figures and their data"),
+        arg("--layers", default="1", help="layers whose change per step is drawn (as ln_layers: 1,12 / last3)"),
+        arg("--tsne", type=int, default=0, metavar="N", help="also a t-SNE of up to N test images' features, "
+            "zero-shot beside each run (needs scikit-learn)"),
+        arg("--drift", action="store_true", help="also text_drift.csv: how far each run's class text features moved "
+            "from zero-shot (1 - cos; split into the part common to every class and the class-specific rest)"),
+        arg("--towers", action="store_true", help="also towers.csv: test accuracy with each encoder tuned or zero-shot "
+            "(tuned image + zero-shot text, and the reverse), on the run's classes and the other half's: which tower "
+            "forgot"),
+        arg("--device"), arg("--json", action="store_true")]),
+    Command("eval", "accuracy of a run on a dataset split", cmd_eval, [
+        arg("run_dir"), arg("--dataset", help="dataset (default: the run's own)"), arg("--root"),
+        arg("--subsample", choices=["all", "base", "new"]),
+        arg("--split", default="test", choices=["test", "val", "train"]), arg("--device"), THREADS,
+        arg("--json", action="store_true"), arg("--quiet", action="store_true")]),
+    Command("predict", "top-k classes of image files", cmd_predict, [
+        arg("run_dir"), arg("images", nargs="+"),
+        arg("--classes", help="class names: a file (one per line) or 'a,b,c' (default: the run's classes)"),
+        arg("--topk", type=int, default=5), arg("--device"), THREADS, arg("--json", action="store_true")]),
+    Command("export", "write the tuned model as a plain transformers CLIP checkpoint", cmd_export, [
+        arg("run_dir"), arg("--merged", required=True, metavar="OUT_DIR"), arg("--overwrite", action="store_true")]),
+    Command("params", "trainable parameter count of a method (random init, no download)", cmd_params, [
+        arg("method"), arg("--arch", default="ViT-B/16", choices=list(ARCHS)),
+        arg("--classes", type=int, default=10, help="number of classes (for class-specific methods)"),
+        arg("--shots", type=int, default=16, help="training images per class (for methods that grow with the "
+                                                  "training set: Tip-Adapter-F)"),
+        arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE"),
+        arg("--json", action="store_true")]),
+    *(Command(name, hlp, cmd_grid, [*grid_args(None), GRID_DATASETS, GRID_SHOTS])
+      for name, hlp in (("fewshot", "few-shot protocol: datasets x shots x methods x seeds, test accuracy"),
+                        ("base2new", "base-to-new protocol: train on base classes, test on base and new, HM"))),
+    *(Command(name, hlp, cmd_grid, [
+        *grid_args(16, dataset=False), arg("--source", default="imagenet", help="dataset trained on (default: imagenet)"),
+        arg("--targets", default=targets, help=f"comma-separated datasets or a suite (default: {targets})")])
+      for name, hlp, targets in (
+        ("crossdataset", "cross-dataset transfer: train on --source, test on every target (CLIPFit Table 9)", "coop10"),
+        ("domainshift", "domain shift: train on --source, test on its shifted versions (CLIPFit Table 3)",
+         "imagenet_shifts"))),
+    Command("regimes", "the LayerNorm-tuning paper's low/high-data x low/high-similarity regimes", cmd_grid, [
+        *grid_args(None, dataset=False, methods="zeroshot,linear_probe,prompt,layernorm,adapter,compacter,full"),
+        arg("--datasets", default="layernorm10", help="comma-separated datasets or a suite (default: layernorm10)"),
+        arg("--regimes", default="low,high", help="low (1-16 shots), high (256/512 shots), or both"),
+        arg("--low-shots", help="shot counts of the low-data regime (default: 1,2,4,8,16)"),
+        arg("--high-shots", help="shot counts of the high-data regime (default: 256,512; CIFAR-100 256,450)")]),
+    Command("episodic", "episodic few-shot: adapt on base classes, Classifier-Baseline episodes on novel ones",
+            cmd_grid, [
+        *grid_args(None, methods="zeroshot,layernorm", skip=False), arg("--ways", type=int, default=5),
+        arg("--shots", default="1,5", help="support images per class in an episode, comma-separated"),
+        arg("--queries", type=int, default=15, help="query images per class in an episode"),
+        arg("--episodes", type=int, default=600, help="episodes per seed"),
+        arg("--base-shots", type=int, default=0, help="training images per base class in stage one (0: all)")]),
+    Command("paper", "the papers' tables and figures: list them, run one (ours beside the paper's)", None, actions=(
+        Command("list", "every table and figure, with the runs each needs", cmd_paper_list,
+                [arg("--json", action="store_true")]),
+        Command("run", "run or resume one table or figure, print it beside the paper's numbers", cmd_paper_run, [
+            arg("name", help="a name of `clipfit paper list`, e.g. clipfit:table1"),
+            *run_args(None, dataset=False, template=False),  # --set applies to every run of the table
+            arg("--out", required=True, help="folder: runs in OUT/<protocol>/ (reused), tables in OUT/tables/, "
+                                             "figures in OUT/figures/"),
+            arg("--seeds", default="1,2,3", help="comma-separated seeds (default: the papers' 1,2,3)"),
+            arg("--methods", help="only these of the table's methods (comma-separated; the others: not run)"),
+            arg("--stand-ins", dest="stand_ins", action="store_const", const=True, default=None,
+                help="run on synthetic stand-ins of the paper's datasets, on the embedded model unless --model "
+                     "(without it: the real datasets under --root, on the paper's backbone "
+                     "openai/clip-vit-base-patch16 unless --model)"),
+            arg("--no-stand-ins", dest="stand_ins", action="store_const", const=False,
+                help="the real datasets (the default)"),
+            arg("--shots", help="shot counts instead of the paper's (fewshot, base2new, transfer, episodic)"),
+            arg("--low-shots", help="low-data regime shot counts instead of the paper's (regimes)"),
+            arg("--high-shots", help="high-data regime shot counts instead of the paper's (regimes)"),
+            arg("--episodes", type=int, help="episodes per seed instead of the paper's 600 (episodic)"), SKIP_MISSING,
+            arg("--dry-run", action="store_true", help="list every run of the table (datasets that cannot be read "
+                "included, each with what to fetch), its settings and status, and estimate the time from measured "
+                "steps; trains nothing")],
+            defaults={"model": None}))),  # the paper's backbone, or the embedded model with --stand-ins
+    Command("demo", "base-to-new on the embedded model: zero-shot, CoOp, KgCoOp, CLIPFit on a task where tuning gains "
+                    "and can forget (no download)", cmd_demo, [
+        *run_args(), arg("--methods", default=",".join(api.DEMO_METHODS), help="comma-separated methods (default "
+                                                                            "%(default)s)"),
+        arg("--seeds", default="1,2,3"), arg("--out", help="keep the runs here (default: a temporary folder)")],
+        defaults={"dataset": api.DEMO_DATASET}),
+    Command("datasets", "list the dataset catalogue; `clipfit datasets check --root DIR`: what is there, what is "
+                        "missing and where to get it", cmd_datasets, optional_actions=True, actions=(
+        Command("check", "which datasets are under --root, which are missing or incomplete, and what to fetch from "
+                         "where (exit status 1 when one asked for is not there whole)", cmd_datasets_check, [
+            arg("names", nargs="*", metavar="NAME", help="datasets or suites (default: every dataset read from --root)"),
+            arg("--root", required=True, help="the folder holding the datasets"),
+            arg("--suite", help=f"the datasets of a suite: {SUITE_NAMES}"),
+            arg("--paper", metavar="TABLE", help="the datasets a table or figure of `clipfit paper list` needs"),
+            arg("--verify", action="store_true", help="also decode every image (slow: minutes per dataset)"),
+            arg("--json", action="store_true"), QUIET]),)),
+    Command("methods", "list the methods", cmd_methods,
+            [arg("--details", action="store_true", help="show every setting with its default and help")]),
+]
+
+
+def add_command(sub, c: Command) -> None:
+    """The parser of command `c` (and of its actions) on argparse subparsers `sub`."""
+    p = sub.add_parser(c.name, help=c.help)
+    for flags, kw in c.args:
+        p.add_argument(*flags, **kw)
+    p.set_defaults(**c.defaults, **({"func": c.func} if c.func else {}))
+    if c.actions:
+        actions = p.add_subparsers(dest=f"{c.name}_command", required=not c.optional_actions, metavar="ACTION")
+        for a in c.actions:
+            add_command(actions, a)
+
+
+def build_parser(pretrain_args: bool = True) -> argparse.ArgumentParser:
+    """The parser; `pretrain_args=False` lists `pretrain-mini` without its arguments (which import torch)."""
+    ap = argparse.ArgumentParser(prog="clipfit", description="Adapt CLIP models to few-shot image classification.")
+    ap.add_argument("--version", action=VersionAction)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for c in COMMANDS:
+        add_command(sub, c)
+    if not pretrain_args:
+        sub.add_parser("pretrain-mini", help="pretrain the small embedded CLIP on the synthetic world")
+        return ap
+    try:
+        from . import pretrain  # torch and transformers: only for `clipfit pretrain-mini`
+
+        pretrain.add_parser(sub)
+    except (ImportError, AttributeError):
+        pass
+    return ap
 
 
 class Terminated(KeyboardInterrupt):
@@ -492,13 +444,10 @@ def _on_sigterm(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(pretrain_args="pretrain-mini" in argv).parse_args(argv)
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         if "threads" in args:  # a command that runs a model: threads are set here, once
-            from .threads import set_threads
-
             set_threads(args.threads)
         rc = args.func(args)
     except ClipfitError as e:
@@ -507,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         hint = ""
         if args.command == "train":
-            from .engine.rundir import RunDir
+            from .engine.rundir import RunDir  # torch
 
             hint = f"; continue with `clipfit train --out {args.out} --resume`" if RunDir(args.out).has_checkpoint else ""
         term = isinstance(e, Terminated)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .data import synth
 from .errors import ClipfitError
@@ -121,8 +122,6 @@ def pretrain_mini(out_dir: str | Path, steps: int = 1800, batch_size: int = 256,
     weight_decay), for quick tests. normalise: apply `normalise_for_finetuning` before saving (the shipped model is). Returns the training record: recipe, time, final loss and, with
     evaluate=True, the zero-shot accuracies of `evaluate_mini`.
     """
-    from tqdm.auto import tqdm
-
     cfg = PretrainConfig(steps=steps, batch_size=batch_size, seed=seed, lr=lr, threads=threads, **arch)
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise ClipfitError("pretrain-mini needs --steps >= 1 and --batch-size >= 2")
@@ -134,6 +133,38 @@ def pretrain_mini(out_dir: str | Path, steps: int = 1800, batch_size: int = 256,
     out.mkdir(parents=True, exist_ok=True)
 
     model, tok, proc = build_model(cfg)
+    history, final_loss, seconds = _train(model, tok, cfg, progress)
+    model.eval()
+    normalised = normalise_for_finetuning(model, tok) if normalise else None
+    for part in (model, tok, proc):
+        part.save_pretrained(out)
+    _readable(out)
+    record = {
+        "recipe": asdict(cfg),
+        "command": command or f"clipfit pretrain-mini --out {out} --steps {cfg.steps} --batch-size {cfg.batch_size} "
+                              f"--seed {cfg.seed} --threads {cfg.threads}",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocabulary": synth.vocabulary(),
+        "held_out_pairs": sorted(synth.pair_name(s, c) for s, c in synth.HELD_OUT_PAIRS),
+        "train_seconds": round(seconds, 1),
+        "steps_per_second": round(cfg.steps / seconds, 3),
+        "final_loss": round(final_loss, 4),
+        "machine": f"{platform.machine()}, torch {torch.__version__}, {cfg.threads} threads",
+        "history": history,
+    }
+    if normalised:
+        record["normalised_for_finetuning"] = normalised
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    if evaluate:
+        metrics = evaluate_mini(out, progress=progress)
+        record["zero_shot"] = metrics
+        write_card(out)
+    return record
+
+
+def _train(model, tok, cfg: PretrainConfig, progress: bool) -> tuple[list[dict], float, float]:
+    """The contrastive pretraining loop on fresh batches of the world: (the loss every 50 steps, the final running
+    mean of the loss, seconds)."""
     model.train()
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     rng = np.random.default_rng(cfg.seed)
@@ -164,38 +195,15 @@ def pretrain_mini(out_dir: str | Path, steps: int = 1800, batch_size: int = 256,
                             "seconds": round(time.perf_counter() - t0, 1)})
         bar.set_postfix(loss=f"{ema:.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
     bar.close()
-    seconds = time.perf_counter() - t0
+    return history, ema, time.perf_counter() - t0
 
-    model.eval()
-    normalised = normalise_for_finetuning(model, tok) if normalise else None
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    proc.save_pretrained(out)
-    for f in out.iterdir():  # save_pretrained may create owner-only files; the package must be readable by all
+
+def _readable(folder: Path) -> None:
+    """Every file of `folder` readable by all: save_pretrained may create owner-only files, and the package ships
+    them."""
+    for f in folder.iterdir():
         if f.is_file():
             f.chmod(0o644)
-    n_params = sum(p.numel() for p in model.parameters())
-    record = {
-        "recipe": asdict(cfg),
-        "command": command or f"clipfit pretrain-mini --out {out} --steps {cfg.steps} --batch-size {cfg.batch_size} "
-                              f"--seed {cfg.seed} --threads {cfg.threads}",
-        "parameters": n_params,
-        "vocabulary": synth.vocabulary(),
-        "held_out_pairs": sorted(synth.pair_name(s, c) for s, c in synth.HELD_OUT_PAIRS),
-        "train_seconds": round(seconds, 1),
-        "steps_per_second": round(cfg.steps / seconds, 3),
-        "final_loss": round(ema, 4),
-        "machine": f"{platform.machine()}, torch {torch.__version__}, {cfg.threads} threads",
-        "history": history,
-    }
-    if normalised:
-        record["normalised_for_finetuning"] = normalised
-    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    if evaluate:
-        metrics = evaluate_mini(out, progress=progress)
-        record["zero_shot"] = metrics
-        write_card(out)
-    return record
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -256,9 +264,7 @@ def normalise_model_dir(model_dir: str | Path) -> dict:
         rec = json.loads(rec_path.read_text())
         rec["normalised_for_finetuning"] = done
         rec_path.write_text(json.dumps(rec, indent=2) + "\n")
-    for f in d.iterdir():
-        if f.is_file():
-            f.chmod(0o644)
+    _readable(d)
     return done
 
 
@@ -350,9 +356,22 @@ def write_card(model_dir: str | Path) -> str:
     d = Path(model_dir)
     rec = json.loads((d / "training.json").read_text())
     zs = json.loads((d / "zero_shot.json").read_text()) if (d / "zero_shot.json").exists() else {}
-    r = rec["recipe"]
     size_mb = sum(f.stat().st_size for f in d.iterdir() if f.is_file() and f.name != "README.md") / 1e6
-    lines = [
+    lines = _card_head(rec, size_mb)
+    norm = rec.get("normalised_for_finetuning")
+    if norm:
+        lines += _card_normalised(norm)
+    if zs:
+        lines += _card_zero_shot(zs, d)
+    text = "\n".join(lines + _CARD_LIMITS)
+    (d / "README.md").write_text(text)
+    return text
+
+
+def _card_head(rec: dict, size_mb: float) -> list[str]:
+    """The card's front matter, architecture, pretraining recipe and command."""
+    r = rec["recipe"]
+    return [
         "---",
         "library_name: transformers",
         "license: mit",
@@ -406,75 +425,80 @@ def write_card(model_dir: str | Path) -> str:
         "```",
         "",
     ]
-    norm = rec.get("normalised_for_finetuning")
-    if norm:
-        lines += [
-            "## Normalised for fine-tuning",
-            "",
-            "After pretraining, two changes that leave every zero-shot prediction as it was (the text features are",
-            "equal to float precision) but let the papers' learning rates move the text side of the model",
-            "(`clipfit.pretrain.normalise_for_finetuning`; `python -m clipfit.pretrain --normalise MODEL_DIR`):",
-            "",
-            f"- The text tower's residual stream had an RMS of {norm['text_residual_rms_before']} per dimension after",
-            "  its last layer (over the world's class prompts). Everything that writes to it (token and position",
-            "  embeddings, each layer's attention output projection and FFN output Linear) is multiplied by",
-            f"  {norm['text_residual_scale']:.4f} = 1/RMS and the LayerNorms' eps by its square, which leaves every",
-            "  LayerNorm's output unchanged. SGD is not invariant to that scale: before, a step on a text FFN bias",
-            "  (what CLIPFit tunes) moved the text features about 20x less than on a unit-scale stream, and at",
-            "  CLIPFit's learning rate those biases did not move at all.",
-            f"- The logit scale is set to CLIP's {norm['logit_scale']:g} (pretraining ended at "
-            f"{norm['logit_scale_before']}). It scales every logit and changes none of their order.",
-            "",
-        ]
-    if zs:
-        lines += [
-            "## Zero-shot accuracy",
-            "",
-            "Measured by:",
-            "",
-            "```",
-            f"python -m clipfit.pretrain --evaluate {d.as_posix() if not d.is_absolute() else 'MODEL_DIR'}",
-            "```",
-            "",
-            f"64-way, prompt \"a photo of a {{colour}} {{shape}}.\", {zs['images_per_pair']} fresh images per pair:",
-            "",
-            "| images of | accuracy (%) |",
-            "|---|---|",
-            f"| pairs seen in pretraining | {zs['pairs_seen']} |",
-            f"| held-out pairs | {zs['pairs_held_out']} |",
-            f"| (colour right / shape right, all pairs) | {zs['pairs_colour']} / {zs['pairs_shape']} |",
-            "",
-            "Downstream tasks (test split; base/new = CoOp's class halves, HM = harmonic mean):",
-            "",
-            "| task | classes | all | base | new | HM |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, e in zs.items():
-            if isinstance(e, dict):
-                lines.append(f"| {name} | {e['classes']} | {e['all']} | {e['base']} | {e['new']} | {e['hm']} |")
-        lines += [
-            "",
-            "Chance is 1/64 for the pairs, 1/32 for a task's `all` and 1/16 for its base or new half (1/12 and",
-            "1/6 for the 12-class tasks). `synth_shift` renders the same classes on striped",
-            "backgrounds, which pretraining never showed: zero-shot stays well above chance but far below the",
-            "unshifted task, which leaves room for few-shot adaptation. `synth_conflict`, `synth_forget` and",
-            "`synth_faded` name each class by a colour and a shape of which only one is what the class is (see",
-            "`clipfit.data.synth`); `synth_faded` washes the colours out, which costs zero-shot the base classes",
-            "(told apart by colour). The numbers are deterministic: the evaluation images come from fixed seeds.",
-            "",
-        ]
-    lines += [
-        "## Intended use and limits",
+
+
+def _card_normalised(norm: dict) -> list[str]:
+    """What the fine-tuning normalisation did (training.json's `normalised_for_finetuning`)."""
+    return [
+        "## Normalised for fine-tuning",
         "",
-        "The embedded default model of clipfit (`--model clipfit/mini-clip`), for demonstrations and tests of",
-        "adaptation methods on a CPU. It has only seen the synthetic world and its 34-word vocabulary; other words",
-        "are spelled out in characters it has never been trained on, and natural images are far outside its",
-        "training distribution.",
+        "After pretraining, two changes that leave every zero-shot prediction as it was (the text features are",
+        "equal to float precision) but let the papers' learning rates move the text side of the model",
+        "(`clipfit.pretrain.normalise_for_finetuning`; `python -m clipfit.pretrain --normalise MODEL_DIR`):",
+        "",
+        f"- The text tower's residual stream had an RMS of {norm['text_residual_rms_before']} per dimension after",
+        "  its last layer (over the world's class prompts). Everything that writes to it (token and position",
+        "  embeddings, each layer's attention output projection and FFN output Linear) is multiplied by",
+        f"  {norm['text_residual_scale']:.4f} = 1/RMS and the LayerNorms' eps by its square, which leaves every",
+        "  LayerNorm's output unchanged. SGD is not invariant to that scale: before, a step on a text FFN bias",
+        "  (what CLIPFit tunes) moved the text features about 20x less than on a unit-scale stream, and at",
+        "  CLIPFit's learning rate those biases did not move at all.",
+        f"- The logit scale is set to CLIP's {norm['logit_scale']:g} (pretraining ended at "
+        f"{norm['logit_scale_before']}). It scales every logit and changes none of their order.",
         "",
     ]
-    text = "\n".join(lines)
-    (d / "README.md").write_text(text)
-    return text
+
+
+def _card_zero_shot(zs: dict, d: Path) -> list[str]:
+    """The zero-shot accuracies (zero_shot.json) and how they were measured."""
+    lines = [
+        "## Zero-shot accuracy",
+        "",
+        "Measured by:",
+        "",
+        "```",
+        f"python -m clipfit.pretrain --evaluate {d.as_posix() if not d.is_absolute() else 'MODEL_DIR'}",
+        "```",
+        "",
+        f"64-way, prompt \"a photo of a {{colour}} {{shape}}.\", {zs['images_per_pair']} fresh images per pair:",
+        "",
+        "| images of | accuracy (%) |",
+        "|---|---|",
+        f"| pairs seen in pretraining | {zs['pairs_seen']} |",
+        f"| held-out pairs | {zs['pairs_held_out']} |",
+        f"| (colour right / shape right, all pairs) | {zs['pairs_colour']} / {zs['pairs_shape']} |",
+        "",
+        "Downstream tasks (test split; base/new = CoOp's class halves, HM = harmonic mean):",
+        "",
+        "| task | classes | all | base | new | HM |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, e in zs.items():
+        if isinstance(e, dict):
+            lines.append(f"| {name} | {e['classes']} | {e['all']} | {e['base']} | {e['new']} | {e['hm']} |")
+    lines += [
+        "",
+        "Chance is 1/64 for the pairs, 1/32 for a task's `all` and 1/16 for its base or new half (1/12 and",
+        "1/6 for the 12-class tasks). `synth_shift` renders the same classes on striped",
+        "backgrounds, which pretraining never showed: zero-shot stays well above chance but far below the",
+        "unshifted task, which leaves room for few-shot adaptation. `synth_conflict`, `synth_forget` and",
+        "`synth_faded` name each class by a colour and a shape of which only one is what the class is (see",
+        "`clipfit.data.readers.synth_tasks`); `synth_faded` washes the colours out, which costs zero-shot the base",
+        "classes (told apart by colour). The numbers are deterministic: the evaluation images come from fixed seeds.",
+        "",
+    ]
+    return lines
+
+
+_CARD_LIMITS = [
+    "## Intended use and limits",
+    "",
+    "The embedded default model of clipfit (`--model clipfit/mini-clip`), for demonstrations and tests of",
+    "adaptation methods on a CPU. It has only seen the synthetic world and its 34-word vocabulary; other words",
+    "are spelled out in characters it has never been trained on, and natural images are far outside its",
+    "training distribution.",
+    "",
+]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -4,18 +4,16 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..errors import ClipfitError
-from .registry import DATASETS, PREFIXES, SUITES, DatasetEntry
+from . import readers
+from .dataset_registry import DATASETS, PREFIXES, SUITES, DatasetEntry
 from .types import Task
 
-# Importing a reader module registers its datasets: every module of this package but these is imported, so a new
-# reader is a new module. (transforms imports torch, which `clipfit datasets` does not need: a fast start.)
-_NOT_READERS = {"catalogue", "registry", "types", "sampling", "transforms", "sources", "check"}
-for _m in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
-    if _m.name not in _NOT_READERS:
-        importlib.import_module(f"{__package__}.{_m.name}")
+# Importing a reader module registers its datasets: every module of `readers` is imported, so a new reader is a new
+# module there. (The readers are found by name, at run time: the catalogue depends on the folder, not on a list.)
+for _m in sorted(pkgutil.iter_modules(readers.__path__), key=lambda m: m.name):
+    importlib.import_module(f"{readers.__name__}.{_m.name}")
 
 __all__ = ["DATASETS", "DatasetEntry", "canonical_dataset", "expand_datasets", "list_datasets", "load_task",
            "rules_dataset"]

@@ -17,8 +17,9 @@ from pathlib import Path
 from ..errors import ClipfitError
 from ..progress import progress_bar
 from .catalogue import DATASETS, expand_datasets, load_task
+from .images import FileReader
 from .sources import SOURCES, Source
-from .types import FileReader, Task
+from .types import Task
 
 FOUND, MISSING, INCOMPLETE = "found", "missing", "incomplete"
 SPLITS = ("train", "val", "test")

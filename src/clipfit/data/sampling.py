@@ -12,6 +12,7 @@ import random
 from collections import defaultdict
 
 from ..errors import ClipfitError
+from .readers.image_folder import images_needed
 from .types import Item, Task
 
 
@@ -47,8 +48,6 @@ def fewshot(task: Task, shots: int, seed: int, val_shots: int | None = None) -> 
         train = sample_per_class(task.train, shots, rng, strict=True, what="training")
     except ClipfitError as e:
         if task.name.startswith("imagefolder:"):
-            from .folder import images_needed
-
             raise ClipfitError(f"{e} (an image folder that clipfit splits keeps half of each class for training: "
                                f"--shots {shots} needs {images_needed(shots)} images per class)") from None
         raise

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ..backbone import ImageSpec
+from .images import shortest_edge_size, shrink
 from .types import ImageReader, Item
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -31,13 +32,6 @@ def _center_crop(im: Image.Image, size: int) -> Image.Image:
     return im.crop((left, top, left + size, top + size))
 
 
-def _shortest_edge_size(w: int, h: int, short: int) -> tuple[int, int]:
-    """transformers' (and torchvision's) rule: short edge -> `short`, long edge -> int(short * long / short_in)."""
-    if w <= h:
-        return short, int(short * h / w)
-    return int(short * w / h), short
-
-
 class EvalTransform:
     """Resize the shortest edge, centre crop, normalise (a class, not a closure: data-loader workers started by
     spawn or forkserver receive it pickled)."""
@@ -47,7 +41,7 @@ class EvalTransform:
 
     def __call__(self, im: Image.Image) -> torch.Tensor:
         spec = self.spec
-        nw, nh = _shortest_edge_size(*im.size, spec.resize)
+        nw, nh = shortest_edge_size(*im.size, spec.resize)
         im = im.resize((max(spec.size, nw), max(spec.size, nh)), Image.BICUBIC)
         return _to_tensor(_center_crop(im, spec.size), spec)
 
@@ -102,15 +96,6 @@ def seed_worker(worker_id: int) -> None:
     rng = getattr(getattr(info.dataset, "transform", None), "rng", None)
     if rng is not None:
         rng.seed(info.seed)
-
-
-def shrink(im: Image.Image, short: int | None) -> Image.Image:
-    """`im` with its shorter side reduced to `short` (bicubic, aspect kept); unchanged when it is not larger or
-    `short` is None. What the decoded-image caches keep: at twice the model's input size, a random resized crop of at
-    least a quarter of the image is still drawn from at least the input's resolution."""
-    if short is None or min(im.size) <= short:
-        return im
-    return im.resize(_shortest_edge_size(*im.size, short), Image.BICUBIC, reducing_gap=3.0)
 
 
 def cache_side(spec: ImageSpec) -> int:

@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from .loop import FeatureSource, ImageSource
+
+class SeededSource(Protocol):
+    """What a source of training batches (`loop.ImageSource`, `loop.FeatureSource`) gives a checkpoint: the states
+    of its own generators (data order, augmentation, which cached view is next), and puts them back."""
+
+    def rng_state(self) -> tuple[dict[str, torch.Tensor], dict]: ...
+
+    def set_rng_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None: ...
 
 
 def py_state(rng: random.Random | None = None) -> list:
@@ -21,7 +27,7 @@ def set_py_state(state: list, rng: random.Random | None = None) -> None:
     (rng or random).setstate((state[0], tuple(state[1]), state[2]))
 
 
-def capture_rng(source: ImageSource | FeatureSource) -> tuple[dict[str, torch.Tensor], dict]:
+def capture_rng(source: SeededSource) -> tuple[dict[str, torch.Tensor], dict]:
     """The states of every random number generator training draws from: Python's, NumPy's, torch's (CPU and every
     CUDA device) and the source's own (data order, augmentation); as (tensors, JSON), for the checkpoint."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -34,7 +40,7 @@ def capture_rng(source: ImageSource | FeatureSource) -> tuple[dict[str, torch.Te
     return tensors, meta
 
 
-def restore_rng(source: ImageSource | FeatureSource, tensors: dict[str, torch.Tensor], meta: dict) -> bool:
+def restore_rng(source: SeededSource, tensors: dict[str, torch.Tensor], meta: dict) -> bool:
     """Put back what `capture_rng` saved; False when the checkpoint has no states (written by clipfit 0.1)."""
     if "torch" not in tensors:
         return False

@@ -11,19 +11,20 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..backbone import EMBEDDED_MODEL, Backbone, input_spec
 from ..config import TrainConfig, to_dict
 from ..data.catalogue import load_task, rules_dataset
+from ..data.images import check_images
 from ..data.sampling import fewshot, subsample_classes
 from ..data.transforms import cache_side
-from ..data.types import Item, Task, check_images, check_template
+from ..data.types import Item, Task, check_template
 from ..errors import ClipfitError
 from ..hub import model_source
 from ..io import read_json
 from ..method import METHODS, Method, build_method
 from ..progress import is_terminal, status, warn
 from ..recipes import Context, validation_shots
+from ..version import version
 from . import distributed
 from .loop import FitResult, evaluate, fit, pick_device
 from .record import Recorder, parse_record, tensorboard_writer, write_tensorboard
@@ -247,7 +248,7 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
         recorder = Recorder.attach(method, tcfg.record, work)  # None unless `record` asks
         if not resume:
             work.write_config({
-                "clipfit_version": __version__, "torch_version": torch.__version__,
+                "clipfit_version": version(), "torch_version": torch.__version__,
                 "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "torch_threads": torch.get_num_threads(),  # thread counts can change a result's last bits
                 "processes": dp.world,  # data-parallel processes (`accelerate launch`, `torchrun`)

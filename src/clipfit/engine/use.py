@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from ..backbone import clip_config
+from ..data.images import open_image, to_rgb
 from ..data.transforms import eval_transform
-from ..data.types import open_image, to_rgb
 from ..errors import ClipfitError
 from ..io import write_json
 from ..method import METHODS, build_method

@@ -172,7 +172,7 @@ def make_plan(entry: Entry, model: str | None = None, root: str | None = None, s
               overrides: dict[str, Any] | None = None) -> Plan:
     """The protocol call of `entry` for these options: on the real datasets (read from `root`) and the paper's
     backbone, or with `stand_ins=True` on synthetic stand-ins and the embedded model (`--model` changes either)."""
-    from ..protocols.core import expand_datasets
+    from ..data.catalogue import expand_datasets
     from ..protocols.transfer import DEFAULT_TARGETS
 
     if entry.needs:
@@ -260,7 +260,7 @@ def call_protocol(plan: Plan, out: Path, root: str | None, device: str | None, p
                   echo: Callable[[str], None], skip_missing: bool, settings: dict[str, Any], dry_run: bool = False):
     """Run the plan's protocol call: its results.json content; with `dry_run`, its planned runs (a
     `protocols.dryrun.PlannedGrid`)."""
-    from ..protocols.core import MissingDatasets
+    from ..protocols.cells import MissingDatasets
 
     kwargs = dict(plan.args, out=out / plan.runs_dir_name, methods=plan.methods, seeds=plan.seeds, root=root,
                   device=device, progress=progress, echo=echo, dry_run=dry_run, **settings)
@@ -307,7 +307,7 @@ class Ours:
             b, n = self._average({**dims, "metric": "base"}, "base"), self._average({**dims, "metric": "new"}, "new")
             if isinstance(b, str) or isinstance(n, str):
                 return b if isinstance(b, str) else n
-            from ..protocols.core import harmonic_mean
+            from ..protocols.results import harmonic_mean
 
             return harmonic_mean(b, n)
         xs = [self.get({**dims, "dataset": d}) for d in self.plan.average]
@@ -323,7 +323,7 @@ class Ours:
         return self.plan.used(dims["dataset"]) if "dataset" in dims else None
 
     def _one(self, dims: dict[str, Any], m: str, metric: str) -> float | str:
-        from ..protocols.core import find, value
+        from ..protocols.results import find, value
 
         s, rows, d = self.s, self.s["rows"], self._dataset(dims)
         if d is not None and d in self.missing:
@@ -362,7 +362,7 @@ class Ours:
     def _from_runs(self, d: str, k: int | None, m: str, what: str) -> float | str:
         """Trainable parameters (config.json) or LLU's identity regulariser over the last epoch (metrics.json) of
         the run directories of (dataset, shots, method), mean over the seeds run."""
-        from ..protocols.core import dataset_dir, shots_dir
+        from ..protocols.jobs import dataset_dir, shots_dir
 
         if self.plan.protocol in ("crossdataset", "domainshift"):
             d = self.s["source"]
@@ -700,7 +700,7 @@ def run_entry(name: str, *, out: str | Path, model: str | None = None, root: str
     else:
         side, grid = figure_side(plan, ours, summary)
     header, body = side_header(side), side_rows(side)
-    from ..protocols.core import render
+    from ..protocols.results import render
 
     text = render(title, header, body, notes)
     tables, figures = out / "tables", out / "figures"
@@ -795,7 +795,7 @@ def run_analysis(entry: Entry, *, out: Path, model: str | None, root: str | None
     entry's protocol call, or step times against the batch size. Writes figures/<name>.png and tables/<name>.csv,
     .md and .json as a table does."""
     from ..plots import lines
-    from ..protocols.core import render
+    from ..protocols.results import render
     from . import analyses as an
 
     given, (model, why) = model, choose_model(entry, model, stand_ins)

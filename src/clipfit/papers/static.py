@@ -76,7 +76,7 @@ class _Values:
 
 def run_static(entry: Entry, out: Path, root: str | None, dry_run: bool):
     """The entry beside the paper's; files in OUT/tables/ as every table (none for a dry run)."""
-    from ..protocols.core import render
+    from ..protocols.results import render
     from .run import PaperResult, compare, side_cells, side_header, side_rows, write_side
 
     value, notes = dataset_values(entry, root) if entry.call.protocol == "datasets" else param_values(entry)

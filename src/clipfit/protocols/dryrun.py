@@ -20,15 +20,27 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..data.types import Task
+import numpy as np
+
+from ..data.catalogue import DATASETS
+from ..data.check import check_dataset, fix_lines
+from ..data.images import ArrayReader
+from ..data.sources import SOURCES
+from ..data.types import Item, Task
+from ..engine.loop import evaluate, feature_views, fit, on_features, pick_device
 from ..engine.run import RunSpec, resolve_configs
-from ..method import METHODS
-from .core import DryRun, RunJob, render, trains_nothing
+from ..engine.rundir import RunDir
+from ..hub import HUB_ID, _cached, resolve_model_path
+from ..method import METHODS, build_method
+from .cells import DryRun
+from .jobs import Backbones, RunJob, trains_nothing
+from .results import render
 
 STEPS = 8  # steps timed beyond the first (the difference of 1 + STEPS and 1 steps)
 IMAGES = 32  # images timed beyond the first in an evaluation forward
@@ -54,9 +66,6 @@ def shape_of(name: str, dry: DryRun) -> Shape:
     if task is not None:
         return Shape(len(task.classnames), len(task.train), len(task.val), len(task.test), task.template,
                      len({it.label for it in task.train}) or len(task.classnames))
-    from ..data.catalogue import DATASETS
-    from ..data.sources import SOURCES
-
     s, entry = SOURCES.get(name), DATASETS.get(name) if name in DATASETS else None
     classes, sizes = (s.classes, s.sizes) if s else (0, (0, 0, 0))
     return Shape(classes, *sizes, (entry.template if entry else None) or "", classes, published=True)
@@ -106,8 +115,6 @@ def settings_of(spec: RunSpec, shape: Shape, show: tuple[str, ...] = ()) -> dict
 
 
 def status_of(job: RunJob, dry: DryRun) -> str:
-    from ..engine.rundir import RunDir
-
     if job.spec.dataset in dry.missing:
         return "data missing"
     run = RunDir(job.dir)
@@ -123,10 +130,6 @@ def status_of(job: RunJob, dry: DryRun) -> str:
 
 def model_missing(model: str) -> str | None:
     """Why `model` cannot be loaded without the network (None when it can): a dry run downloads nothing."""
-    import os
-
-    from ..hub import HUB_ID, _cached, resolve_model_path
-
     path = resolve_model_path(model)
     if os.path.isdir(path):
         return None
@@ -137,10 +140,6 @@ def model_missing(model: str) -> str | None:
 
 def timing_task(n_classes: int, n_train: int, n_test: int, size: int, template: str) -> Task:
     """Random images of the model's size with `n_classes` classes: what a step costs does not depend on the pixels."""
-    import numpy as np
-
-    from ..data.types import ArrayReader, Item
-
     pixels = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
     names = [f"class {c}" for c in range(n_classes)]
     items = [Item(f"x/{i % 8}", i % n_classes, names[i % n_classes]) for i in range(max(n_train, n_test))]
@@ -153,8 +152,6 @@ class Clock:
     the most classes the runs of a method need; a run in between gets the straight line through the two."""
 
     def __init__(self, echo: Callable[[str], None]):
-        from .core import Backbones
-
         self.echo = echo
         self.backbones = Backbones()
         self.needs: dict[str, tuple[RunSpec, set[int]]] = {}
@@ -193,9 +190,6 @@ class Clock:
                                        for k in ("step", "forward", "overhead")}}
 
     def _build(self, spec: RunSpec, n_classes: int):
-        from ..engine.loop import pick_device
-        from ..method import build_method
-
         mcfg, tcfg = resolve_configs(spec)
         device = pick_device(spec.device)
         backbone = self.backbones.get(spec.model, spec.device)
@@ -209,8 +203,6 @@ class Clock:
     def _measure(self, spec: RunSpec, n_classes: int) -> dict:
         """{"step": seconds or None, "forward": seconds per image, "overhead": seconds per evaluation, "features":
         trains on cached features, "views": feature views}."""
-        from ..engine.loop import evaluate, feature_views, fit, on_features
-
         method, task, tcfg, device = self._build(spec, n_classes)
         rec: dict[str, Any] = {"step": None, "features": on_features(method, tcfg),
                                "views": max(1, feature_views(method, tcfg))}
@@ -274,8 +266,6 @@ def job_seconds(job: RunJob, status: str, shape: Shape, shapes: Callable[[str], 
 
 
 def _recorded(job: RunJob) -> set[str]:
-    from ..engine.rundir import RunDir
-
     return set((RunDir(job.dir).read_metrics() or {}).get("test") or {})
 
 
@@ -303,8 +293,6 @@ def _fmt(v: Any) -> str:
 def data_lines(dry: DryRun, root: str | None) -> list[str]:
     """Every dataset that cannot be read, at once, one line each with what to fetch under it; which of them
     --skip-missing leaves out."""
-    from ..data.check import check_dataset, fix_lines
-
     if not dry.missing:
         return []
     planned = [n for n in dry.missing if n not in dry.skipped]
@@ -313,17 +301,11 @@ def data_lines(dry: DryRun, root: str | None) -> list[str]:
              + (f"; skipped (--skip-missing), no run planned: {', '.join(dry.skipped)}" if dry.skipped else "")]
     width = max(map(len, dry.missing))
     for name, why in dry.missing.items():
-        finding = check_dataset(name, root) if root and name in _sources() else None
+        finding = check_dataset(name, root) if root and name in SOURCES else None
         state = f"{finding.status}: {finding.detail}" if finding else why
         lines.append(f"  {name:{width}s}  {state}")
         lines += [" " * (width + 4) + x for x in (finding.fix if finding else fix_lines(name, root or "ROOT"))]
     return lines
-
-
-def _sources() -> dict:
-    from ..data.sources import SOURCES
-
-    return SOURCES
 
 
 def merged(dries: list[DryRun]) -> DryRun:
@@ -445,8 +427,6 @@ def _estimate_line(total: float | None, clock: Clock | None, model: str, why_not
         return (f"time: not estimated: the model {model} is {why_not}, and a dry run downloads nothing; the estimate "
                 "needs one measured training step of each method on the model (run the dry run where the model is, "
                 "or pass --model PATH)")
-    from ..engine.loop import pick_device
-
     sizes = "; datasets not there: their published sizes" if published else ""
     return (f"estimated {duration(total or 0.0)} on {pick_device(device)}: per run, its training steps x one measured "
             "step of its method (as many classes, random images), plus the images it encodes x one measured forward; "

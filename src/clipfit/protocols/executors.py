@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..errors import ClipfitError
-from .core import RunJob, ensure_run
+from .jobs import RunJob, ensure_run
 
 Executor = Callable[[list[RunJob], bool], list[dict]]
 EXECUTORS = ("local", "ray")
@@ -42,7 +42,7 @@ def ray_executor(address: str | None = None, gpus_per_run: float | None = None, 
         raise ClipfitError("--executor ray needs Ray: pip install 'clipfit[ray]'")
 
     def run(jobs: list[RunJob], progress: bool) -> list[dict]:
-        import ray
+        import ray  # an optional library (clipfit[ray]), loaded when the grid runs
 
         if not ray.is_initialized():
             ray.init(address=address, **(init or {}))

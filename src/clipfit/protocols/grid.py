@@ -13,23 +13,15 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ClipfitError
-from .core import (
-    Cell,
-    Eval,
-    GridArgs,
+from .cells import Cell, GridArgs, check_datasets, headline_metric, run_cells
+from .jobs import Eval, check_methods, class_agnostic, make_job
+from .results import (
     average_label,
-    check_datasets,
-    check_methods,
-    class_agnostic,
     fmt,
     harmonic_mean,
-    headline_metric,
-    layout,
-    make_job,
     mean_or_none,
     missing_note,
     render,
-    run_cells,
     summarise,
     value,
     write_results,
@@ -93,7 +85,6 @@ def _title(s: dict, what: str) -> str:
     return f"{s['protocol']} on {what} (seeds {seeds}; test accuracy %, {{}})"
 
 
-@layout("fewshot")
 def fewshot_table(s: dict) -> str:
     rows = s["rows"]
     if len(s["datasets"]) == 1 and len(s["shots"]) == 1 and not s["missing"]:
@@ -132,7 +123,6 @@ def _std(v: dict) -> float | None:
     return v["std"] if v.get("std") is not None and len(v.get("values", [])) > 1 else None
 
 
-@layout("base2new")
 def base2new_table(s: dict) -> str:
     rows = s["rows"]
     if len(s["datasets"]) == 1 and len(s["shots"]) == 1 and not s["missing"]:

@@ -16,24 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from .. import recipes
+from ..data.sources import SOURCES
 from ..errors import ClipfitError
-from .core import (
-    Cell,
-    GridArgs,
-    check_datasets,
-    check_methods,
-    fmt,
-    headline_metric,
-    layout,
-    make_job,
-    mean_or_none,
-    missing_note,
-    render,
-    run_cells,
-    summarise,
-    value,
-    write_results,
-)
+from .cells import Cell, GridArgs, check_datasets, headline_metric, run_cells
+from .jobs import check_methods, make_job
+from .results import fmt, mean_or_none, missing_note, render, summarise, value, write_results
 
 REGIMES = ("low", "high")
 QUADRANTS = (("low", "high"), ("low", "low"), ("high", "high"), ("high", "low"))  # (data, similarity), Figure 3's order
@@ -111,8 +98,6 @@ def run_regimes(args: GridArgs, datasets: list[str], regimes: list[str], low_sho
 
 def published_per_class(dataset: str) -> int:
     """Training images per class of a dataset that is not there (a dry run), from its published sizes."""
-    from ..data.sources import SOURCES
-
     s = SOURCES.get(dataset)
     return s.sizes[0] // s.classes if s else 0
 
@@ -143,7 +128,6 @@ def families(methods: list[str]) -> list[str]:
             and (f"{m}+ln" in methods or f"{m}@layernorm" in methods)]
 
 
-@layout("regimes")
 def regimes_table(s: dict) -> str:
     seeds = " ".join(map(str, s["seeds"]))
     notes = missing_note(s["missing"]) + [f"sits out: {k} ({why})" for k, why in s["excluded"].items()]

@@ -14,29 +14,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..data.dataset_registry import SUITES
 from ..engine.run import class_subset
 from ..errors import ClipfitError
-from .core import (
-    SUITES,
-    Cell,
-    Eval,
-    GridArgs,
-    average_label,
-    check_datasets,
-    check_methods,
-    class_agnostic,
-    fmt,
-    headline_metric,
-    layout,
-    make_job,
-    mean_or_none,
-    missing_note,
-    render,
-    run_cells,
-    summarise,
-    value,
-    write_results,
-)
+from .cells import Cell, GridArgs, check_datasets, headline_metric, run_cells
+from .jobs import Eval, check_methods, class_agnostic, make_job
+from .results import average_label, fmt, mean_or_none, missing_note, render, summarise, value, write_results
 
 DEFAULT_TARGETS = {"crossdataset": SUITES["coop10"], "domainshift": SUITES["imagenet_shifts"]}
 AVERAGE_INCLUDES_SOURCE = {"crossdataset": False, "domainshift": True}
@@ -81,7 +64,7 @@ def _can_score(spec, source_classes: list[str], target_classes: list[str]) -> bo
     return class_agnostic(spec) or class_subset(source_classes, target_classes) is not None
 
 
-def _table(s: dict) -> str:
+def transfer_table(s: dict) -> str:
     protocol, source, targets = s["protocol"], s["source"], s["targets"]
     present = [t for t in targets if t not in s["missing"]]
     with_source = AVERAGE_INCLUDES_SOURCE[protocol]
@@ -101,6 +84,3 @@ def _table(s: dict) -> str:
             else "Average: of the targets, as CLIPFit Table 9 computes it")
     return render(title, header, body, [note, *missing_note(s["missing"])])
 
-
-layout("crossdataset")(_table)
-layout("domainshift")(_table)

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ClipfitError
-from .folder import list_images, split_class
-from .registry import register_dataset
-from .types import ArrayReader, FileReader, Item, Task
+from ...errors import ClipfitError
+from ..dataset_registry import register_dataset
+from ..images import ArrayReader, FileReader
+from ..types import Item, Task
+from .image_folder import list_images, split_class
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
@@ -108,7 +109,7 @@ def _split_per_class(keys_by_label: list[list], classnames: list[str], seeds: li
 @register_dataset("textile", needs_root=False, help="simulated textile images from PyPI conformal-clip-data (3 classes: nominal, local defect, global defect)")
 def build_textile(root: str | None = None) -> Task:
     try:
-        import conformal_clip_data
+        import conformal_clip_data  # optional packages, loaded when their dataset is read
     except ImportError:
         raise ClipfitError("the textile images need the conformal-clip-data package: pip install conformal-clip-data") from None
     base = Path(conformal_clip_data.textile_simulated_root())
@@ -126,7 +127,7 @@ def build_textile(root: str | None = None) -> Task:
 @register_dataset("digits", needs_root=False, help="scikit-learn's handwritten digits (10 classes, 8x8 grayscale)")
 def build_digits(root: str | None = None) -> Task:
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # (a heavy optional library)
     except ImportError:
         raise ClipfitError("the digits dataset needs scikit-learn: pip install scikit-learn") from None
     d = load_digits()

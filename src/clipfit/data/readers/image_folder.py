@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import ClipfitError
-from ..progress import warn
-from .registry import register_prefix
-from .types import FileReader, Item, Task
+from ...errors import ClipfitError
+from ...progress import warn
+from ..dataset_registry import register_prefix
+from ..images import FileReader
+from ..types import Item, Task
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 DEFAULT_TEMPLATE = "a photo of a {}."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..errors import ClipfitError
+from ...errors import ClipfitError
 
 
 def read_csv(path: Path, columns: tuple[str, ...], expected: str) -> list[dict[str, str]]:

@@ -20,11 +20,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from ..errors import ClipfitError
-from .folder import IMAGE_EXTS
-from .registry import register_dataset
-from .sources import dataset_folder
-from .types import FileReader, Item, Task
+from ...errors import ClipfitError
+from ..dataset_registry import register_dataset
+from ..images import FileReader
+from ..sources import dataset_folder
+from ..types import Item, Task
+from .image_folder import IMAGE_EXTS
 
 DATASETS_MD = "as CoOp's DATASETS.md says: https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 PHOTO = "a photo of a {}."

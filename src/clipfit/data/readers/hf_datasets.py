@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ClipfitError
-from .folder import DEFAULT_TEMPLATE, split_class
-from .registry import register_prefix
-from .types import Item, Task, to_rgb
+from ...errors import ClipfitError
+from ..dataset_registry import register_prefix
+from ..images import to_rgb
+from ..types import Item, Task
+from .image_folder import DEFAULT_TEMPLATE, split_class
 
 VAL_NAMES = ("validation", "val", "valid", "dev")
 OPTIONS = ("image", "label", "config", "train", "val", "test")
@@ -37,7 +38,7 @@ OPTIONS = ("image", "label", "config", "train", "val", "test")
 
 def _datasets():
     try:
-        import datasets
+        import datasets  # an optional library, loaded when an hf: dataset is read
     except ImportError:
         raise ClipfitError("hf: datasets need the `datasets` package: pip install datasets") from None
     return datasets

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ClipfitError
+from ...errors import ClipfitError
+from ..dataset_registry import register_dataset
+from ..images import ArrayReader
+from ..sources import dataset_folder
+from ..types import Item, Task
 from .packaged import read_idx
-from .registry import register_dataset
-from .sources import dataset_folder
-from .types import ArrayReader, Item, Task
 
 VAL_SIZE = 2_000
 MNIST_CLASSES = [str(d) for d in range(10)]

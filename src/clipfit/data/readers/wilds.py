@@ -29,11 +29,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import ClipfitError
-from .registry import register_dataset
-from .sources import dataset_folder
+from ...errors import ClipfitError
+from ..dataset_registry import register_dataset
+from ..images import FileReader
+from ..sources import dataset_folder
+from ..types import Item, Task
 from .tables import as_int, read_csv
-from .types import FileReader, Item, Task
 
 FMOW_CATEGORIES = (
     "airport", "airport_hangar", "airport_terminal", "amusement_park", "aquaculture", "archaeological_site", "barn",

@@ -23,12 +23,13 @@ import json
 import random
 from pathlib import Path
 
-from ..errors import ClipfitError, require
-from .coop import SPLIT_SETS
-from .folder import class_folders, display_name, list_images, split_class
-from .registry import register_dataset
-from .sources import dataset_folder
-from .types import FileReader, Item, Task
+from ...errors import ClipfitError, require
+from ..dataset_registry import register_dataset
+from ..images import FileReader
+from ..sources import dataset_folder
+from ..types import Item, Task
+from .coop_layout import SPLIT_SETS
+from .image_folder import class_folders, display_name, list_images, split_class
 
 EUROSAT_NAMES = {  # CoOp's class names for EuroSAT's folders (its datasets/eurosat.py)
     "AnnualCrop": "Annual Crop Land", "Forest": "Forest", "HerbaceousVegetation": "Herbaceous Vegetation Land",

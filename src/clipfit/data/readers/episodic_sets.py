@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ClipfitError
-from .registry import register_dataset
-from .sources import dataset_folder
+from ...errors import ClipfitError
+from ..dataset_registry import register_dataset
+from ..images import FileReader
+from ..sources import dataset_folder
+from ..types import Item, Task
 from .tables import as_int, read_csv, read_pairs
-from .types import FileReader, Item, Task
 
 SPLITS = ("train", "val", "test")
 MINI_TEMPLATE = "a photo of a {}."
