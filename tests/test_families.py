@@ -97,6 +97,8 @@ def test_image_features_and_the_feature_before_projection(tiny, name):
         own = model.get_image_features(**proc(images=images, return_tensors="pt")).pooler_output
         mine = f.image_features(model, x)
         pooled = f.image_pooled(model, x)
+        states = f.parts(model).vision.tower(**f.vision_inputs(model, x), output_hidden_states=True).hidden_states
+    assert states[-1].shape[1] == f.vision_prefix + (32 // 8) ** 2  # a class token (CLIP) or none, then the patches
     torch.testing.assert_close(mine, own, atol=1e-5, rtol=0)  # siglip2: the patches cut in the processor's order
     projection = f.parts(model).vision.projection
     torch.testing.assert_close(pooled if projection is None else projection(pooled), mine, atol=1e-5, rtol=0)
