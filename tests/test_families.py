@@ -76,8 +76,9 @@ def test_tokenize_pads_as_the_family_was_trained(tiny, name, start, fixed):
     model, tok, _ = tiny[name]
     f = FAMILIES.get(name)
     t = f.tokenize(tok, TEXTS, f.max_text_length(model))
-    if fixed:  # SigLIP: every prompt at the full length, padded on the right, no attention mask
-        assert t["input_ids"].shape[1] == f.max_text_length(model) == 64 and "attention_mask" not in t
+    if fixed:  # SigLIP: every prompt at the full length, padded on the right; the tower is not given the mask
+        assert t["input_ids"].shape[1] == f.max_text_length(model) == 64 and t["attention_mask"][1].sum() < 64
+        assert set(f.text_inputs(t)) == {"input_ids"}
         assert (f.pooled_index(model, t["input_ids"]) == 63).all()
         assert t["input_ids"][1, -1] == tok.pad_token_id  # a short prompt: the pooled last token is padding
     else:  # CLIP: padded to the longest prompt, with the mask; pooled at the end-of-text token
@@ -113,7 +114,7 @@ def test_scoring_is_the_models_own_logits(tiny, name):
     images = _images(2)
     t = f.tokenize(tok, TEXTS, f.max_text_length(model))
     with torch.no_grad():
-        own = model(**t, **proc(images=images, return_tensors="pt")).logits_per_image
+        own = model(**f.text_inputs(t), **proc(images=images, return_tensors="pt")).logits_per_image
         img = F.normalize(f.image_features(model, _pixels(images, f.image_spec(proc))), dim=-1)
         mine = f.logits(model, img, F.normalize(f.text_features(model, t), dim=-1))
     torch.testing.assert_close(mine, own, atol=1e-4, rtol=0)

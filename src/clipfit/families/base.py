@@ -28,7 +28,7 @@ Model = Any  # a loaded transformers two-tower model; its attributes are the one
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """What images must look like for a model: the first four fields are backbone.ImageSpec's."""
+    """What images must look like for a model (how data/transforms prepares them)."""
 
     size: int  # side of the square the model takes
     mean: tuple[float, float, float]
@@ -154,14 +154,20 @@ class Family:
         return int(self._get(model, self.position_embedding).num_embeddings)
 
     def tokenize(self, tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-        """Token ids (and the attention mask where the family uses one) as the model was trained to read them."""
+        """Token ids padded as the model was trained to read them, and the attention mask of the real tokens (what
+        the text tower is given of it: `text_inputs`)."""
         if self.text_padding == "max_length":
             t = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, padding_side="right",
-                          return_tensors="pt")
+                          return_attention_mask=True, return_tensors="pt")
         else:
-            t = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        keys = ("input_ids", "attention_mask") if self.text_mask else ("input_ids",)
-        return {k: t[k] for k in keys}
+            t = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_attention_mask=True,
+                          return_tensors="pt")
+        return {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
+
+    def text_inputs(self, tokens: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The text tower's keyword arguments for `tokenize`'s output: the mask only where the family uses one
+        (SigLIP was trained attending to its padding)."""
+        return {k: v for k, v in tokens.items() if k == "input_ids" or (k == "attention_mask" and self.text_mask)}
 
     @staticmethod
     def text_start(tokenizer) -> int:
@@ -211,7 +217,7 @@ class Family:
 
     def text_features(self, model: Model, tokens: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Projected, unnormalised text features, by the model's own `get_text_features`."""
-        out = model.get_text_features(**tokens)
+        out = model.get_text_features(**self.text_inputs(tokens))
         return out.pooler_output if hasattr(out, "pooler_output") else out
 
     # ------------------------------------------------------------------ image

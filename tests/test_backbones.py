@@ -1,0 +1,76 @@
+"""Backbones of every family through clipfit's own paths (loading, image transforms, tokenising, scoring): zero-shot
+at initialisation gives the model's own logits, as transformers computes them on the same images and prompts."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clipfit.backbone import Backbone
+from clipfit.cli import main
+from clipfit.data.transforms import eval_transform
+from clipfit.method import build_method
+
+CLASSES = ["red", "green", "blue"]
+TEMPLATE = "a photo of the {}"
+SIGLIP_LIKE = ("siglip", "siglip2")
+
+
+def _images(name: str) -> list[Image.Image]:
+    """Non-square images (each family's resize and crop rule shows), square for NaFlex (whose own processor keeps the
+    aspect ratio with another patch count; clipfit squares every image)."""
+    rng = np.random.default_rng(1)
+    shape = (48, 48, 3) if name == "siglip2" else (36, 52, 3)
+    return [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(4)]
+
+
+def _transformers_logits(folder: str, name: str, images: list[Image.Image]) -> torch.Tensor:
+    """logits_per_image of the model's own forward, with its own tokenizer and image processor (SigLIP: prompts
+    padded on the right to the full length without an attention mask, as trained; transformers' Siglip2Tokenizer
+    class pads on the left unless told)."""
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(folder).eval()
+    tok, proc = AutoTokenizer.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
+    texts = [TEMPLATE.format(c) for c in CLASSES]
+    if name in SIGLIP_LIKE:
+        text = {"input_ids": tok(texts, padding="max_length", max_length=64, padding_side="right",
+                                 return_tensors="pt")["input_ids"]}
+    else:
+        text = dict(tok(texts, padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        return model(**text, **proc(images=images, return_tensors="pt")).logits_per_image
+
+
+@pytest.mark.parametrize("name", ["clip", "metaclip_2", "siglip", "siglip2"])
+def test_zero_shot_at_init_is_the_models_own(tiny_families, name):
+    folder = tiny_families[name]
+    bb = Backbone.from_pretrained(folder)
+    assert bb.family.name == name and type(bb.model).__name__ == bb.family.model_class
+    images = _images(name)
+    method = build_method("zeroshot", bb, CLASSES, TEMPLATE)
+    x = torch.stack([eval_transform(bb.image_spec)(im) for im in images])
+    with torch.no_grad():
+        image, text = method.image_features(x), method.text_features()
+        ours = bb.logits(image, text)
+        probs = method.logits(image, text).softmax(-1)
+    own = _transformers_logits(folder, name, images)
+    torch.testing.assert_close(ours, own, atol=2e-4, rtol=0)
+    torch.testing.assert_close(probs, own.softmax(-1), atol=1e-5, rtol=0)
+    assert own.std(0).max() > 1e-2  # the images differ, so a wrong image path would show
+    if name in SIGLIP_LIKE:
+        assert own.max() < -5  # SigLIP's bias (-10) is in the scores
+
+
+def test_a_model_of_another_family_is_refused_in_one_line(tmp_path, capsys):
+    d = tmp_path / "blip"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "blip", "architectures": ["BlipModel"]}))
+    assert main(["train", "--model", str(d), "--dataset", "synth_faded", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "model_type 'blip' (BlipModel) is not a model family clipfit adapts" in err
+    assert all(f"model_type {t!r}" in err for t in ("clip", "metaclip_2", "siglip", "siglip2")), err
+
