@@ -74,3 +74,22 @@ def test_a_model_of_another_family_is_refused_in_one_line(tmp_path, capsys):
     assert "\n" not in err and "model_type 'blip' (BlipModel) is not a model family clipfit adapts" in err
     assert all(f"model_type {t!r}" in err for t in ("clip", "metaclip_2", "siglip", "siglip2")), err
 
+def test_methods_marks_what_runs_on_the_models_family(tiny_families, capsys):
+    assert main(["methods", "--model", tiny_families["siglip"]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"on {tiny_families['siglip']} (family siglip): 3 of ")
+    marks = {ln[2:].split()[0]: ln[0] for ln in lines[1:] if ln[:2] in ("+ ", "- ")}
+    assert {m for m, k in marks.items() if k == "+"} == {"zeroshot", "linear_probe", "logreg_probe"}
+    assert marks["clipfit"] == marks["coop"] == "-" and lines[-1].startswith("(-) its code reads CLIP's modules")
+    assert main(["methods", "--model", tiny_families["metaclip_2"]]) == 0
+    assert " 0 methods" not in (out := capsys.readouterr().out) and "\n- " not in out  # every method runs
+
+
+def test_params_counts_on_the_siglip_base_architectures(capsys):
+    for arch in ("siglip-base-patch16-224", "siglip2-base-patch16-224"):
+        assert main(["params", "linear_probe", "--arch", arch, "--classes", "10", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["trainable"] == 10 * (768 + 1)  # no projection: the 768-d embedding
+    assert main(["params", "clipfit", "--arch", "siglip-base-patch16-224"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "method 'clipfit' does not run on SigLIP" in err
+

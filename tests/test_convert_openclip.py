@@ -3,6 +3,8 @@ shapes as OpenCLIP's CLIP class defines them), converted back, and gives the sam
 are refused in one line."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
@@ -211,3 +213,41 @@ def test_bad_inputs_get_one_line(tmp_path, tok_dirs):
     (tmp_path / "empty").mkdir()  # an empty folder is a fine target
     assert detect_family(__import__("transformers").AutoConfig.from_pretrained(
         convert_openclip(ckpt, tmp_path / "empty", activation="gelu", tokenizer=tok_dir))).name == "clip"
+
+
+def test_command_converts_a_folder_that_trains_predicts_and_exports(tmp_path, tok_dirs, tiny_folder, capsys):
+    from clipfit.cli import main
+
+    tok_dir, tok = tok_dirs["eos_last"]
+    ckpt = save(to_openclip(tiny_clip(tok)), tmp_path / "open_clip.safetensors", "safetensors")
+    out = tmp_path / "converted"
+    assert main(["convert-openclip", str(ckpt), str(out), "--activation", "quick_gelu", "--tokenizer", tok_dir,
+                 "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    run, img = tmp_path / "run", f"{tiny_folder}/red/00.png"
+    assert main(["train", "--model", str(out), "--dataset", f"imagefolder:{tiny_folder}", "--method", "clipfit",
+                 "--shots", "2", "--set", "epochs=1", "--quiet", "--out", str(run)]) == 0
+    assert main(["predict", str(run), img, "--json"]) == 0
+    assert main(["export", str(run), "--merged", str(tmp_path / "merged")]) == 0
+    capsys.readouterr()
+
+
+def test_command_refuses_an_unsafe_out_in_one_line(tmp_path, tok_dirs, capsys):
+    """OUT may not be a file, a folder under a file, or a folder holding anything (the tokenizer's, the
+    checkpoint's): nothing there is touched."""
+    from clipfit.cli import main
+
+    tok_dir, tok = tok_dirs["eos_last"]
+    ckpt = save(to_openclip(tiny_clip(tok)), tmp_path / "m.safetensors", "safetensors")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    tok_files = sorted(p.name for p in Path(tok_dir).iterdir())
+    for out, said in ((ckpt, "not an empty folder"), (tmp_path / "m.safetensors" / "sub", "is a file, not a folder"),
+                      (tmp_path, "not an empty folder"), (tok_dir, "not an empty folder")):
+        assert main(["convert-openclip", str(ckpt), str(out), "--activation", "gelu", "--tokenizer", tok_dir]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and said in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in Path(tok_dir).iterdir()) == tok_files
+    assert main(["convert-openclip", str(ckpt), str(tmp_path / "o"), "--activation", "gelu", "--tokenizer", tok_dir,
+                 "--mean", "0.5,0.5"]) == 2
+    assert "--mean needs 3 numbers" in capsys.readouterr().err

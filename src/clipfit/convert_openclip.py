@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from transformers.utils import logging as hf_logging
 
 from .errors import ClipfitError
+from .io import os_error
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -230,6 +231,9 @@ def convert_openclip(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ClipfitError(f"{out} exists and is not an empty folder; choose a new folder for the converted model")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ClipfitError(f"{out}: {above} is a file, not a folder; choose a new folder for the converted model")
     tok = load_tokenizer(tokenizer)
     weights, shapes = map_state_dict(load_state_dict(checkpoint), str(checkpoint))
     config, cls = _config(shapes, tok, activation, vision_heads, text_heads)
@@ -243,9 +247,12 @@ def convert_openclip(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, 
                                        image_mean=list(mean), image_std=list(std))
     finally:
         hf_logging.set_verbosity(verbosity)
-    out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
-    work.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work.mkdir()
+    except OSError as e:
+        raise os_error(e, out, "write the converted model to") from None
     try:  # written beside the target, then renamed: a failure leaves no half-written folder
         save_file(weights, str(work / "model.safetensors"), metadata={"format": "pt"})
         config.save_pretrained(work)
@@ -254,7 +261,9 @@ def convert_openclip(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, 
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.rename(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+    except BaseException as e:
+        shutil.rmtree(work, ignore_errors=True)  # only the folder made here
+        if isinstance(e, OSError):
+            raise os_error(e, out, "write the converted model to") from None
         raise
     return str(out)

@@ -17,6 +17,7 @@ from ..errors import ClipfitError
 from ..io import write_json
 from ..method import METHODS, build_method
 from .run import LoadedRun, load_run
+from .support import check_supported
 
 
 def read_classes(spec: str) -> list[str]:
@@ -126,13 +127,19 @@ def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
 
     from ..backbone import Backbone
     from ..config import TrainConfig, apply_settings
+    from ..families.archs import ARCHS as FAMILY_ARCHS
+    from ..families.archs import arch_model
 
     entry = METHODS.get(method)
     mcfg = entry.config()
     apply_settings([mcfg, TrainConfig()], settings or {})
-    cfg = clip_config(arch)
-    with torch.device("meta"):
-        model = CLIPModel(cfg)
+    if arch in FAMILY_ARCHS:  # SigLIP's: the family's model class, which `check_supported` asks of the method
+        family, model = arch_model(arch)
+        check_supported(method, family)
+    else:
+        with torch.device("meta"):
+            model = CLIPModel(clip_config(arch))
+    image_size = model.config.vision_config.image_size
 
     class _Tok:  # prompts are not needed to count parameters
         def __call__(self, texts, **kw):
@@ -140,8 +147,8 @@ def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
             return {"input_ids": torch.zeros(n, 1, dtype=torch.long), "attention_mask": torch.ones(n, 1, dtype=torch.long)}
 
     class _Proc:
-        crop_size = {"height": cfg.vision_config.image_size}
-        size = {"shortest_edge": cfg.vision_config.image_size}
+        crop_size = {"height": image_size}
+        size = {"shortest_edge": image_size}
         image_mean = image_std = [0.5, 0.5, 0.5]
 
     bb = Backbone(model, _Tok(), _Proc(), source=arch)

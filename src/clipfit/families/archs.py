@@ -1,4 +1,5 @@
-"""Named architectures of the SigLIP family for parameter counts on a random initialisation (no download).
+"""Named architectures of the SigLIP family (`hub.FAMILY_ARCHS`) for parameter counts on a random initialisation
+(no download).
 
 Sizes from the checkpoints' public config.json files: google/siglip-base-patch16-224 sets text hidden 768,
 intermediate 3072, 12 heads, vocabulary 32,000 and vision patch 16; everything else is SiglipConfig's default
@@ -14,15 +15,10 @@ import transformers
 from torch import nn
 
 from ..errors import ClipfitError
+from ..hub import FAMILY_ARCHS
 from .base import FAMILIES, Family
 
-_BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
-ARCHS: dict[str, dict] = {
-    "siglip-base-patch16-224": dict(family="siglip", text=dict(_BASE, vocab_size=32000, max_position_embeddings=64),
-                                    vision=dict(_BASE, image_size=224, patch_size=16)),
-    "siglip2-base-patch16-224": dict(family="siglip", text=dict(_BASE, vocab_size=256000, max_position_embeddings=64),
-                                     vision=dict(_BASE, image_size=224, patch_size=16)),
-}
+ARCHS = FAMILY_ARCHS  # the table itself lives in hub (the command line lists its names without importing torch)
 
 
 def arch_model(arch: str) -> tuple[Family, nn.Module]:
