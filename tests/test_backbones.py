@@ -93,3 +93,92 @@ def test_params_counts_on_the_siglip_base_architectures(capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "method 'clipfit' does not run on SigLIP" in err
 
+def _predict(run, images, capsys) -> torch.Tensor:
+    """clipfit predict's probabilities [images, CLASSES]."""
+    assert main(["predict", str(run), *images, "--topk", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    return torch.tensor([[{t["class"]: t["probability"] for t in r["top"]}[c] for c in CLASSES] for r in rows])
+
+
+def _reloaded(folder, images) -> torch.Tensor:
+    """Probabilities of a merged export loaded back as a plain model: zero-shot with the run's own prompts."""
+    from clipfit.data.images import open_image
+
+    info = json.loads((folder / "clipfit.json").read_text())
+    bb = Backbone.from_pretrained(str(folder))
+    method = build_method("zeroshot", bb, CLASSES, info["templates"])
+    x = torch.stack([eval_transform(bb.image_spec)(open_image(p)) for p in images])
+    with torch.no_grad():
+        return method.logits(method.image_features(x), method.text_features()).softmax(-1)
+
+
+@pytest.mark.parametrize("name", ["metaclip_2", "siglip", "siglip2"])
+@pytest.mark.parametrize("method", ["zeroshot", "clipfit", "layernorm", "linear_probe", "clip_lora"])
+def test_train_predict_export_reload_on_each_family(tiny_families, tiny_folder, tmp_path, capsys, name, method):
+    """What runs on a family trains, predicts, exports (when mergeable) and reloads with the same probabilities;
+    what does not is refused in one line before anything loads."""
+    from clipfit.engine.support import unsupported
+    from clipfit.families import FAMILIES
+    from clipfit.method import METHODS
+
+    run, images = tmp_path / "run", [f"{tiny_folder}/{c}/00.png" for c in CLASSES]
+    args = ["train", "--model", tiny_families[name], "--dataset", f"imagefolder:{tiny_folder}", "--method", method,
+            "--shots", "2", "--set", "epochs=2", "--quiet", "--out", str(run)]
+    if unsupported(method, FAMILIES.get(name)):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"method {method!r} does not run on" in err and not run.exists()
+        return
+    assert main(args) == 0
+    capsys.readouterr()
+    probs = _predict(run, images, capsys)
+    merged = tmp_path / "merged"
+    if not METHODS.get(method).cls.mergeable:
+        assert main(["export", str(run), "--merged", str(merged)]) == 2
+        return
+    assert main(["export", str(run), "--merged", str(merged)]) == 0
+    capsys.readouterr()
+    torch.testing.assert_close(_reloaded(merged, images), probs, atol=2e-6, rtol=0)
+    if method != "zeroshot":  # the export is the tuned model, not the original
+        assert not torch.allclose(_reloaded(merged, images), _reloaded_original(tiny_families[name], merged, images))
+
+
+def _reloaded_original(model: str, merged, images) -> torch.Tensor:
+    """The same prompts on the model before tuning."""
+    import shutil
+
+    orig = merged.parent / "original"
+    shutil.copytree(model, orig)
+    shutil.copy(merged / "clipfit.json", orig / "clipfit.json")
+    return _reloaded(orig, images)
+
+
+@pytest.mark.parametrize("name", SIGLIP_LIKE)
+def test_a_siglip_export_gives_the_zero_shot_pipeline_the_same_scores(tiny_families, tiny_folder, tmp_path, capsys,
+                                                                       name):
+    """The merged folder is a checkpoint of the model's own class; transformers' pipeline reports SigLIP's sigmoid
+    of each score, clipfit predict the softmax over the classes of the same scores."""
+    from transformers import pipeline
+
+    from clipfit.data.images import open_image
+
+    run, merged, img = tmp_path / "run", tmp_path / "merged", tmp_path / "square.png"
+    Image.open(f"{tiny_folder}/green/03.png").convert("RGB").crop((0, 0, 32, 32)).save(img)  # NaFlex: no resize
+    assert main(["train", "--model", tiny_families[name], "--dataset", f"imagefolder:{tiny_folder}", "--method",
+                 "zeroshot", "--shots", "2", "--quiet", "--out", str(run)]) == 0
+    assert main(["export", str(run), "--merged", str(merged)]) == 0
+    capsys.readouterr()
+    probs = _predict(run, [str(img)], capsys)[0]
+    bb = Backbone.from_pretrained(str(merged))
+    assert type(bb.model).__name__ == bb.family.model_class and bb.family.name == name
+    info = json.loads((merged / "clipfit.json").read_text())
+    method = build_method("zeroshot", bb, CLASSES, info["hypothesis_template"])
+    with torch.no_grad():
+        x = eval_transform(bb.image_spec)(open_image(img))[None]
+        scores = bb.logits(method.image_features(x), method.text_features())[0]
+    clf = pipeline("zero-shot-image-classification", model=str(merged), device="cpu")
+    got = {g["label"]: g["score"] for g in clf(Image.open(img), candidate_labels=CLASSES,
+                                                hypothesis_template=info["hypothesis_template"])}
+    torch.testing.assert_close(torch.tensor([got[c] for c in CLASSES]), scores.sigmoid(), atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(probs, scores.softmax(-1), atol=2e-6, rtol=0)
+    assert "sigmoid" in info["note"]

@@ -346,7 +346,7 @@ COMMANDS = [
         arg("run_dir"), arg("images", nargs="+"),
         arg("--classes", help="class names: a file (one per line) or 'a,b,c' (default: the run's classes)"),
         arg("--topk", type=int, default=5), arg("--device"), THREADS, arg("--json", action="store_true")]),
-    Command("export", "write the tuned model as a plain transformers CLIP checkpoint", cmd_export, [
+    Command("export", "write the tuned model as a plain transformers checkpoint of its own class", cmd_export, [
         arg("run_dir"), arg("--merged", required=True, metavar="OUT_DIR"), arg("--overwrite", action="store_true")]),
     Command("params", "trainable parameter count of a method (random init, no download)", cmd_params, [
         arg("method"), arg("--arch", default="ViT-B/16", choices=[*ARCHS, *FAMILY_ARCHS]),

@@ -169,6 +169,19 @@ class Family:
         (SigLIP was trained attending to its padding)."""
         return {k: v for k, v in tokens.items() if k == "input_ids" or (k == "attention_mask" and self.text_mask)}
 
+    def tokenizer_as_trained(self, tokenizer) -> None:
+        """Make `tokenizer`, and the folder it is saved to, read text as `tokenize` gives it to the text tower, so
+        that other tools (transformers' zero-shot pipeline) get the same ids: padding on the right for the families
+        padded to the full length, no attention mask for those whose tower takes none."""
+        kwargs: dict[str, Any] = {}
+        if self.text_padding == "max_length":
+            kwargs["padding_side"] = "right"
+        if not self.text_mask:
+            kwargs["model_input_names"] = ["input_ids"]
+        for k, v in kwargs.items():
+            setattr(tokenizer, k, v)
+        tokenizer.init_kwargs.update(kwargs)  # what save_pretrained writes
+
     @staticmethod
     def text_start(tokenizer) -> int:
         """Position of the first text token: the number of special tokens the tokenizer puts before the text
