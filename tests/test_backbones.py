@@ -182,3 +182,15 @@ def test_a_siglip_export_gives_the_zero_shot_pipeline_the_same_scores(tiny_famil
     torch.testing.assert_close(torch.tensor([got[c] for c in CLASSES]), scores.sigmoid(), atol=1e-6, rtol=1e-4)
     torch.testing.assert_close(probs, scores.softmax(-1), atol=2e-6, rtol=0)
     assert "sigmoid" in info["note"]
+
+
+def test_base2new_on_siglip_runs_what_runs_and_refuses_the_rest_before_any_run(tiny_families, tiny_folder, tmp_path,
+                                                                               capsys):
+    args = ["base2new", "--model", tiny_families["siglip"], "--dataset", f"imagefolder:{tiny_folder}", "--shots", "2",
+            "--seeds", "1", "--set", "epochs=1", "--quiet"]
+    assert main([*args, "--methods", "zeroshot,coop,clipfit", "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "method 'coop' does not run on SigLIP" in err and not (tmp_path / "refused").exists()
+    assert main([*args, "--methods", "zeroshot,linear_probe", "--out", str(tmp_path / "grid"), "--json"]) == 0
+    rows = {r["method"]: r["metrics"] for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert set(rows) == {"zeroshot", "linear_probe"} and rows["zeroshot"]["hm"]["mean"] > 0
