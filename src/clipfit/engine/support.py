@@ -16,7 +16,7 @@ from ..errors import ClipfitError
 from ..families import Family
 
 CLIP_LAYOUT = frozenset({"clip", "metaclip_2"})  # families with CLIP's module names: every method runs
-FAMILY_AGNOSTIC = ("zeroshot", "linear_probe", "logreg_probe")  # methods that run on every family
+FAMILY_AGNOSTIC = ("zeroshot", "linear_probe")  # methods that run on every family
 
 
 def unsupported(method: str, family: Family) -> str | None:
