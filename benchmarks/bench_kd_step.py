@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from clipfit.backbone import Backbone, clip_config
 from clipfit.engine.loop import pick_device
-from clipfit.method import build_method
+from clipfit.method import Step, build_method
 from clipfit.method.clipfit import CLIPFitConfig
 
 
@@ -59,13 +59,14 @@ def main() -> None:
 
     def step(per_step_teacher: bool) -> None:
         text = m.text_features()
-        logits = m.logits(m.image_features(x), text)
+        image = m.image_features(x)
+        logits = m.logits(image, text)
         if per_step_teacher:
             with torch.no_grad():
                 zs = frozen.encode_text(m._tokens[0])
             loss = F.cross_entropy(logits, y) + 8.0 * (1 - F.cosine_similarity(text, zs, dim=-1).mean())
         else:
-            loss, _ = m.loss(logits, y, text)
+            loss, _ = m.loss(Step(x, y, text, image, logits))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -43,6 +43,7 @@ def coop_step_peak(bb, classes: int, chunk: int, batch: int = 32, device: torch.
     """Peak memory (MiB) and time of one CoOp training step on `classes` classes with text_chunk=`chunk`, after a
     warm-up step: torch.cuda.max_memory_allocated on CUDA, the process's peak RSS (VmHWM) on CPU, above the memory
     before the step."""
+    from clipfit.engine.loop import forward_step
     from clipfit.method import METHODS, build_method
 
     device = device or torch.device("cpu")
@@ -56,10 +57,10 @@ def coop_step_peak(bb, classes: int, chunk: int, batch: int = 32, device: torch.
     labels = torch.randint(0, classes, (batch,)).to(device)
 
     def step():
-        text = m.text_features()
-        loss, _ = m.loss(m.logits(feats, text), labels, text)
+        s = forward_step(m, m.adapt_image_features, feats, labels, None, device, "fp32")  # frozen image features
+        s.loss, _ = m.loss(s)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        m.backward(s)
         opt.step()
 
     step()  # warm-up: the optimiser state and allocator pools exist before the measured step

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from clipfit.backbone import EMBEDDED_MODEL, Backbone
+from clipfit.engine.loop import forward_step
 from clipfit.method import build_method
 
 COMPETITOR = ("import torch\nx = torch.randn(512, 512)\nwhile True:\n    x = torch.tanh(x @ x) \n")
@@ -34,10 +35,10 @@ def step_time(model: str, threads: int, batch: int, steps: int, method: str) -> 
     times = []
     for i in range(steps + 1):
         t = time.perf_counter()
-        text = m.text_features()
-        loss, _ = m.loss(m.logits(m.image_features(x), text), y, text)
+        step = forward_step(m, m.image_features, x, y, None, torch.device("cpu"), "fp32")
+        step.loss, _ = m.loss(step)
         opt.zero_grad()
-        loss.backward()
+        m.backward(step)
         opt.step()
         if i:
             times.append(time.perf_counter() - t)

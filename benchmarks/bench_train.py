@@ -37,9 +37,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from clipfit.backbone import EMBEDDED_MODEL, Backbone, clip_config, make_random_clip
-from clipfit.engine.loop import FeatureSource, cached_features, fit, make_optimizer, pick_device, seed_everything
+from clipfit.engine.loop import (
+    FeatureSource,
+    cached_features,
+    fit,
+    forward_step,
+    make_optimizer,
+    pick_device,
+    seed_everything,
+)
 from clipfit.engine.run import RunSpec, prepare_task, resolve_configs
-from clipfit.method import METHODS, build_method
+from clipfit.method import METHODS, Step, build_method
 from clipfit.threads import set_threads
 
 HERE = Path(__file__).resolve()
@@ -141,7 +149,7 @@ class Reference:
             img = self.m.image_features(x.to(dev))
             text = self.m.text_features()
             logits = self.bb.logit_scale * img @ text.t()
-        loss, _ = self.m.loss(logits.float(), y.to(dev), text)
+        loss, _ = self.m.loss(Step(x, y.to(dev), text, img, logits.float()))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -157,9 +165,8 @@ class Clipfit:
     (CoOp), on its decoded-once images otherwise (CLIPFit)."""
 
     def __init__(self, bb: Backbone, task, mcfg, tcfg, device: torch.device, seed: int = 1, method: str = "coop"):
-        from clipfit.engine.loop import ImageSource, autocast, on_features
+        from clipfit.engine.loop import ImageSource, on_features
 
-        self.autocast = autocast
         seed_everything(seed)
         self.m = build_method(method, bb, task.classnames, task.template, mcfg).to(device)
         self.m.reset_parameters()
@@ -176,12 +183,11 @@ class Clipfit:
         return self.source.batches()
 
     def step(self, x, y) -> None:
-        with self.autocast(self.device, self.cfg.precision):
-            text = self.m.text_features()
-            logits = self.m.logits(self.source.image_features(x.to(self.device)), text)
-        loss, _ = self.m.loss(logits, y.to(self.device), text)
+        step = forward_step(self.m, self.source.image_features, x.to(self.device), y.to(self.device), None,
+                            self.device, self.cfg.precision)
+        step.loss, _ = self.m.loss(step)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.m.backward(step)
         self.opt.step()
 
 

@@ -72,6 +72,7 @@ from clipfit.engine.loop import (  # noqa: E402
     autocast,
     compile_towers,
     fit,
+    forward_step,
     make_optimizer,
     pick_device,
     seed_everything,
@@ -206,14 +207,12 @@ def run_steps(ctx: Ctx, method: str, precision: str, steps: int, compile_options
         y = torch.randint(0, 10, (b,), generator=gen).to(ctx.dev)
         ctx.sync()
         t = time.perf_counter()
-        with autocast(ctx.dev, precision):
-            text = m.text_features()
-            logits = m.logits(m.image_features(x), text)
-        loss, parts = m.loss(logits, y, text)
+        step = forward_step(m, m.image_features, x, y, None, ctx.dev, precision)
+        step.loss, parts = m.loss(step)
         opt.zero_grad(set_to_none=True)
-        m.backward(loss)
+        m.backward(step)
         opt.step()
-        out["loss"].append(float(loss.detach()))
+        out["loss"].append(float(step.loss.detach()))
         ctx.sync()
         out["seconds"].append(time.perf_counter() - t)
         out["terms"] |= set(parts)
@@ -399,12 +398,10 @@ def sec_image_step(ctx: Ctx, rec: Record) -> None:
     big = torch.randn(ctx.plan.encode_batch, 3, size, size).to(ctx.dev)
 
     def train_step():
-        with autocast(ctx.dev, prec):
-            text = m.text_features()
-            logits = m.logits(m.image_features(x), text)
-        loss, _ = m.loss(logits, y, text)
+        step = forward_step(m, m.image_features, x, y, None, ctx.dev, prec)
+        step.loss, _ = m.loss(step)
         m.zero_grad(set_to_none=True)
-        loss.backward()
+        m.backward(step)
 
     def encode():
         with torch.no_grad(), autocast(ctx.dev, prec):

@@ -46,13 +46,14 @@ def test_nothing_recorded_by_default(tiny_clip, tiny_folder, tmp_path):
 
 
 def _trainable(tiny_clip, method, **settings):
-    from clipfit.method import METHODS, build_method
+    from clipfit.engine.run import make_method  # the engine reads the run `layers_from` names
+    from clipfit.method import METHODS
 
     cfg = METHODS.get(method).config()
     for k, v in settings.items():
         setattr(cfg, k, v)
     b = Backbone.from_pretrained(tiny_clip)
-    return b, build_method(method, b, ["red", "green"], "a photo of the {}", cfg).trainable()
+    return b, make_method(method, b, ["red", "green"], "a photo of the {}", cfg).trainable()
 
 
 def test_chosen_layers_tune_exactly_the_named_parameters(tiny_clip, tmp_path):
@@ -177,7 +178,7 @@ def test_paper_figures_of_recorded_runs_sweeps_and_timing(tiny_clip, tmp_path, c
     from dataclasses import replace
 
     from clipfit.cli import main
-    from clipfit.papers.registry import ENTRIES, Call
+    from clipfit.papers.entries import ENTRIES, Call
 
     out = tmp_path / "p"
     assert main(["paper", "run", "clipfit:figure8", "--model", tiny_clip, "--stand-ins", "--out", str(out), *FAST]) == 0

@@ -265,11 +265,9 @@ def test_distillation_terms_survive_bf16_autocast(tiny_clip, name):
     for prec in ("fp32", "bf16"):
         torch.manual_seed(1)
         m.zero_grad(set_to_none=True)
-        with loop.autocast(torch.device("cpu"), prec):
-            text = m.text_features()
-            logits = m.logits(m.image_features(x), text)
-        loss, parts = m.loss(logits, y, text)
-        m.backward(loss)
+        step = loop.forward_step(m, m.image_features, x, y, None, torch.device("cpu"), prec)
+        step.loss, parts = m.loss(step)
+        m.backward(step)
         out[prec] = parts, torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
                                       for p in m.trainable().values()])
     (p32, g32), (p16, g16) = out["fp32"], out["bf16"]
@@ -305,10 +303,10 @@ def test_a_training_step_and_a_prediction_make_no_tensor_off_the_data_device(tin
         if m.closed_form:
             m.fit_features(feats, y.repeat(views), feats[:6], y)
         elif m.trainable():
-            text = m.text_features()
-            image = m.adapt_image_features(feats[:6]) if feats is not None else m.image_features(x)
-            loss, _ = m.loss(m.logits(image, text), y, text)
-            m.backward(loss)
+            inputs, features = (feats[:6], m.adapt_image_features) if feats is not None else (x, m.image_features)
+            step = loop.forward_step(m, features, inputs, y, None, torch.device("cpu"), "fp32")
+            step.loss, _ = m.loss(step)
+            m.backward(step)
             m.on_epoch_end(1, 2)
         m.eval()
         with torch.no_grad():

@@ -10,7 +10,7 @@ from clipfit.backbone import Backbone
 from clipfit.data.catalogue import load_task
 from clipfit.engine.run import RunSpec, eval_run, load_run, train_run
 from clipfit.io import load_tensors
-from clipfit.method import METHODS, build_method
+from clipfit.method import METHODS, Step, build_method
 from clipfit.method.llu import ABLATIONS, cluster_points
 
 FAST = {"epochs": 3, "batch_size": 4, "warmup_epochs": 0, "lr": 0.5}
@@ -128,7 +128,7 @@ def test_regulariser_forms(llu_factory):
         m2.image_map.map.bias.fill_(0.1)
     assert float(m2.regulariser().detach()) == pytest.approx(0.1 * m2.image_map.map.in_features ** 0.5)
     logits = torch.zeros(2, 3)
-    loss, parts = m.loss(logits, torch.tensor([0, 1]), None)
+    loss, parts = m.loss(Step(torch.zeros(2, 32), torch.tensor([0, 1]), torch.zeros(3, 32), torch.zeros(2, 32), logits))
     assert float(loss.detach()) == pytest.approx(parts["ce"] + 1e3 * 0.01, rel=1e-5)
 
 

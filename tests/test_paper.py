@@ -12,9 +12,11 @@ import pytest
 
 from clipfit.cli import main
 from clipfit.method import METHODS
+from clipfit.papers.compare import ValuesFromResults, compare
+from clipfit.papers.entries import AVERAGE, ENTRIES
+from clipfit.papers.labels import entry_methods, unresolved
 from clipfit.papers.numbers import Numbers, load_numbers, numbers_files, parse_cell, read_numbers
-from clipfit.papers.registry import AVERAGE, ENTRIES
-from clipfit.papers.run import Ours, compare, entry_methods, make_plan, unresolved
+from clipfit.papers.plan import make_plan
 from clipfit.protocols.results import harmonic_mean
 
 # -- the checks a numbers file must pass --------------------------------------------------------------------------
@@ -175,7 +177,7 @@ def checks(file: str) -> set[str]:
                 if max(ours, key=lambda r: r.cells[c].value).labels[0] != ours[-1].labels[0]}
     if file == "clipfit_table8.csv":  # the published sizes clipfit plans with (data.sources) are the paper's
         from clipfit.data.sources import SOURCES
-        from clipfit.papers.registry import DATASET_LABELS
+        from clipfit.papers.entries import DATASET_LABELS
 
         failed = {f"prompt {r.labels[0]}" for r in t.rows if r.cells["Hand-crafted prompt"].text.count("[CLASS]") != 1}
         for r in t.rows:
@@ -294,7 +296,7 @@ def test_average_rows_follow_each_papers_convention_over_the_papers_datasets(tmp
     summary = _b2n_summary({"synth_imagenet": (100.0, 90.0), "synth_shift": (50.0, 30.0)})
     base, new = (100 + 10 * 50) / 11, (90 + 10 * 30) / 11
     plan = make_plan(ENTRIES["clipfit:table1"], stand_ins=True)
-    side = compare(ENTRIES["clipfit:table1"], Ours(plan, summary, tmp_path))
+    side = compare(ENTRIES["clipfit:table1"], ValuesFromResults(plan, summary, tmp_path))
     got = {r.labels: r.cells["CLIPFit"].ours for r in side.rows}
     assert got[("Average", "Base")] == pytest.approx(base)
     assert got[("Average", "HM")] == pytest.approx(2 * base * new / (base + new))
@@ -305,7 +307,7 @@ def test_average_rows_follow_each_papers_convention_over_the_papers_datasets(tmp
 
     summary = _b2n_summary({"synth_imagenet": (100.0, 90.0), "synth_shift": (50.0, 30.0)}, method="llu")
     plan = make_plan(ENTRIES["llu:table1"], stand_ins=True)
-    side = compare(ENTRIES["llu:table1"], Ours(plan, summary, tmp_path))
+    side = compare(ENTRIES["llu:table1"], ValuesFromResults(plan, summary, tmp_path))
     avg = next(r for r in side.rows if r.labels == ("(a) Average over 11 datasets", "LLU"))
     assert avg.cells["H"].ours == pytest.approx((harmonic_mean(100, 90) + 10 * harmonic_mean(50, 30)) / 11)
 
@@ -317,14 +319,14 @@ def test_transfer_averages_include_the_source_only_where_the_paper_does(tmp_path
                "targets": ["synth_cast", "synth_shift"], "missing": {}, "rows": rows}
     plan = make_plan(ENTRIES["clipfit:table3"], stand_ins=True)
     assert (plan.args["source"], plan.args["targets"]) == ("synth_imagenet", ["synth_cast", "synth_shift"])
-    side = compare(ENTRIES["clipfit:table3"], Ours(plan, summary, tmp_path))
+    side = compare(ENTRIES["clipfit:table3"], ValuesFromResults(plan, summary, tmp_path))
     clipfit = next(r for r in side.rows if r.labels == ("CLIPFit",))
     assert clipfit.cells["Average"].ours == pytest.approx(60.0)  # (90 + 60 + 30) / 3: source and targets
     summary = {**summary, "protocol": "crossdataset", "targets": ["synth_shift"],
                "rows": [{"method": "clipfit", "seeds": [1], "metrics": {"synth_imagenet": {"mean": 90.0},
                                                                         "synth_shift": {"mean": 30.0}}}]}
     plan = make_plan(ENTRIES["clipfit:table9"], stand_ins=True)
-    side = compare(ENTRIES["clipfit:table9"], Ours(plan, summary, tmp_path))
+    side = compare(ENTRIES["clipfit:table9"], ValuesFromResults(plan, summary, tmp_path))
     clipfit = next(r for r in side.rows if r.labels == ("CLIPFit",))
     assert clipfit.cells["Average"].ours == pytest.approx(30.0)  # the targets only
 
@@ -346,7 +348,7 @@ def test_layernorm_table1_reads_each_combination_of_each_regime(tmp_path):
                "similarity": {"synth": {"similarity": "high"}, "synth_shift": {"similarity": "low"}}}
     summary["methods"] = ["linear_probe", "linear_probe+ln", "linear_probe@layernorm"]
     entry = ENTRIES["layernorm:table1"]
-    side = compare(entry, Ours(make_plan(entry, stand_ins=True), summary, tmp_path))
+    side = compare(entry, ValuesFromResults(make_plan(entry, stand_ins=True), summary, tmp_path))
     lp = next(r for r in side.rows if r.labels == ("Linear Probe",)).cells
     m = "linear_probe@layernorm"
     want = statistics.fmean(statistics.fmean(acc[m, d, k] for k in (1, 4)) for d in ("synth", "synth_shift"))

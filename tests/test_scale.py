@@ -133,6 +133,7 @@ WORDS = ["red", "green", "blue", "a red photo", "the green blue", "photo of red"
                                           ("cocoop", {"max_prompts": 1000})])
 def test_text_in_chunks_gives_the_logits_and_gradients_of_all_classes_at_once(tiny_clip, method, extra):
     from clipfit.backbone import Backbone
+    from clipfit.engine.loop import forward_step
     from clipfit.method import METHODS, build_method
 
     torch.manual_seed(0)
@@ -148,11 +149,10 @@ def test_text_in_chunks_gives_the_logits_and_gradients_of_all_classes_at_once(ti
         m = build_method(method, copy.deepcopy(backbone), WORDS, "a photo of {}.", cfg)
         m.on_train_start()
         m.train()
-        text = m.text_features()
-        logits = m.logits(m.image_features(images), text)
-        loss, _ = m.loss(logits, labels, text)
-        loss.backward()
-        results.append((logits.detach(), {k: p.grad.clone() for k, p in m.trainable().items()}))
+        step = forward_step(m, m.image_features, images, labels, None, torch.device("cpu"), "fp32")
+        step.loss, _ = m.loss(step)
+        m.backward(step)
+        results.append((step.logits.detach(), {k: p.grad.clone() for k, p in m.trainable().items()}))
     (l0, g0), (l1, g1) = results
     torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-5)
     assert g0.keys() == g1.keys() and len(g0) > (1 if method == "prompt+ln" else 0)
@@ -208,19 +208,17 @@ def test_the_backbone_attends_through_sdpa_and_matches_eager_attention(tiny_clip
 
 def test_bf16_autocast_keeps_fp32_master_weights_and_gradients(tiny_clip, tiny_folder, tmp_path):
     from clipfit.backbone import Backbone
-    from clipfit.engine.loop import autocast
+    from clipfit.engine.loop import forward_step
     from clipfit.method import build_method
 
     m = build_method("clipfit", Backbone.from_pretrained(tiny_clip), ["red", "green", "blue"], "a photo of {}.")
     m.on_train_start()
     m.train()
     images = torch.randn(4, 3, m.backbone.image_spec.size, m.backbone.image_spec.size)
-    with autocast(torch.device("cpu"), "bf16"):
-        text = m.text_features()
-        logits = m.logits(m.image_features(images), text)
-    assert logits.dtype == torch.bfloat16  # the forward ran in bf16
-    loss, _ = m.loss(logits, torch.tensor([0, 1, 2, 0]), text)
-    loss.backward()
+    step = forward_step(m, m.image_features, images, torch.tensor([0, 1, 2, 0]), None, torch.device("cpu"), "bf16")
+    assert step.logits.dtype == torch.bfloat16  # the forward ran in bf16
+    step.loss, _ = m.loss(step)
+    m.backward(step)
     params = m.trainable()
     assert params and all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in params.values())
     # a whole run in bf16: it learns, and its tuned weights are fp32

@@ -386,39 +386,6 @@ def episodic(model: str | None = None, *, dataset: str, out: str | os.PathLike,
         queries=_int("queries", queries), episodes=_int("episodes", episodes), base_shots=_int("base_shots", base_shots)))
 
 
-def paper_list() -> list[dict]:
-    """Every table and figure of the three papers (`clipfit paper list`): name, title, the protocol call and methods
-    it runs, its numbers file, or what it needs before it can be produced."""
-    from .papers.run import list_entries
-
-    return list_entries()
-
-
-@with_threads
-def paper_run(name: str, model: str | None = None, *, out: str | os.PathLike, root: str | None = None,
-              seeds: Sequence[int] | None = None, methods: Sequence[str] | None = None, stand_ins: bool | None = None,
-              dry_run: bool = False, shots: Sequence[int] | None = None, low_shots: Sequence[int] | None = None,
-              high_shots: Sequence[int] | None = None, episodes: int | None = None, skip_missing: bool = False,
-              device: str | None = None, progress: bool = True, echo: Callable[[str], None] = _quiet,
-              **settings: Any):
-    """Run (or resume) the runs of a paper's table or figure (`name`, e.g. "clipfit:table1") and lay it out as the
-    paper does, our number beside the paper's; writes OUT/tables/ (Markdown, CSV, JSON) and OUT/figures/ (PNG). Runs
-    live in OUT/<protocol>/ as the protocol command lays them out. The real datasets are read from `root`, on the
-    paper's backbone (openai/clip-vit-base-patch16) unless `model`; `stand_ins=True`: synthetic stand-ins on the
-    embedded model instead. `dry_run`: every run of the grid, its settings and status, and an estimate of its time,
-    datasets that cannot be read included; nothing trains. Returns a `PaperResult` (`text`, `data`, `files`)."""
-    from .papers.run import run_entry
-
-    lists = lambda key, x, item: _list(key, x, item) if x is not None else None  # noqa: E731
-    overrides = {"shots": lists("shots", shots, int), "low_shots": lists("low_shots", low_shots, int),
-                 "high_shots": lists("high_shots", high_shots, int),
-                 "episodes": _int("episodes", episodes) if episodes is not None else None}
-    return run_entry(_str("name", name), out=_path("out", out), model=model, root=_root(root),
-                     seeds=lists("seeds", seeds, int), methods=lists("methods", methods, str), stand_ins=stand_ins,
-                     dry_run=dry_run, device=device, progress=progress, echo=echo, skip_missing=skip_missing,
-                     overrides=overrides, settings=settings)
-
-
 DEMO_SETTINGS = {"crop_scale": 0.5}  # 32x32 images: CoOp's 0.08 crops often cut the object out
 
 
@@ -531,13 +498,8 @@ class DatasetsCheck:
         return render(self.findings, self.root)
 
 
-def datasets_check(root: str, names: str | Sequence[str] | None = None, *, suite: str | None = None,
-                   paper: str | None = None, verify: bool = False, progress: bool = False) -> DatasetsCheck:
-    """Which datasets are under `root` (`clipfit datasets check`): `names` (catalogue names or suites, a list or a
-    comma-separated string), a `suite` (e.g. "coop11"), the datasets of a `paper` table (e.g. "clipfit:table1"), or
-    by default every dataset read from --root. A missing or incomplete one comes with what to fetch from where.
-    `verify` also decodes every image."""
-    from .data.check import check
+def dataset_names(names: str | Sequence[str] | None = None, suite: str | None = None) -> list[str]:
+    """The datasets asked for by `names` (a list or a comma-separated string), then `suite`; none: every one."""
     from .data.dataset_registry import SUITES
 
     chosen = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
@@ -545,14 +507,18 @@ def datasets_check(root: str, names: str | Sequence[str] | None = None, *, suite
         if suite.lower() not in SUITES:
             raise ClipfitError(f"--suite {suite}: choose one of {', '.join(SUITES)}")
         chosen.append(suite)
-    if paper is not None:
-        from .papers.run import entry_datasets, get_entry
+    return [n for n in chosen if n]
 
-        needed = entry_datasets(get_entry(paper))
-        if not needed:
-            raise ClipfitError(f"--paper {paper}: that entry reads no dataset")
-        chosen += needed
-    return DatasetsCheck(root, check([n for n in chosen if n], root, verify, progress))
+
+def datasets_check(root: str, names: str | Sequence[str] | None = None, *, suite: str | None = None,
+                   verify: bool = False, progress: bool = False) -> DatasetsCheck:
+    """Which datasets are under `root` (`clipfit datasets check`): `names` (catalogue names or suites, a list or a
+    comma-separated string), a `suite` (e.g. "coop11"), or by default every dataset read from --root. A missing or
+    incomplete one comes with what to fetch from where. `verify` also decodes every image. (`clipfit.datasets_check`
+    also takes the datasets of a paper's table: `clipfit.papers.listing.datasets_check`.)"""
+    from .data.check import check
+
+    return DatasetsCheck(root, check(dataset_names(names, suite), root, verify, progress))
 
 
 def params(method: str, arch: str = "ViT-B/16", classes: int = 10, shots: int = 16, **settings: Any) -> dict:

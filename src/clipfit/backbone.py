@@ -9,6 +9,7 @@ FFN is a module with exactly two direct `nn.Linear` children, its second Linear 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,7 @@ class Backbone(nn.Module):
 
     def __init__(self, model: nn.Module, tokenizer, processor, source: str = ""):
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a transformers CLIP-like model: towers and layers are read by attribute
         self.tokenizer = tokenizer
         self.processor = processor
         self.source = source

@@ -165,24 +165,26 @@ def cmd_grid(args) -> None:
 
 
 def cmd_paper_list(args) -> None:
-    from .papers.run import list_text
+    from .papers.listing import list_text, paper_list  # torch
 
-    entries = api.paper_list()
+    entries = paper_list()
     _emit(args, {"entries": entries}, list_text(entries))
 
 
 def cmd_paper_run(args) -> None:
-    from .papers.run import entry_methods, get_entry
+    from .papers.entries import get_entry
+    from .papers.labels import entry_methods
+    from .papers.reproduce import paper_run  # torch
 
     methods = _methods(args) if args.methods else None
-    res = api.paper_run(args.name, args.model, out=args.out, root=args.root, seeds=_ints(args.seeds, "seeds"),
-                        methods=methods, stand_ins=args.stand_ins, dry_run=args.dry_run,
-                        shots=_ints(args.shots, "shots") if args.shots else None,
-                        low_shots=_ints(args.low_shots, "low-shots") if args.low_shots else None,
-                        high_shots=_ints(args.high_shots, "high-shots") if args.high_shots else None,
-                        episodes=args.episodes, skip_missing=args.skip_missing, device=args.device,
-                        progress=not args.quiet, echo=_echo(args),
-                        **_settings(args, methods or entry_methods(get_entry(args.name))))
+    res = paper_run(args.name, args.model, out=args.out, root=args.root, seeds=_ints(args.seeds, "seeds"),
+                    methods=methods, stand_ins=args.stand_ins, dry_run=args.dry_run,
+                    shots=_ints(args.shots, "shots") if args.shots else None,
+                    low_shots=_ints(args.low_shots, "low-shots") if args.low_shots else None,
+                    high_shots=_ints(args.high_shots, "high-shots") if args.high_shots else None,
+                    episodes=args.episodes, skip_missing=args.skip_missing, device=args.device,
+                    progress=not args.quiet, echo=_echo(args),
+                    **_settings(args, methods or entry_methods(get_entry(args.name))))
     _emit(args, res.data, res.text)
 
 
@@ -203,8 +205,13 @@ def cmd_datasets(args) -> None:
 
 
 def cmd_datasets_check(args) -> int:
-    res = api.datasets_check(args.root, args.names, suite=args.suite, paper=args.paper, verify=args.verify,
-                             progress=not args.quiet)
+    kwargs = {"suite": args.suite, "verify": args.verify, "progress": not args.quiet}
+    if args.paper:  # a paper's datasets: the papers' layer (it loads torch), imported only when asked for
+        from .papers.listing import datasets_check
+
+        res = datasets_check(args.root, args.names, paper=args.paper, **kwargs)
+    else:
+        res = api.datasets_check(args.root, args.names, **kwargs)
     _emit(args, res.data, res.text())
     return 0 if res.ok else 1
 

@@ -24,8 +24,8 @@ _D = DASSL_SGD.settings
 FEATURE_VIEWS = 16
 
 
-def opt(default: Any, help: str, choices: tuple | None = None, range: str | None = None,
-        check: Callable[[str, Any], Any] | None = None):
+def opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, range: str | None = None,
+        check: Callable[[str, Any], Any] | None = None) -> Any:
     """A dataclass field with help text (shown by `clipfit methods --details`), optional allowed values and an
     optional numeric range in interval notation: "(0, inf)" is > 0, "[1, inf)" is >= 1, "(0, 1]" is 0 < x <= 1.
     Float settings are always finite (NaN and infinities are refused). `check(key, value)`: a further check of a
@@ -137,7 +137,7 @@ def _base_type(typ: Any) -> tuple[Any, bool]:
     return typ, False
 
 
-def check_value(key: str, value: Any, typ: Any, choices: tuple | None = None, range: str | None = None,
+def check_value(key: str, value: Any, typ: Any, choices: tuple[Any, ...] | None = None, range: str | None = None,
                 check: Callable[[str, Any], Any] | None = None) -> Any:
     """`value` as the field's type (an int is accepted for a float), finite, inside the field's `range` and among its
     `choices`, passing its `check`, or a one-line error naming the key, the value and what is allowed."""
@@ -183,10 +183,10 @@ def parse_value(key: str, text: str, typ: Any) -> Any:
     return text
 
 
-def known_fields(config_classes: Iterable[type]) -> dict[str, tuple[Any, tuple | None, str | None, Any]]:
+def known_fields(config_classes: Iterable[type]) -> dict[str, tuple[Any, tuple[Any, ...] | None, str | None, Any]]:
     """name -> (type, allowed values, range, check) over several config classes (the first class that has a name
     wins)."""
-    out: dict[str, tuple[Any, tuple | None, str | None, Any]] = {}
+    out: dict[str, tuple[Any, tuple[Any, ...] | None, str | None, Any]] = {}
     for cls in config_classes:
         types = field_types(cls)
         for f in fields(cls):
@@ -211,6 +211,16 @@ def parse_settings(pairs: Iterable[str], config_classes: Iterable[type]) -> dict
     return out
 
 
+def check_config(cfg: Any) -> None:
+    """Check every field of a config dataclass as `apply_settings` checks a setting (its type, choices, `range` and
+    `check`): a config built or changed in Python gets the one-line error a `--set` would."""
+    types = field_types(cfg.__class__)
+    for f in fields(cfg):
+        meta = f.metadata
+        check_value(f.name, getattr(cfg, f.name), types[f.name], meta.get("choices"), meta.get("range"),
+                    meta.get("check"))
+
+
 def apply_settings(configs: list[Any], settings: Mapping[str, Any], what: str = "setting") -> None:
     """Set typed `settings` on the first config in `configs` that has each field; unknown keys are an error."""
     for key, value in settings.items():
@@ -218,7 +228,7 @@ def apply_settings(configs: list[Any], settings: Mapping[str, Any], what: str = 
             fmap = {f.name: f for f in fields(cfg)}
             if key in fmap:
                 meta = fmap[key].metadata
-                setattr(cfg, key, check_value(key, value, field_types(type(cfg))[key], meta.get("choices"),
+                setattr(cfg, key, check_value(key, value, field_types(cfg.__class__)[key], meta.get("choices"),
                                               meta.get("range"), meta.get("check")))
                 break
         else:
@@ -230,11 +240,11 @@ def describe(cfg_cls: type) -> list[tuple[str, Any, str]]:
     """(name, default, help) for each field of a config dataclass."""
     out = []
     for f in fields(cfg_cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         rng = f.metadata.get("range")
         out.append((f.name, default, f.metadata.get("help", "") + (f" [{Interval.parse(rng)}]" if rng else "")))
     return out
 
 
-def to_dict(cfg: Any) -> dict:
+def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)

@@ -1,12 +1,14 @@
-"""Atomic file writes and safetensors-only weight I/O (no pickle is ever read from disk).
+"""Atomic file writes, CSV tables, and safetensors-only weight I/O (no pickle is ever read from disk).
 
 Every error reading or writing a file is a one-line `ClipfitError` naming the file and what to do."""
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,16 @@ def json_bytes(obj: Any) -> bytes:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, json_bytes(obj))
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    """A CSV file (its folder made): the header, then the rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return path
 
 
 def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:

@@ -18,7 +18,7 @@ Values = Sequence[float | None]
 
 def pyplot():
     """matplotlib's pyplot on the headless Agg backend, or a one-line error saying what to install."""
-    try:
+    try:  # here, not at the top: matplotlib is an optional extra, and slow to import
         import matplotlib
     except ImportError:
         raise ClipfitError("drawing figures needs matplotlib: pip install 'clipfit[plots]'") from None
@@ -81,7 +81,7 @@ def lines(path: str | Path, panels: Mapping[str, Mapping[str, tuple[Sequence[flo
         if logx:
             ax.set_xscale("log", base=2)
         elif all(float(x).is_integer() for xs, _ in series.values() for x in xs):
-            from matplotlib.ticker import MaxNLocator
+            from matplotlib.ticker import MaxNLocator  # matplotlib: optional, loaded by `pyplot()` above
 
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, fontsize=8)

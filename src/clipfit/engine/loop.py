@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from ..config import TrainConfig
 from ..data.transforms import ImageDataset, cache_side, eval_transform, seed_worker, train_transform
 from ..data.types import Item, Task
 from ..errors import ClipfitError
-from ..method.base import Method
+from ..method.base import Method, Step
 from ..progress import progress_bar
 from . import distributed, metrics
 from .rng import capture_rng, py_state, restore_rng, set_py_state
@@ -31,8 +31,9 @@ from .rundir import RunDir
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    if device in (None, "", "auto", "cuda") and distributed.current().device is not None:
-        return distributed.current().device  # one of several launched processes: its own GPU (or the CPU)
+    launched = distributed.current().device
+    if device in (None, "", "auto", "cuda") and launched is not None:
+        return launched  # one of several launched processes: its own GPU (or the CPU)
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -128,7 +129,8 @@ def predict(method: Method, loader, device: torch.device, precision: str = "auto
             labels.append(y)
     method.train(was_training)
     if dp.active and n >= dp.world:
-        return dp.gather((torch.cat(out), torch.cat(labels)), n)
+        logits, gathered = dp.gather((torch.cat(out), torch.cat(labels)), n)
+        return logits, gathered
     return torch.cat(out), torch.cat(labels)
 
 
@@ -263,7 +265,7 @@ class FeatureSource:
         self.x, self.y = x.reshape(self.views, n, *x.shape[1:]), y.reshape(self.views, n)  # view-major rows
         self.epoch = 0
         self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.utils.data.DataLoader(range(n), batch_size=batch_of(cfg.batch_size, n), shuffle=True,
+        self.order = torch.utils.data.DataLoader(cast(Any, range(n)), batch_size=batch_of(cfg.batch_size, n), shuffle=True,
                                                  generator=self.generator, drop_last=n >= cfg.batch_size)
         self.n_batches = len(self.order)
 
@@ -284,6 +286,7 @@ class FeatureSource:
         self.epoch = meta.get("epoch", self.epoch)  # which cached view the next epoch trains on
 
     def validate(self) -> float:
+        assert self.val is not None, "validate is called only with a validation split"
         val_x, val_y = self.val
         m, b = self.method, self.cfg.eval_batch_size
         was_training = m.training
@@ -355,7 +358,99 @@ def nonfinite_loss(method: Method, cfg: TrainConfig, loss: float, parts: dict[st
     return f"loss became {loss} at epoch {epoch} ({what}); the settings that feed it: {', '.join(feeds)}; lower them"
 
 
-def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: TrainConfig, device: torch.device,
+def forward_step(method: Method[Any], image_features: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                 y: torch.Tensor, text: torch.Tensor | None, device: torch.device, precision: str) -> Step:
+    """The forward pass of one training step under the run's autocast: the class text features (`text`: the cached
+    ones of a static text side, else `Method.text_features`), the image features (the source's: of images, or of
+    cached features), the logits, and the method's teacher outputs (`Method.forward_teacher`)."""
+    with autocast(device, precision):
+        text = text if text is not None else method.text_features()
+        image = image_features(x)
+        step = Step(x, y, text, image, method.logits(image, text))
+        method.forward_teacher(step)
+    return step
+
+
+def train_step(method: Method[Any], step: Step, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter],
+               cfg: TrainConfig, epoch: int, weight: float) -> dict[str, float]:
+    """The method's loss of a forward step, its gradients (summed over launched processes with `weight`, clipped
+    when `grad_clip` says), one optimiser step; returns the loss and its terms (averaged over the processes)."""
+    dp = distributed.current()
+    step.loss, parts = method.loss(step)
+    if not torch.isfinite(step.loss):
+        raise ClipfitError(nonfinite_loss(method, cfg, float(step.loss.detach()), parts, epoch + 1))
+    opt.zero_grad(set_to_none=True)
+    method.backward(step)
+    dp.reduce_grads(params, weight)
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+    return dp.reduce_values({"loss": float(step.loss.detach()), **parts}, weight)
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for grp in opt.param_groups:
+        grp["lr"] = lr
+
+
+def train_epoch(method: Method[Any], source: ImageSource | FeatureSource, opt: torch.optim.Optimizer,
+                params: list[torch.nn.Parameter], cfg: TrainConfig, epoch: int, total_steps: int, device: torch.device,
+                bar: Any) -> dict[str, Any]:
+    """The steps of one epoch (0-based `epoch`) over the source's batches, at most up to `total_steps` in all;
+    returns the epoch's record: its number, learning rate and mean loss terms."""
+    set_lr(opt, lr_at(epoch, cfg))
+    method.train()
+    dp = distributed.current()  # several launched processes: each takes its share of every batch
+    static_text, cached_text = method.text_is_static, None
+    sums: dict[str, float] = {}
+    n = 0
+    for x, y in source.batches():
+        if epoch * source.n_batches + n >= total_steps:
+            break
+        if cfg.schedule_unit == "step":
+            set_lr(opt, lr_at(epoch, cfg, n, source.n_batches))
+        if len(y) < dp.world:
+            raise ClipfitError(f"a batch of {len(y)} images cannot be shared by {dp.world} processes; raise "
+                               "--set batch_size= or launch fewer processes")
+        weight = dp.share(len(y))
+        x, y = dp.shard(x).to(device, non_blocking=True), dp.shard(y).to(device, non_blocking=True)
+        if static_text and cached_text is None:
+            with torch.no_grad(), autocast(device, cfg.precision):
+                cached_text = method.text_features()
+        step = forward_step(method, source.image_features, x, y, cached_text, device, cfg.precision)
+        for k, v in train_step(method, step, opt, params, cfg, epoch, weight).items():
+            sums[k] = sums.get(k, 0.0) + v
+        n += 1
+        bar.update(1)
+    return {"epoch": epoch + 1, "lr": lr_at(epoch, cfg, max(n - 1, 0), source.n_batches),
+            **{k: v / max(n, 1) for k, v in sums.items()}}
+
+
+@dataclass
+class LoopState:
+    """Where the epoch loop stands: the next epoch, the best validated epoch so far (its accuracy, number and tuned
+    state) and the per-epoch records; what a checkpoint saves and `resume` restores."""
+
+    start: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"acc": -1.0, "epoch": None, "state": None})
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resume_state(method: Method[Any], source: ImageSource | FeatureSource, opt: torch.optim.Optimizer,
+                    run: RunDir | None, resume: bool, log: Callable[[str], None]) -> LoopState:
+    """A fresh start, or (`resume`, with a checkpoint in `run`) the state after the checkpoint's epoch: weights,
+    optimiser state, best-so-far, history and random number generators."""
+    if not (resume and run is not None and run.has_checkpoint):
+        return LoopState()
+    ckpt = run.load_checkpoint(opt)
+    method.load_tuned(ckpt.tuned)
+    exact = restore_rng(source, ckpt.rng_tensors, ckpt.rng_meta)
+    log(f"resumed after epoch {ckpt.epoch}" + ("" if exact else " (a checkpoint without random states: the rest of the "
+                                                                "run differs from an uninterrupted one)"))
+    return LoopState(ckpt.epoch, ckpt.best, ckpt.history)
+
+
+def train_epochs(method: Method[Any], source: ImageSource | FeatureSource, cfg: TrainConfig, device: torch.device,
                  has_val: bool, log: Callable[[str], None], progress: bool, run: RunDir | None, resume: bool) -> FitResult:
     """The epoch loop: per-epoch learning rate, steps over the source's batches, validation, checkpoint selection.
 
@@ -369,83 +464,32 @@ def train_epochs(method: Method, source: ImageSource | FeatureSource, cfg: Train
     total_steps = cfg.iterations if cfg.iterations > 0 else cfg.epochs * source.n_batches
     params = list(method.trainable().values())
     opt = make_optimizer(params, cfg)
-    best: dict = {"acc": -1.0, "epoch": None, "state": None}
-    history: list[dict] = []
-    start = 0
-    if resume and run is not None and run.has_checkpoint:
-        ckpt = run.load_checkpoint(opt)
-        start, best, history = ckpt.epoch, ckpt.best, ckpt.history
-        method.load_tuned(ckpt.tuned)
-        exact = restore_rng(source, ckpt.rng_tensors, ckpt.rng_meta)
-        log(f"resumed after epoch {start}" + ("" if exact else " (a checkpoint without random states: the rest of the "
-                                                               "run differs from an uninterrupted one)"))
-    bar = progress_bar(total=total_steps, initial=min(start * source.n_batches, total_steps),
+    state = resume_state(method, source, opt, run, resume, log)
+    bar = progress_bar(total=total_steps, initial=min(state.start * source.n_batches, total_steps),
                        desc=f"train {method.name}", progress=progress)
-    static_text = method.text_is_static
-    dp = distributed.current()  # several launched processes: each takes its share of every batch
     every, validated = validation_plan(cfg, has_val)
-    for epoch in range(start, cfg.epochs):
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(epoch, cfg)
-        method.train()
-        cached_text = None
-        sums: dict[str, float] = {}
-        n = 0
-        for x, y in source.batches():
-            if epoch * source.n_batches + n >= total_steps:
-                break
-            if cfg.schedule_unit == "step":
-                for grp in opt.param_groups:
-                    grp["lr"] = lr_at(epoch, cfg, n, source.n_batches)
-            if len(y) < dp.world:
-                raise ClipfitError(f"a batch of {len(y)} images cannot be shared by {dp.world} processes; raise "
-                                   "--set batch_size= or launch fewer processes")
-            weight = dp.share(len(y))
-            x, y = dp.shard(x).to(device, non_blocking=True), dp.shard(y).to(device, non_blocking=True)
-            with autocast(device, cfg.precision):
-                if static_text:
-                    if cached_text is None:
-                        with torch.no_grad():
-                            cached_text = method.text_features()
-                    text = cached_text
-                else:
-                    text = method.text_features()
-                logits = method.logits(source.image_features(x), text)
-            loss, parts = method.loss(logits, y, text)
-            if not torch.isfinite(loss):
-                raise ClipfitError(nonfinite_loss(method, cfg, float(loss.detach()), parts, epoch + 1))
-            opt.zero_grad(set_to_none=True)
-            method.backward(loss)
-            dp.reduce_grads(params, weight)
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            for k, v in dp.reduce_values({"loss": float(loss.detach()), **parts}, weight).items():
-                sums[k] = sums.get(k, 0.0) + v
-            n += 1
-            bar.update(1)
+    for epoch in range(state.start, cfg.epochs):
+        rec = train_epoch(method, source, opt, params, cfg, epoch, total_steps, device, bar)
         method.on_epoch_end(epoch + 1, cfg.epochs)
-        rec = {"epoch": epoch + 1, "lr": lr_at(epoch, cfg, max(n - 1, 0), source.n_batches),
-               **{k: v / max(n, 1) for k, v in sums.items()}}
         last = epoch + 1 == cfg.epochs
         if every != 0 and (last or (every is not None and (epoch + 1) % every == 0)):
             rec["val_accuracy"] = source.validate()
-            if cfg.select == "best" and rec["val_accuracy"] >= best["acc"]:
-                best = {"acc": rec["val_accuracy"], "epoch": epoch + 1, "state": method.tuned_state()}
+            if cfg.select == "best" and rec["val_accuracy"] >= state.best["acc"]:
+                state.best = {"acc": rec["val_accuracy"], "epoch": epoch + 1, "state": method.tuned_state()}
             bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_accuracy']:.1f}")
-        history.append(rec)
+        state.history.append(rec)
         if run is not None:
-            run.save_checkpoint(method.tuned_state(), opt, epoch + 1, best, history, *capture_rng(source))
+            run.save_checkpoint(method.tuned_state(), opt, epoch + 1, state.best, state.history, *capture_rng(source))
         log(_fmt(rec))  # after the checkpoint: every epoch in the log can be resumed from
     bar.close()
     method.on_train_end()
-    if cfg.select == "best" and best["state"] is not None:
-        method.load_tuned(best["state"])
-        chosen, val_acc = best["epoch"], best["acc"]
+    if cfg.select == "best" and state.best["state"] is not None:
+        method.load_tuned(state.best["state"])
+        chosen, val_acc = state.best["epoch"], state.best["acc"]
     else:
-        chosen, val_acc = cfg.epochs, history[-1].get("val_accuracy")
+        chosen, val_acc = cfg.epochs, state.history[-1].get("val_accuracy")
     method.eval()
-    return FitResult(cfg.epochs, chosen, val_acc, history, round(time.time() - t0, 2), validated=validated)
+    return FitResult(cfg.epochs, chosen, val_acc, state.history, round(time.time() - t0, 2), validated=validated)
 
 
 def fit(method: Method, task: Task, cfg: TrainConfig, seed: int, device: torch.device,

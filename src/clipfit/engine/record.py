@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import ClipfitError
+from ..method.base import Method, Step
 from .rundir import RunDir
 
 KINDS = ("change", "grads", "steps")
@@ -41,6 +42,19 @@ def parse_record(text: str) -> list[str]:
         raise ClipfitError(f"setting record={text!r}: {bad[0]!r} is not recorded; choose from {', '.join(KINDS)} "
                            "(comma-separated)")
     return kinds
+
+
+def recorded_change(run_dir: str, setting: str) -> dict[str, float]:
+    """Backbone parameter name -> its final recorded change ||p - p0||^2 in a run trained with record=change (what a
+    `layers_from` setting names: CLIPFit's topK layers rank by it)."""
+    run = RunDir(run_dir)
+    if not run.file(RECORD_JSON).exists():
+        raise ClipfitError(f"setting {setting}={run_dir}: no {RECORD_JSON} there; train that run with "
+                           "--set record=change")
+    rec = json.loads(run.read_file(RECORD_JSON))
+    if not rec.get("epochs") or "change" not in rec["epochs"][-1]:
+        raise ClipfitError(f"setting {setting}={run_dir}: that run did not record change (record=change)")
+    return {n.removeprefix("backbone.model."): v for n, v in zip(rec["params"], rec["epochs"][-1]["change"])}
 
 
 def series_of(model: nn.Module, names: list[str]) -> dict[str, list[str]]:
@@ -81,7 +95,7 @@ def layer_table(record: dict) -> list[dict[str, Any]]:
 class Recorder:
     """Records what `record` names for one method instance while it trains (see the module doc)."""
 
-    def __init__(self, method: nn.Module, kinds: list[str], run: RunDir | None):
+    def __init__(self, method: Method[Any], kinds: list[str], run: RunDir | None):
         self.method, self.kinds, self.run = method, kinds, run
         self.params = dict(method.trainable())
         self.names = list(self.params)
@@ -96,7 +110,7 @@ class Recorder:
             setattr(method, hook, getattr(self, hook + "_hook")(getattr(method, hook)))
 
     @classmethod
-    def attach(cls, method: nn.Module, record: str, run: RunDir | None) -> Recorder | None:
+    def attach(cls, method: Method[Any], record: str, run: RunDir | None) -> Recorder | None:
         kinds = parse_record(record)
         return cls(method, kinds, run) if kinds else None
 
@@ -115,10 +129,10 @@ class Recorder:
         return hook
 
     def backward_hook(self, inner):
-        def hook(loss: torch.Tensor) -> None:
+        def hook(step: Step) -> None:
             if "steps" in self.kinds:
                 self.record["steps"].append({"step": len(self.record["steps"]), "change": self.change()})
-            inner(loss)
+            inner(step)
             if "grads" in self.kinds:
                 for i, n in enumerate(self.names):
                     g = self.params[n].grad

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ def set_py_state(state: list, rng: random.Random | None = None) -> None:
 def capture_rng(source: SeededSource) -> tuple[dict[str, torch.Tensor], dict]:
     """The states of every random number generator training draws from: Python's, NumPy's, torch's (CPU and every
     CUDA device) and the source's own (data order, augmentation); as (tensors, JSON), for the checkpoint."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    kind, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     tensors = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64))}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})

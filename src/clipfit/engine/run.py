@@ -5,6 +5,7 @@ import dataclasses
 import os
 import platform
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ from ..data.types import Item, Task, check_template
 from ..errors import ClipfitError
 from ..hub import model_source
 from ..io import read_json
-from ..method import METHODS, Method, build_method
+from ..method import METHODS, Method, MethodConfig, build_method
 from ..progress import is_terminal, status, warn
 from ..recipes import Context, validation_shots
 from ..version import version
 from . import distributed
 from .loop import FitResult, evaluate, fit, pick_device
-from .record import Recorder, parse_record, tensorboard_writer, write_tensorboard
+from .record import Recorder, parse_record, recorded_change, tensorboard_writer, write_tensorboard
 from .rundir import RunDir
 from .support import check_method_on_model
 
@@ -159,6 +160,15 @@ def init_weights(run_dir: str, backbone: Backbone) -> dict[str, torch.Tensor]:
     return weights
 
 
+def make_method(name: str, backbone: Backbone, classnames: Sequence[str], templates: str | Sequence[str],
+                mcfg: MethodConfig, init: Mapping[str, torch.Tensor] | None = None) -> Method[Any]:
+    """`build_method`, given what the method's settings name on disk: the first stage's weights (`init`, read by
+    `init_weights`), and the recorded change of the run a `layers_from` setting names (CLIPFit's topK layers)."""
+    layers_from = getattr(mcfg, "layers_from", "")
+    change = recorded_change(layers_from, "layers_from") if layers_from else None
+    return build_method(name, backbone, classnames, templates, mcfg, init, change)
+
+
 def _resume_spec(spec: RunSpec, target: RunDir) -> RunSpec:
     """The spec of the interrupted run of `target` (its recorded settings and items win over the new command's)."""
     run = target.checkpoint_dir
@@ -201,17 +211,22 @@ def recorded_settings(config: dict) -> dict[str, Any]:
     return parse_settings(config.get("overrides", []), [entry.cls.Config, TrainConfig])
 
 
-def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, progress: bool = True,
-              test: bool = True, backbone: Backbone | None = None, resume: bool = False) -> dict:
-    """Train, select on validation, save the run directory, and (optionally) report test accuracy once.
+@dataclass
+class CheckedRun:
+    """A run whose settings, data and images were checked (`check_run`), before anything is written."""
 
-    Settings, data and every image are checked before anything is written. The run is written into a partial
-    directory beside `out`, which replaces `out` only when the run finished (`rundir`); the state after every epoch
-    is kept there in checkpoint.safetensors, and `resume=True` continues an interrupted run from it, exactly, on its
-    recorded items and settings. Returns the metrics written to metrics.json.
-    """
-    run = RunDir(out)
-    echo = status(progress)
+    spec: RunSpec
+    mcfg: MethodConfig
+    tcfg: TrainConfig
+    task: Task
+    protect: list[tuple[str, str]]  # what the run reads: its run directory may not hold any of it
+    device: torch.device
+
+
+def check_run(spec: RunSpec, run: RunDir, overwrite: bool, resume: bool, test: bool, backbone: Backbone | None,
+              echo: Callable[[str], None]) -> CheckedRun:
+    """Everything `train_run` checks before it writes: the settings, the dataset and its few-shot sets, the target
+    directory, the device, the model's source, every image (`resume`: the interrupted run's recorded spec)."""
     if resume:
         spec = _resume_spec(spec, run)
     if spec.shots < 0:
@@ -230,37 +245,74 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
     protect = read_paths(spec, task, mcfg)
     run.check_target(overwrite, resume, protect)
     device = pick_device(spec.device)
-    dp = distributed.current()
-    if dp.is_main and distributed.single_under_launcher():
-        warn(distributed.single_under_launcher())
+    alone = distributed.single_under_launcher()
+    if distributed.current().is_main and alone:
+        warn(alone)
     if tcfg.batch_size > len(task.train) > 0:
         echo(f"batch_size={tcfg.batch_size} is more than the {len(task.train)} training images: a batch holds them all")
     if backbone is None:
         model_source(spec.model)  # a missing folder or an unreachable hub: one line now, not after the images
     spec_in = backbone.image_spec if backbone is not None else input_spec(spec.model)
     task = check_images(task, echo, test=test, keep_short=cache_side(spec_in) if spec_in else None)
+    return CheckedRun(spec, mcfg, tcfg, task, protect, device)
+
+
+def run_config(c: CheckedRun, method: Method[Any]) -> dict[str, Any]:
+    """What config.json records of a run: the software, the run's spec, classes, templates and settings."""
+    spec = c.spec
+    return {
+        "clipfit_version": version(), "torch_version": torch.__version__,
+        "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "torch_threads": torch.get_num_threads(),  # thread counts can change a result's last bits
+        "processes": distributed.current().world,  # data-parallel processes (`accelerate launch`, `torchrun`)
+        "model": _model_ref(spec.model), "dataset": _dataset_ref(spec.dataset),
+        "root": str(Path(spec.root).resolve()) if spec.root else None,
+        "method": spec.method, "shots": spec.shots, "seed": spec.seed, "subsample": spec.subsample,
+        "protocol": spec.resolved_protocol, "classnames": c.task.classnames, "templates": method.templates,
+        "method_config": to_dict(c.mcfg), "train_config": to_dict(c.tcfg), "settings": dict(spec.settings),
+        "trainable_parameters": method.num_trainable(),
+    }
+
+
+def run_metrics(result: FitResult, c: CheckedRun, method: Method[Any]) -> dict[str, Any]:
+    """What metrics.json records of training (the test accuracy and the history are added by `train_run`)."""
+    metrics: dict[str, Any] = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
+                               # the checkpoint rule that chose it (without a validation split: the last epoch)
+                               "select": (c.tcfg.select if c.task.val else "last") if result.best_epoch is not None
+                               else None,
+                               "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
+    if result.validated:
+        metrics["validated"] = result.validated  # which epochs have a val_accuracy in the history
+    if result.extra:
+        metrics["selected"] = result.extra
+    return metrics
+
+
+def train_run(spec: RunSpec, out: str | os.PathLike[str], overwrite: bool = False, progress: bool = True,
+              test: bool = True, backbone: Backbone | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train, select on validation, save the run directory, and (optionally) report test accuracy once.
+
+    Settings, data and every image are checked before anything is written. The run is written into a partial
+    directory beside `out`, which replaces `out` only when the run finished (`rundir`); the state after every epoch
+    is kept there in checkpoint.safetensors, and `resume=True` continues an interrupted run from it, exactly, on its
+    recorded items and settings. Returns the metrics written to metrics.json.
+    """
+    run = RunDir(out)
+    echo = status(progress)
+    c = check_run(spec, run, overwrite, resume, test, backbone, echo)
+    spec, tcfg, task, device = c.spec, c.tcfg, c.task, c.device
+    dp = distributed.current()
     progress = progress and dp.is_main
-    with distributed.transaction(run, overwrite, resume, protect) as work:
+    with distributed.transaction(run, overwrite, resume, c.protect) as work:
         if backbone is None:
             echo(f"loading model {spec.model}")
             backbone = Backbone.from_pretrained(spec.model, device=device)
-        first_stage = init_weights(mcfg.init_from, backbone) if mcfg.init_from else None
-        method = build_method(spec.method, backbone, task.classnames, task.template, mcfg, first_stage).to(device)
+        first_stage = init_weights(c.mcfg.init_from, backbone) if c.mcfg.init_from else None
+        method = make_method(spec.method, backbone, task.classnames, task.template, c.mcfg, first_stage).to(device)
         method.size_for(len(task.train))  # parameters that grow with the training set exist before they are counted
         recorder = Recorder.attach(method, tcfg.record, work)  # None unless `record` asks
         if not resume:
-            work.write_config({
-                "clipfit_version": version(), "torch_version": torch.__version__,
-                "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "torch_threads": torch.get_num_threads(),  # thread counts can change a result's last bits
-                "processes": dp.world,  # data-parallel processes (`accelerate launch`, `torchrun`)
-                "model": _model_ref(spec.model), "dataset": _dataset_ref(spec.dataset),
-                "root": str(Path(spec.root).resolve()) if spec.root else None,
-                "method": spec.method, "shots": spec.shots, "seed": spec.seed, "subsample": spec.subsample,
-                "protocol": spec.resolved_protocol, "classnames": task.classnames, "templates": method.templates,
-                "method_config": to_dict(mcfg), "train_config": to_dict(tcfg), "settings": dict(spec.settings),
-                "trainable_parameters": method.num_trainable(),
-            })
+            work.write_config(run_config(c, method))
             work.write_items(task.train, task.val)
         with work.logger() as write_log:
             tee = progress and not is_terminal()  # no progress bar on a pipe or file: a line per epoch instead
@@ -271,20 +323,11 @@ def train_run(spec: RunSpec, out: str | os.PathLike, overwrite: bool = False, pr
                     echo(f"{spec.method} seed {spec.seed}: {line}")
 
             echo(f"training {spec.method} on {len(task.train)} images in {dp.world} process{'es' * (dp.world > 1)}")
-            result: FitResult = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, run=work,
-                                    resume=resume)
+            result = fit(method, task, tcfg, spec.seed, device, log=log, progress=progress, run=work, resume=resume)
         work.write_tuned(method.tuned_state(), spec.method)
         if tcfg.log == "tensorboard":
             write_tensorboard(work, result.history, recorder.record if recorder else None)
-        metrics: dict[str, Any] = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
-                                   # the checkpoint rule that chose it (without a validation split: the last epoch)
-                                   "select": (tcfg.select if task.val else "last") if result.best_epoch is not None
-                                   else None,
-                                   "train_seconds": result.train_seconds, "trainable_parameters": method.num_trainable()}
-        if result.validated:
-            metrics["validated"] = result.validated  # which epochs have a val_accuracy in the history
-        if result.extra:
-            metrics["selected"] = result.extra
+        metrics = run_metrics(result, c, method)
         if test and task.test:
             metrics["test"] = {spec.subsample: evaluate(method, task, task.test, tcfg, device, progress, "test")}
         metrics["history"] = result.history
@@ -334,7 +377,7 @@ def load_run(run_dir: str | os.PathLike, device: str | None = None, backbone: Ba
         raise ClipfitError(f"{run.file(RunDir.CONFIG)} lacks or garbles {e}: the file was changed or damaged; train "
                            "the run again") from None
     backbone = backbone or Backbone.from_pretrained(config["model"], device=dev)
-    method = build_method(config["method"], backbone, config["classnames"], config["templates"], mcfg).to(dev)
+    method = make_method(config["method"], backbone, config["classnames"], config["templates"], mcfg).to(dev)
     method.load_tuned(run.read_tuned())
     method.eval()
     return LoadedRun(method, config, tcfg, dev)

@@ -15,8 +15,8 @@ from ..data.images import open_image, to_rgb
 from ..data.transforms import eval_transform
 from ..errors import ClipfitError
 from ..io import write_json
-from ..method import METHODS, build_method
-from .run import LoadedRun, load_run
+from ..method import METHODS
+from .run import LoadedRun, load_run, make_method
 from .support import check_supported
 
 
@@ -160,7 +160,7 @@ def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
         image_mean = image_std = [0.5, 0.5, 0.5]
 
     bb = Backbone(model, _Tok(), _Proc(), source=arch)
-    m = build_method(method, bb, [f"class {i}" for i in range(num_classes)], "a photo of a {}.", mcfg)
+    m = make_method(method, bb, [f"class {i}" for i in range(num_classes)], "a photo of a {}.", mcfg)
     m.size_for(num_classes * shots)
     by_group: dict[str, int] = {}
     for n, p in m.trainable().items():

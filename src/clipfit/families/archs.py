@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import torch
 import transformers
-from torch import nn
 
 from ..errors import ClipfitError
 from ..hub import FAMILY_ARCHS
-from .base import FAMILIES, Family
+from .base import FAMILIES, Family, Model
 
 ARCHS = FAMILY_ARCHS  # the table itself lives in hub (the command line lists its names without importing torch)
 
 
-def arch_model(arch: str) -> tuple[Family, nn.Module]:
+def arch_model(arch: str) -> tuple[Family, Model]:
     """(family, model with the architecture's shapes) on the meta device: parameters have shapes, no memory."""
     if arch not in ARCHS:
         raise ClipfitError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")

@@ -2,8 +2,8 @@
 Sec. 3.2).
 
 A bottleneck block h -> h + up(act(down(h))) is applied to the output of the FFN of every text-encoder layer
-(before the layer's residual sum), through a forward hook on the FFN module: the backbone's parameter names stay
-those of a plain CLIP, and the added weights live in the method (`adapters.<layer>.*`).
+(before the layer's residual sum), through a forward hook on the FFN module (`ForwardHooks`): the backbone's parameter
+names stay those of a plain CLIP, and the added weights live in the method (`adapters.<layer>.*`).
 
 Adapter: down Linear(width -> r) and up Linear(r -> width) with biases. ViT-B/16 text width 512, r = 24:
 12 x ((512*24 + 24) + (24*512 + 512)) = 301,344 parameters (its Fig. 2).
@@ -15,6 +15,7 @@ ViT-B/16: down 4*(128 + 6) + 24 bias, up 4*(6 + 128) + 512 bias, x 12 layers, + 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from ..backbone import ffn_linears
 from ..config import opt
 from ..errors import ClipfitError
 from .base import Method, MethodConfig, register_method, register_preset
+from .shared import ForwardHooks, HookFn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -97,57 +99,6 @@ class AdapterConfig(MethodConfig):
     activation: str = opt("relu", "non-linearity between the projections (the paper gives none)", tuple(ACTIVATIONS))
 
 
-@register_method("adapter")
-class Adapter(Method):
-    """Bottleneck adapters (width 24) after the FFN of every text-encoder layer (LayerNorm tuning paper; 301,344 on ViT-B/16)."""
-
-    Config = AdapterConfig
-    recipe = recipes.LAYERNORM_TUNING
-    mergeable = False
-
-    def _make_block(self, width: int) -> nn.Module:
-        return Bottleneck(width, self.cfg.bottleneck, self.cfg.activation)
-
-    def _shared(self) -> torch.Tensor | None:
-        return None
-
-    def build(self) -> None:
-        if self.cfg.bottleneck < 1:
-            raise ClipfitError(f"--set bottleneck={self.cfg.bottleneck}: must be at least 1")
-        text = self.backbone.model.text_model
-        ffns = ffn_linears(text)
-        if not ffns:
-            raise ClipfitError("the text encoder has no FFN blocks to attach adapters to")
-        self.adapters = nn.ModuleList([self._make_block(fc2.out_features) for _, _, fc2 in ffns])
-        self._hooks = []
-        for (name, _, _), block in zip(ffns, self.adapters):
-            module = text.get_submodule(name)
-            if getattr(module, "_clipfit_adapter", False):
-                raise ClipfitError("this backbone already carries adapters of another method; load a fresh backbone")
-            module._clipfit_adapter = True
-            self._hooks.append(module.register_forward_hook(self._hook(block)))
-        self.reset_parameters()
-
-    def _hook(self, block: nn.Module):
-        def hook(module, inputs, output):
-            return block(output, self._shared())
-
-        return hook
-
-    def remove(self) -> None:
-        """Detach the adapters from the backbone (the backbone then computes plain CLIP again)."""
-        for h in self._hooks:
-            h.remove()
-        for name, _, _ in ffn_linears(self.backbone.model.text_model):
-            self.backbone.model.text_model.get_submodule(name)._clipfit_adapter = False
-        self._hooks = []
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            for block in self.adapters:
-                block.reset_parameters()
-
-
 @dataclass
 class CompacterConfig(MethodConfig):
     bottleneck: int = opt(24, "bottleneck width of each compacter (the paper's: 24)", range="[1, inf)")
@@ -155,23 +106,71 @@ class CompacterConfig(MethodConfig):
     activation: str = opt("gelu", "non-linearity between the projections (Compacter paper: GELU)", tuple(ACTIVATIONS))
 
 
+BC = TypeVar("BC", bound=MethodConfig)
+
+
+class FFNBlocks(Method[BC]):
+    """A block (`make_block`) on the output of the FFN of every text-encoder layer, added by forward hooks."""
+
+    recipe = recipes.LAYERNORM_TUNING
+    mergeable = False
+
+    def make_block(self, width: int) -> nn.Module:
+        raise NotImplementedError
+
+    def shared(self) -> torch.Tensor | None:
+        """What every block also reads (the compacter's shared matrices); default: nothing."""
+        return None
+
+    def build(self) -> None:
+        text = self.backbone.model.text_model
+        ffns = ffn_linears(text)
+        if not ffns:
+            raise ClipfitError("the text encoder has no FFN blocks to attach adapters to")
+        self.adapters = nn.ModuleList([self.make_block(fc2.out_features) for _, _, fc2 in ffns])
+        self._hooks = ForwardHooks(exclusive="adapters of another method")
+        for (name, _, _), block in zip(ffns, self.adapters):
+            self._hooks.after(text.get_submodule(name), self._hook_for(block))
+        self.reset_parameters()
+
+    def _hook_for(self, block: nn.Module) -> HookFn:
+        return lambda out, inputs: block(out, self.shared())
+
+    def remove(self) -> None:
+        """Detach the adapters from the backbone (the backbone then computes plain CLIP again)."""
+        self._hooks.remove()
+
+
+@register_method("adapter")
+class Adapter(FFNBlocks[AdapterConfig]):
+    """Bottleneck adapters (width 24) after the FFN of every text-encoder layer (LayerNorm tuning paper; 301,344 on ViT-B/16)."""
+
+    Config = AdapterConfig
+
+    def make_block(self, width: int) -> nn.Module:
+        return Bottleneck(width, self.cfg.bottleneck, self.cfg.activation)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            for block in self.adapters:
+                cast(Bottleneck, block).reset_parameters()
+
+
 @register_method("compacter")
-class Compacter(Adapter):
+class Compacter(FFNBlocks[CompacterConfig]):
     """Compacters (bottleneck 24, 4 shared 4x4 matrices, rank-1 local factors) in the text encoder (LayerNorm tuning paper; 19,360)."""
 
     Config = CompacterConfig
 
     def build(self) -> None:
         n = self.cfg.phm_n
-        if n < 1:
-            raise ClipfitError(f"--set phm_n={n}: must be at least 1")
         self.phm_rule = nn.Parameter(torch.zeros(n, n, n))  # the shared A_1..A_n
         super().build()
 
-    def _make_block(self, width: int) -> nn.Module:
+    def make_block(self, width: int) -> nn.Module:
         return CompacterBlock(width, self.cfg.bottleneck, self.cfg.phm_n, self.cfg.activation)
 
-    def _shared(self) -> torch.Tensor:
+    def shared(self) -> torch.Tensor:
         return self.phm_rule
 
     def reset_parameters(self) -> None:
@@ -181,7 +180,7 @@ class Compacter(Adapter):
             for a in self.phm_rule:
                 nn.init.xavier_normal_(a)
             for block in self.adapters:
-                block.reset_parameters(0.1)
+                cast(CompacterBlock, block).reset_parameters(0.1)
 
 
 _NORMAL = "with the LayerNorms of both encoders tuned together (LayerNorm tuning paper, Table 1 'Normal')"

@@ -2,9 +2,10 @@
 registry, and presets (a name for a method with some settings fixed, e.g. 'prompt+ln')."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -12,11 +13,12 @@ from torch import nn
 
 from .. import recipes
 from ..backbone import Backbone, parameter_group
-from ..config import TrainConfig, apply_settings, opt
+from ..config import TrainConfig, apply_settings, check_config, opt
 from ..errors import ClipfitError
 from ..progress import warn
 from ..recipes import Context, Recipe
 from ..registry import Registry
+from .shared import ZeroShotAnchor
 
 LN_GROUPS = {
     "both": ["text_layernorm", "vision_layernorm"],
@@ -43,12 +45,20 @@ class MethodConfig:
 NoConfig = MethodConfig  # a method with no settings of its own
 
 
+@dataclass
+class TowerConfig(MethodConfig):
+    """A method that tunes parameter groups of one or both encoders (`GroupTuning`)."""
+
+    tower: str = opt("both", "encoders tuned", ("both", "text", "vision"))
+C = TypeVar("C", bound=MethodConfig)  # a method's config class
+
+
 @dataclass(frozen=True)
 class MethodEntry:
     """What a method name stands for: a method class and, for a preset, the settings the name fixes."""
 
     name: str
-    cls: type[Method]
+    cls: type[Method[Any]]
     preset: Mapping[str, Any]
     help: str
 
@@ -56,13 +66,13 @@ class MethodEntry:
     def base(self) -> str:
         return self.cls.name
 
-    def config(self) -> Any:
+    def config(self) -> MethodConfig:
         """The method config this name starts from: the class defaults with the preset's settings."""
         cfg = self.cls.Config()
         apply_settings([cfg], self.preset, what=f"preset {self.name}")
         return cfg
 
-    def configs(self, ctx: Context, settings: Mapping[str, Any]) -> tuple[Any, TrainConfig]:
+    def configs(self, ctx: Context, settings: Mapping[str, Any]) -> tuple[MethodConfig, TrainConfig]:
         """(method config, training config) for a run: defaults < recipe < recipe rules < preset < `settings`."""
         mcfg, tcfg = self.cls.Config(), TrainConfig()
         apply_settings([mcfg, tcfg], self.cls.recipe.resolve(ctx), what=f"recipe {self.cls.recipe.name}:")
@@ -72,13 +82,14 @@ class MethodEntry:
 
 
 METHODS: Registry[MethodEntry] = Registry("method")
+M = TypeVar("M", bound="type[Method[Any]]")
 
 
-def register_method(name: str):
+def register_method(name: str) -> Callable[[M], M]:
     """Class decorator: register a Method under `name`. Refuses a method setting that a training setting already
     names, and a recipe whose settings the method cannot take."""
 
-    def deco(cls: type[Method]) -> type[Method]:
+    def deco(cls: M) -> M:
         if not (isinstance(cls.Config, type) and issubclass(cls.Config, MethodConfig)):
             raise TypeError(f"method {name!r}: its Config must derive from MethodConfig")
         clash = {f.name for f in fields(cls.Config)} & {f.name for f in fields(TrainConfig)}
@@ -99,31 +110,78 @@ def register_preset(name: str, base: str, help: str, **settings: Any) -> None:
     METHODS.add(name, MethodEntry(name, entry.cls, {**entry.preset, **settings}, help))
 
 
-class Method(nn.Module):
-    """A way of adapting a CLIP backbone. Subclasses override `build` (choose/add trainable parameters) and, when
-    needed, `text_features`, `image_features`, `loss`, `on_train_start`.
+@dataclass
+class Step:
+    """One training step as it passes through the method: the engine fills the batch, its features and logits (the
+    forward pass, under the run's autocast), then calls the method's `forward_teacher`, `loss` and `backward` with
+    it. What a method keeps from one of these calls for the next lives here, not on the method."""
+
+    inputs: torch.Tensor  # images [B, 3, H, W], or cached frozen image features [B, D] when training on features
+    labels: torch.Tensor  # [B]
+    text: torch.Tensor  # class text features [C, D] (`text_features`)
+    image: torch.Tensor  # image features [B, D] (`image_features`, or `adapt_image_features` of cached ones)
+    logits: torch.Tensor  # [B, C] (`logits`)
+    teacher: dict[str, torch.Tensor] = field(default_factory=dict)  # the frozen model's outputs (`forward_teacher`)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # loss terms a method's `backward` combines itself
+    loss: torch.Tensor | None = None  # the total `loss` returned, set by the engine before `backward`
+
+
+class Method(nn.Module, Generic[C]):
+    """A way of adapting a CLIP backbone. A method is a subclass `Method[ItsConfig]` whose `Config` is that
+    `MethodConfig` dataclass; it overrides `build` (choose or add trainable parameters) and, when needed, the features
+    (`text_features`, `image_features`, `adapt_image_features`), `logits`, the training step's `forward_teacher`,
+    `loss` and `backward` (each given the `Step`), and the loop's hooks (`on_train_start`, `on_epoch_end`,
+    `on_train_end`). A method that distils toward zero-shot CLIP's class text features sets `anchor`
+    (`ZeroShotAnchor`) in `build`: it is captured when training starts.
 
     `init_weights` (backbone parameter name -> tensor) are copied into the backbone before `build`: the engine reads
-    them from the first stage of a two-stage run (`init_from`); they are saved with this run's weights."""
+    them from the first stage of a two-stage run (`init_from`); they are saved with this run's weights.
+    `layer_change` (backbone parameter name -> its recorded change ||p - p0||^2) is what the engine read from the run
+    that a `layers_from` setting names, for methods that rank layers by it (CLIPFit's topK layers).
+
+    How the engine trains a method follows from six flags (class attributes or properties; docs/extending.md):
+
+    flag                 meaning                                                            default
+    closed_form          fitted by `fit_features` on cached frozen features: no SGD, no    False
+                         epochs
+    image_tower_frozen   nothing that trains changes `frozen_image_features`, and the       no image-tower parameter
+                         image side is `adapt_image_features(frozen_image_features(x))`:    trains and `image_features`
+                         the engine trains on image features cached once per view           is not overridden
+                         (`feature_cache`); the same result without augmentation
+    trains_on_features   the method can only train on cached features (it builds           False
+                         something from them in `on_features`)
+    feature_views        cached views per training image: 0 = one un-augmented view,       the config's `views`, else
+                         N = N augmented views; None = the `feature_views` setting          None
+    view_per_epoch       with N views, epoch e trains on view e mod N (True) or on all N    True
+                         views (False)
+    text_is_static       nothing that trains changes the class text features: the engine    no trainable parameter of
+                         computes them once per epoch, without gradients                    the text tower or of the
+                                                                                            method's own modules
+    """
 
     name: ClassVar[str] = ""
-    Config: ClassVar[type] = MethodConfig
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
     recipe: ClassVar[Recipe] = recipes.DASSL_SGD  # training recipe (clipfit.recipes); each method names its own
     mergeable: ClassVar[bool] = True  # tuned weights are the backbone's own parameters: `export --merged` works
-    class_agnostic: ClassVar[bool] = True  # can classify classes never trained on (base-to-new "new")
+    class_agnostic: bool = True  # can classify classes never trained on (base-to-new "new")
     closed_form: ClassVar[bool] = False  # fitted by `fit_features` on cached frozen features (no SGD, no epochs)
     # logits at evaluation are logit_scale x image_features @ text_features.T, so either tower's features can be
     # swapped for zero-shot CLIP's (`clipfit analyze --towers`); False for logits built otherwise
     feature_logits: ClassVar[bool] = True
     # the setting that weights each term of `loss` (as its parts name them), named when the loss becomes non-finite
     term_weights: ClassVar[dict[str, str]] = {}
+    anchor: ZeroShotAnchor | None = None  # set in `build` by a method that distils toward zero-shot text features
+    classnames: list[str]
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str], cfg: Any = None,
-                 init_weights: Mapping[str, torch.Tensor] | None = None):
+    def __init__(self, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str],
+                 cfg: C | None = None, init_weights: Mapping[str, torch.Tensor] | None = None,
+                 layer_change: Mapping[str, float] | None = None):
         super().__init__()
         self.backbone = backbone
-        self.cfg = cfg if cfg is not None else self.Config()
+        self.cfg: C = cfg if cfg is not None else cast(C, self.Config())
+        check_config(self.cfg)  # a config built or changed in Python is checked as the settings of a run are
         self.templates = [template] if isinstance(template, str) else list(template)
+        self.layer_change = layer_change
         backbone.requires_grad_(False)
         self._init_names: list[str] = []  # backbone parameters taken from an earlier run
         if init_weights:
@@ -272,16 +330,26 @@ class Method(nn.Module):
 
     # -- training ----------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
-        """Called once before the first step (e.g. to store frozen zero-shot features). Subclasses call super()."""
+        """Called once before the first step: captures the zero-shot `anchor` when there is one. Subclasses that
+        store something of their own (e.g. frozen weights to compare with) call super()."""
+        if self.anchor is not None:
+            self.anchor.capture()
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, text_feats: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        ce = F.cross_entropy(logits.float(), labels)  # fp32 whatever the autocast precision of the logits
+    def forward_teacher(self, step: Step) -> None:
+        """Called in the forward pass of each training step, after `logits` and under the same autocast: a method
+        that distils from the frozen model puts its outputs for this batch in `step.teacher` for `loss` (ProGrad:
+        the zero-shot logits; PromptSRC: the frozen image features). Default: nothing."""
+
+    def loss(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        """The step's loss and its terms by name (logged, and named with `term_weights` when it is not finite)."""
+        ce = F.cross_entropy(step.logits.float(), step.labels)  # fp32 whatever the autocast precision of the logits
         return ce, {"ce": float(ce.detach())}
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, step: Step) -> None:
         """Fill the trainable parameters' `.grad` from the step's loss (a method that combines the gradients of
         its loss terms itself, e.g. ProGrad, overrides this)."""
-        loss.backward()
+        assert step.loss is not None, "the engine sets step.loss before backward"
+        step.loss.backward()
 
     def on_epoch_end(self, epoch: int, epochs: int) -> None:
         """Called after the last step of each epoch (1-based `epoch` of `epochs`), before validation."""
@@ -355,7 +423,7 @@ def warn_same_prompts(classnames: Sequence[str], *tokens: tuple[torch.Tensor, to
     classes the model cannot tell apart. Called where the prompts are tokenized, once per class list."""
     if not tokens or tokens[0][0].is_meta:
         return
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[tuple[tuple[int, ...], ...], list[str]] = {}
     for i, c in enumerate(classnames):
         key = tuple(tuple(ids[i][mask[i].bool()].tolist()) for ids, mask in tokens)
         groups.setdefault(key, []).append(c)
@@ -368,7 +436,10 @@ def warn_same_prompts(classnames: Sequence[str], *tokens: tuple[torch.Tensor, to
              "tokenizer does not know, or the same name twice); shorten or reword them")
 
 
-class GroupTuning(Method):
+G = TypeVar("G", bound=TowerConfig)
+
+
+class GroupTuning(Method[G]):
     """A method that tunes existing parameter groups of the backbone (`backbone.parameter_group` names), chosen by
     its config's `tower` setting: GROUPS maps each `tower` value to the groups it unfreezes."""
 
@@ -379,10 +450,13 @@ class GroupTuning(Method):
 
 
 def build_method(name: str, backbone: Backbone, classnames: Sequence[str], template: str | Sequence[str],
-                 cfg: Any = None, init_weights: Mapping[str, torch.Tensor] | None = None) -> Method:
-    """An instance of method `name` (a preset name gives its base class; `cfg` None: the name's own config)."""
+                 cfg: MethodConfig | None = None, init_weights: Mapping[str, torch.Tensor] | None = None,
+                 layer_change: Mapping[str, float] | None = None) -> Method[Any]:
+    """An instance of method `name` (a preset name gives its base class; `cfg` None: the name's own config).
+    `init_weights`, `layer_change`: see `Method` (the engine reads them from the runs the settings name)."""
     entry = METHODS.get(name)
-    return entry.cls(backbone, classnames, template, cfg if cfg is not None else entry.config(), init_weights)
+    return entry.cls(backbone, classnames, template, cfg if cfg is not None else entry.config(), init_weights,
+                     layer_change)
 
 
 def parse_layers(spec: str, n: int, setting: str, ranking: Sequence[float] | None = None) -> list[int]:
@@ -403,7 +477,8 @@ def parse_layers(spec: str, n: int, setting: str, ranking: Sequence[float] | Non
                     raise ClipfitError(f"setting {setting}={spec}: '{item}' ranks layers by their recorded change; "
                                        "also set layers_from=RUN_DIR, a run trained with record=change")
                 k = int(item[3:])
-                out.update(sorted(range(n), key=lambda i: -ranking[i])[:k])
+                rank = ranking
+                out.update(sorted(range(n), key=lambda i: -rank[i])[:k])
             elif "-" in item:
                 a, b = (int(x) for x in item.split("-", 1))
                 out.update(range(a - 1, b))
@@ -420,30 +495,11 @@ def parse_layers(spec: str, n: int, setting: str, ranking: Sequence[float] | Non
 
 def block_index(name: str) -> int | None:
     """The encoder block a parameter belongs to (0-based), from its name ('...layers.3....'), or None."""
-    import re
-
     m = re.search(r"\.layers\.(\d+)\.", name)
     return int(m.group(1)) if m else None
 
 
-def recorded_change(run_dir: str, setting: str) -> dict[str, float]:
-    """Backbone parameter name -> its final recorded change ||p - p0||^2 in a run trained with record=change."""
-    import json
-
-    from ..engine.record import RECORD_JSON
-    from ..engine.rundir import RunDir
-
-    run = RunDir(run_dir)
-    if not run.file(RECORD_JSON).exists():
-        raise ClipfitError(f"setting {setting}={run_dir}: no {RECORD_JSON} there; train that run with "
-                           "--set record=change")
-    rec = json.loads(run.read_file(RECORD_JSON))
-    if not rec.get("epochs") or "change" not in rec["epochs"][-1]:
-        raise ClipfitError(f"setting {setting}={run_dir}: that run did not record change (record=change)")
-    return {n.removeprefix("backbone.model."): v for n, v in zip(rec["params"], rec["epochs"][-1]["change"])}
-
-
-def keep_layers(method: Method, layers: list[list[str]], spec: str, setting: str,
+def keep_layers(method: Method[Any], layers: list[list[str]], spec: str, setting: str,
                 change: Mapping[str, float] | None = None) -> None:
     """Freeze every parameter of `layers` (backbone parameter names, one list per layer in depth order) except those
     of the layers `spec` names (`parse_layers`; 'topK' ranks layers by the summed recorded `change`)."""

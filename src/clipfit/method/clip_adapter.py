@@ -37,13 +37,13 @@ from .base import Method, MethodConfig, register_method, register_preset
 @dataclass
 class ClipAdapterConfig(MethodConfig):
     alpha: float = opt(0.2, "residual ratio: x' = alpha A(x) + (1 - alpha) x (the code's 0.2; 0 is zero-shot CLIP)")
-    reduction: int = opt(4, "bottleneck: D -> D / reduction -> D (the paper's 4)")
+    reduction: int = opt(4, "bottleneck: D -> D / reduction -> D (the paper's 4)", range="[1, inf)")
     views: int = opt(10, "augmented views per training image cached when the image encoder is frozen; epoch e trains "
                          "on view e mod views (0: one un-augmented view)")
 
 
 @register_method("clip_adapter")
-class ClipAdapter(Method):
+class ClipAdapter(Method[ClipAdapterConfig]):
     """CLIP-Adapter: a residual bottleneck MLP (D -> D/4 -> D, ReLU, no bias) on the image feature (131,072 on ViT-B/16)."""
 
     Config = ClipAdapterConfig
@@ -52,7 +52,7 @@ class ClipAdapter(Method):
 
     def build(self) -> None:
         dim = self.backbone.model.visual_projection.out_features
-        if self.cfg.reduction < 1 or dim // self.cfg.reduction < 1:
+        if dim // self.cfg.reduction < 1:
             raise ClipfitError(f"--set reduction={self.cfg.reduction}: must be between 1 and the feature width {dim}")
         hidden = dim // self.cfg.reduction
         self.adapter = nn.Sequential(nn.Linear(dim, hidden, bias=False), nn.ReLU(),
@@ -81,7 +81,7 @@ class ClipAdapter(Method):
 
     def adapt_image_features(self, feats: torch.Tensor) -> torch.Tensor:
         a = self.cfg.alpha
-        x = feats.to(self.adapter[0].weight.dtype)
+        x = feats.to(next(self.adapter.parameters()).dtype)
         return F.normalize(a * self.adapter(x) + (1.0 - a) * x, dim=-1)
 
 

@@ -9,7 +9,7 @@ with s = alpha / sqrt(r) (the reference's code; `scaling_rule=r` gives the LoRA 
 only on the low-rank branch, only in training. B = 0 at the start, so the model starts as zero-shot CLIP exactly.
 ViT-B/16, r = 2: 12 x 3 x 2 x (512 + 512) = 73,728 (text) + 12 x 3 x 2 x (768 + 768) = 110,592 (image) = 184,320.
 
-The update is added by forward hooks on transformers' q_proj / k_proj / v_proj (/ out_proj) Linear modules, so
+The update is added by forward hooks (`ForwardHooks`) on transformers' q_proj / k_proj / v_proj (/ out_proj) Linear modules, so
 the backbone keeps the parameter names of a plain CLIP and the low-rank factors live in the method
 (`lora.<tower>.<layer>.<q|k|v|o>.A|B`). `export --merged` folds s B A into W (`merge_into_backbone`): the exported
 checkpoint is a plain transformers CLIP that computes the same logits.
@@ -34,6 +34,7 @@ from ..backbone import towers
 from ..config import opt
 from ..errors import ClipfitError
 from .base import Method, MethodConfig, register_method
+from .shared import ForwardHooks, HookFn
 
 PROJECTIONS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "out_proj"}  # transformers' attention Linear names
 SCALING = ("sqrt_r", "r")
@@ -41,9 +42,10 @@ SCALING = ("sqrt_r", "r")
 
 @dataclass
 class ClipLoraConfig(MethodConfig):
-    r: int = opt(2, "rank of each low-rank update (the reference's 2)")
+    r: int = opt(2, "rank of each low-rank update (the reference's 2)", range="[1, inf)")
     alpha: float = opt(1.0, "LoRA alpha: the update is scaled by alpha / sqrt(r) or alpha / r (the reference's 1)")
-    dropout: float = opt(0.25, "dropout on the input of the low-rank branch, in training (the reference's 0.25)")
+    dropout: float = opt(0.25, "dropout on the input of the low-rank branch, in training (the reference's 0.25)",
+                         range="[0, 1)")
     scaling_rule: str = opt("sqrt_r", "scale s = alpha / sqrt(r) (the reference's code, rsLoRA) or alpha / r (the LoRA "
                                       "paper's)", SCALING)
     targets: str = opt("q,k,v", "attention projections adapted in every layer: comma-separated from q, k, v, o "
@@ -82,7 +84,7 @@ def attention_layers(tower: nn.Module) -> list[nn.Module]:
 
 
 @register_method("clip_lora")
-class ClipLora(Method):
+class ClipLora(Method[ClipLoraConfig]):
     """CLIP-LoRA: rank-2 updates of q, k, v in every attention layer of both encoders (184,320 on ViT-B/16)."""
 
     Config = ClipLoraConfig
@@ -95,45 +97,32 @@ class ClipLora(Method):
         bad = [t for t in targets if t not in PROJECTIONS]
         if not targets or bad:
             raise ClipfitError(f"--set targets={cfg.targets}: choose from {', '.join(PROJECTIONS)} (comma-separated)")
-        if cfg.r < 1:
-            raise ClipfitError(f"--set r={cfg.r}: the rank must be at least 1")
-        if not 0.0 <= cfg.dropout < 1.0:
-            raise ClipfitError(f"--set dropout={cfg.dropout}: must be in [0, 1)")
         scale = cfg.alpha / (math.sqrt(cfg.r) if cfg.scaling_rule == "sqrt_r" else cfg.r)
         names = ["text", "vision"] if cfg.encoder == "both" else [cfg.encoder]
         self.lora = nn.ModuleDict()
         self._sites: list[tuple[nn.Linear, LoRA]] = []
-        self._hooks: list = []
+        self._hooks = ForwardHooks(exclusive="LoRA branches")
         for name in names:
             layers = attention_layers(towers(self.backbone.model)[name])
             if not layers:
                 raise ClipfitError(f"the {name} encoder has no attention layers with q_proj/k_proj/v_proj/out_proj")
-            self.lora[name] = nn.ModuleList()
+            self.lora[name] = per_tower = nn.ModuleList()
             for attn in layers:
                 per_layer = nn.ModuleDict()
                 for t in targets:
                     linear = getattr(attn, PROJECTIONS[t])
-                    if getattr(linear, "_clipfit_lora", False):
-                        raise ClipfitError("this backbone already carries LoRA branches; load a fresh backbone")
-                    per_layer[t] = LoRA(linear, cfg.r, cfg.dropout, scale)
-                    self._attach(linear, per_layer[t])
-                self.lora[name].append(per_layer)
+                    branch = per_layer[t] = LoRA(linear, cfg.r, cfg.dropout, scale)
+                    self._sites.append((linear, branch))
+                    self._hooks.after(linear, self._hook_for(branch))
+                per_tower.append(per_layer)
+
+    @staticmethod
+    def _hook_for(branch: LoRA) -> HookFn:
+        return lambda out, inputs: out + branch(inputs[0])
 
     @property
     def image_tower_frozen(self) -> bool:
         return self.cfg.encoder == "text" and super().image_tower_frozen  # its branches hook the encoders' layers
-
-    def _attach(self, linear: nn.Linear, branch: LoRA) -> None:
-        linear._clipfit_lora = True
-        self._sites.append((linear, branch))
-        self._hooks.append(linear.register_forward_hook(lambda mod, inputs, out: out + branch(inputs[0])))
-
-    def _detach(self) -> None:
-        for h in self._hooks:
-            h.remove()
-        for linear, _ in self._sites:
-            linear._clipfit_lora = False
-        self._hooks = []
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -147,9 +136,9 @@ class ClipLora(Method):
     def merge_into_backbone(self) -> None:
         """W <- W + s B A for every adapted Linear, and the hooks removed: the plain backbone then computes what
         this method computes (in eval mode, where the branch has no dropout)."""
-        if not self._hooks:
+        if not self._hooks.attached:
             return  # merged already
         with torch.no_grad():
             for linear, branch in self._sites:
                 linear.weight.add_(branch.delta().to(linear.weight.dtype))
-        self._detach()
+        self._hooks.remove()

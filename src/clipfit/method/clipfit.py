@@ -23,13 +23,14 @@ from ..config import opt
 from .base import (
     Method,
     MethodConfig,
+    Step,
     block_index,
     keep_layers,
     parameter_group_of,
-    recorded_change,
     register_method,
     register_preset,
 )
+from .shared import ZeroShotAnchor
 
 BIAS_GROUPS = {
     "ffn_out": ["text_ffn_out_bias"],  # Table 5 (d), CLIPFit's choice
@@ -61,7 +62,7 @@ class CLIPFitConfig(MethodConfig):
 
 
 @register_method("clipfit")
-class CLIPFit(Method):
+class CLIPFit(Method[CLIPFitConfig]):
     """CLIPFit (text FFN output biases + image LayerNorms, KD to zero-shot text features)."""
 
     Config = CLIPFitConfig
@@ -75,7 +76,7 @@ class CLIPFit(Method):
         self.unfreeze(*groups)
         model = self.backbone.model
         cfg = self.cfg
-        change = recorded_change(cfg.layers_from, "layers_from") if cfg.layers_from else None
+        change = self.layer_change  # the engine read it from the run `layers_from` names
         if cfg.image_layernorm and cfg.ln_layers != "all":
             keep_layers(self, [parameter_group_of(model, m) for _, m in layernorms(model.vision_model)], cfg.ln_layers,
                         "ln_layers", change)
@@ -89,26 +90,22 @@ class CLIPFit(Method):
                     dict(model.named_parameters())[n].requires_grad_(False)
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         self._bias_names = [n for n in bias if n in trainable]
-        self._zs_text: torch.Tensor | None = None
+        # the zero-shot features: this method's own text features before anything trained
+        self.anchor = ZeroShotAnchor(self.text_features) if cfg.reg == "kd" and cfg.beta else None
         self._bias_init: dict[str, torch.Tensor] = {}
 
     def on_train_start(self) -> None:
-        if self.cfg.reg == "kd" and self.cfg.beta:
-            with torch.no_grad():
-                self._zs_text = self.text_features().detach().float()
+        super().on_train_start()
         if self.cfg.reg == "mse":
             params = dict(self.backbone.model.named_parameters())
             self._bias_init = {n: params[n].detach().clone() for n in self._bias_names}
 
-    def loss(self, logits, labels, text_feats):
-        ce = F.cross_entropy(logits.float(), labels)
+    def loss(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        ce = F.cross_entropy(step.logits.float(), step.labels)
         parts = {"ce": float(ce.detach())}
         total = ce
-        if self.cfg.reg == "kd" and self.cfg.beta:
-            if self._zs_text is None:
-                raise RuntimeError("on_train_start was not called")
-            # computed in fp32 whatever the autocast precision, so the term is never silently dropped
-            kd = 1.0 - F.cosine_similarity(text_feats.float(), self._zs_text, dim=-1).mean()
+        if self.anchor is not None:
+            kd = self.anchor.cosine_distance(step.text)
             total = total + self.cfg.beta * kd
             parts["kd"] = float(kd.detach())
         elif self.cfg.reg == "mse" and self._bias_names:

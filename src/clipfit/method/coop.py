@@ -21,6 +21,7 @@ The recipes (`clipfit.recipes`, "CoOp's family") test the last epoch, as the CoO
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +30,9 @@ from torch import nn
 from .. import recipes
 from ..config import opt
 from ..errors import ClipfitError
-from .base import register_method, register_preset
+from .base import Step, register_method, register_preset
 from .prompt import FROM_TEMPLATE, PromptConfig, PromptTuning
+from .shared import ZeroShotAnchor
 
 CTXV1_HELP = "; 4 from 'a photo of a' (the CoCoOp paper's setting) = 2,048 parameters on ViT-B/16"
 
@@ -38,12 +40,16 @@ CTXV1_HELP = "; 4 from 'a photo of a' (the CoCoOp paper's setting) = 2,048 param
 @dataclass
 class CoOpConfig(PromptConfig):
     n_ctx: int = opt(recipes.COOP_N_CTX, "learned context vectors: 16 for few-shot (the CoOp paper; 8,192 parameters on "
-                                         "ViT-B/16), 4 for base-to-new and cross-dataset (the recipe sets them)")
+                                         "ViT-B/16), 4 for base-to-new and cross-dataset (the recipe sets them)",
+                     range="[1, inf)")
     suffix: str = opt(".", "text after the class name (CoOp: '.'; 'template' = the dataset template's text after '{}')")
 
 
+CC = TypeVar("CC", bound=CoOpConfig)
+
+
 @register_method("coop")
-class CoOp(PromptTuning):
+class CoOp(PromptTuning[CC]):
     """CoOp: learned context vectors before the class name (16 for few-shot; 4 from 'a photo of a' for base-to-new)."""
 
     Config = CoOpConfig
@@ -52,15 +58,15 @@ class CoOp(PromptTuning):
 
 @dataclass
 class CoCoOpConfig(CoOpConfig):
-    n_ctx: int = opt(recipes.COOP_CTXV1["n_ctx"], "learned context vectors" + CTXV1_HELP)
+    n_ctx: int = opt(recipes.COOP_CTXV1["n_ctx"], "learned context vectors" + CTXV1_HELP, range="[1, inf)")
     ctx_init: str = opt(recipes.COOP_CTXV1["ctx_init"], "words whose token embeddings initialise the last context "
                                                         "vectors (CoCoOp: 'a photo of a')")
     max_prompts: int = opt(4096, "image x class prompts the text encoder takes in one call (memory only: results do "
-                                 "not change)")
+                                 "not change)", range="[1, inf)")
 
 
 @register_method("cocoop")
-class CoCoOp(CoOp):
+class CoCoOp(CoOp[CoCoOpConfig]):
     """CoCoOp: CoOp's 4 context vectors shifted per image by a meta-net of the image feature (35,360 on ViT-B/16)."""
 
     Config = CoCoOpConfig
@@ -69,8 +75,6 @@ class CoCoOp(CoOp):
 
     def build(self) -> None:
         super().build()
-        if self.cfg.max_prompts < 1:
-            raise ClipfitError(f"--set max_prompts={self.cfg.max_prompts}: must be at least 1")
         d = self.backbone.model.visual_projection.out_features  # the image feature the meta-net reads
         hidden = d // 16
         if hidden < 1:
@@ -104,7 +108,7 @@ class CoCoOp(CoOp):
 
 @dataclass
 class KgCoOpConfig(CoOpConfig):
-    n_ctx: int = opt(recipes.COOP_CTXV1["n_ctx"], "learned context vectors" + CTXV1_HELP)
+    n_ctx: int = opt(recipes.COOP_CTXV1["n_ctx"], "learned context vectors" + CTXV1_HELP, range="[1, inf)")
     ctx_init: str = opt(recipes.COOP_CTXV1["ctx_init"], "words whose token embeddings initialise the last context "
                                                         "vectors (KgCoOp: 'a photo of a')")
     kg_weight: float = opt(recipes.KGCOOP_WEIGHT, "weight lambda of the knowledge-guidance term (KgCoOp's code: 8 with "
@@ -115,31 +119,30 @@ class KgCoOpConfig(CoOpConfig):
 
 
 @register_method("kgcoop")
-class KgCoOp(CoOp):
+class KgCoOp(CoOp[KgCoOpConfig]):
     """KgCoOp: CoOp (4 vectors from 'a photo of a') kept near the zero-shot class text features (lambda 8)."""
 
     Config = KgCoOpConfig
     recipe = recipes.KGCOOP
     term_weights = {"kg": "kg_weight"}
 
-    def on_train_start(self) -> None:
-        super().on_train_start()
-        self._zs_text = self.zero_shot_text_features().detach().float() if self.cfg.kg_weight else None
+    def build(self) -> None:
+        super().build()
+        self.anchor = ZeroShotAnchor(self.zero_shot_text_features) if self.cfg.kg_weight else None
 
     def kg_term(self, text_feats: torch.Tensor) -> torch.Tensor:
         """The distance of the class text features [C, D] (normalised) to the frozen zero-shot ones, in fp32."""
-        if self._zs_text is None:
-            raise RuntimeError("on_train_start was not called")
-        a = text_feats.float()
+        if self.anchor is None:
+            raise RuntimeError("kgcoop with kg_weight=0 has no zero-shot features")
         if self.cfg.kg_form == "squared":
-            return ((a - self._zs_text) ** 2).sum(-1).mean()
-        return 1.0 - F.cosine_similarity(a, self._zs_text, dim=-1).mean()
+            return self.anchor.squared_distance(text_feats)
+        return self.anchor.cosine_distance(text_feats)
 
-    def loss(self, logits, labels, text_feats):
-        ce = F.cross_entropy(logits.float(), labels)
-        if not self.cfg.kg_weight:
+    def loss(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        ce = F.cross_entropy(step.logits.float(), step.labels)
+        if self.anchor is None:
             return ce, {"ce": float(ce.detach())}
-        kg = self.kg_term(text_feats)
+        kg = self.kg_term(step.text)
         return ce + self.cfg.kg_weight * kg, {"ce": float(ce.detach()), "kg": float(kg.detach())}
 
 
@@ -169,7 +172,7 @@ def prograd_direction(g_ce: torch.Tensor, g_kd: torch.Tensor | None, lam: float)
 
 
 @register_method("prograd")
-class ProGrad(CoOp):
+class ProGrad(CoOp[ProGradConfig]):
     """ProGrad: CoOp (16 vectors, template init) whose gradient never opposes distillation to zero-shot CLIP."""
 
     Config = ProGradConfig
@@ -181,18 +184,12 @@ class ProGrad(CoOp):
         if self.cfg.layernorm and self.cfg.layernorm_tower in ("both", "vision"):
             raise ClipfitError("prograd's zero-shot teacher reads the training images' features from the frozen image "
                                "encoder; use layernorm_tower=text with layernorm=true")
-        self._zs_text: torch.Tensor | None = None
-        self._teacher: torch.Tensor | None = None
-        self._terms: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.anchor = ZeroShotAnchor(self.zero_shot_text_features)
 
-    def on_train_start(self) -> None:
-        super().on_train_start()
-        self._zs_text = self.zero_shot_text_features().detach().float()
-
-    def logits(self, image_feats: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
-        if self.training and self._zs_text is not None:  # the teacher's logits for this training batch
-            self._teacher = self.backbone.logit_scale.float() * image_feats.detach().float() @ self._zs_text.t()
-        return super().logits(image_feats, text_feats)
+    def forward_teacher(self, step: Step) -> None:
+        """The teacher's logits for this training batch: zero-shot CLIP's, from the same image features."""
+        assert self.anchor is not None
+        step.teacher["logits"] = self.anchor.logits(step.image.detach(), self.backbone.logit_scale)
 
     def kd_loss(self, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """T^2 x mean_i sum_c softmax(teacher_i / T)_c x (-log softmax(logits_i / T)_c) (soft cross-entropy)."""
@@ -200,20 +197,17 @@ class ProGrad(CoOp):
         p = F.softmax(teacher / t, dim=-1)
         return -(p * F.log_softmax(logits.float() / t, dim=-1)).sum(-1).mean() * t * t
 
-    def loss(self, logits, labels, text_feats):
-        ce = F.cross_entropy(logits.float(), labels)
-        if self._teacher is None:
-            raise RuntimeError("prograd: no teacher logits for this batch (on_train_start not called?)")
-        kd = self.kd_loss(logits, self._teacher)
-        self._teacher, self._terms = None, (ce, kd)
+    def loss(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        ce = F.cross_entropy(step.logits.float(), step.labels)
+        if "logits" not in step.teacher:
+            raise RuntimeError("prograd: no teacher logits for this batch (forward_teacher not called?)")
+        kd = self.kd_loss(step.logits, step.teacher["logits"])
+        step.terms.update(ce=ce, kd=kd)
         return ce, {"ce": float(ce.detach()), "kd": float(kd.detach())}
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, step: Step) -> None:
         """Gradients of CE and KD separately (two passes), then each trainable tensor's `.grad` = ProGrad's direction."""
-        if self._terms is None:
-            raise RuntimeError("prograd: backward without loss")
-        ce, kd = self._terms
-        self._terms = None
+        ce, kd = step.terms["ce"], step.terms["kd"]
         params = list(self.trainable().values())
         g_kd = torch.autograd.grad(kd, params, retain_graph=True, allow_unused=True)
         g_ce = torch.autograd.grad(ce, params, allow_unused=True)

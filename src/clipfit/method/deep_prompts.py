@@ -11,18 +11,18 @@ Image tower: n tokens V_0 are appended after the positional embedding (before th
 are replaced by V_j before each of the layers 2..J, and the class token is read as usual. The vision encoder has no
 attention mask: every token, the class token included, attends to the prompts.
 
-Both insertions are forward hooks on the transformers modules (the embeddings and the encoder layers), so the
-backbone's parameter names stay those of a plain CLIP. The hooks act only while a tower's prompts are switched on
-(`TowerPrompts.on()`), which `text_features` and `image_features` do; outside them the towers compute plain CLIP
+Both insertions are forward hooks on the transformers modules (the embeddings and the encoder layers; `ForwardHooks`),
+so the backbone's parameter names stay those of a plain CLIP. The hooks act only while a tower's prompts are switched
+on (`ForwardHooks.on()`), which `text_features` and `image_features` do; outside them the towers compute plain CLIP
 (the frozen teacher PromptSRC needs, and the backbone's own `encode_*`).
 
 Depth J is capped at the encoder's number of layers (9 on a 12-layer ViT-B/16; 4 on the embedded mini-clip).
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -31,76 +31,53 @@ from ..config import opt
 from ..errors import ClipfitError
 from .base import Method, MethodConfig, warn_same_prompts
 from .prompt import encode_with_context
+from .shared import ForwardHooks
 
 PROMPT_STD = 0.02  # the references' N(0, 0.02^2) initialisation of prompts not initialised from words
 
 
-class TowerPrompts:
-    """Insert prompts into one encoder tower ('text' or 'vision') by hooks. `prompt(j)` gives the [n, width] tokens
-    of layer j (0-based; j = 0 is the input of the first layer, vision only: the text prompt P_0 is part of the token
-    sequence the method builds); layers 1..depth-1 get theirs before they run."""
+def insert_prompts(hooks: ForwardHooks, tower: Any, kind: str, n: int, depth: int,
+                   prompt: Callable[[int], torch.Tensor]) -> None:
+    """Hook prompts into one encoder tower ('text' or 'vision'). `prompt(j)` gives the [n, width] tokens of layer j
+    (0-based; j = 0 is the input of the first layer, vision only: the text prompt P_0 is part of the token sequence
+    the method builds); layers 1..depth-1 get theirs before they run."""
 
-    def __init__(self, tower: nn.Module, kind: str, n: int, depth: int, prompt: Callable[[int], torch.Tensor]):
-        self.kind, self.n, self.depth, self.prompt = kind, n, depth, prompt
-        self.active = False
-        layers = tower.encoder.layers
-        self._handles = [layers[j].register_forward_pre_hook(self._replace_hook(j), with_kwargs=True)
-                         for j in range(1, depth)]
-        if kind == "vision":
-            self._handles.append(tower.embeddings.register_forward_hook(self._append_hook))
+    def tokens(j: int, like: torch.Tensor) -> torch.Tensor:
+        return prompt(j).to(like.dtype)[None].expand(like.shape[0], -1, -1)
 
-    @contextlib.contextmanager
-    def on(self) -> Iterator[None]:
-        """Switch the prompts on for the forward passes inside the block."""
-        was, self.active = self.active, True
-        try:
-            yield
-        finally:
-            self.active = was
+    def replace(j: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        def fn(h: torch.Tensor) -> torch.Tensor:
+            p = tokens(j, h)
+            if kind == "vision":
+                return torch.cat([h[:, :-n], p], dim=1)
+            return torch.cat([h[:, :1], p, h[:, 1 + n:]], dim=1)
 
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        return fn
 
-    def _tokens(self, j: int, like: torch.Tensor) -> torch.Tensor:
-        return self.prompt(j).to(like.dtype)[None].expand(like.shape[0], -1, -1)
-
-    def _append_hook(self, module, args, out):
-        if not self.active:
-            return None
-        return torch.cat([out, self._tokens(0, out)], dim=1)  # [CLS, patches..., V_0]
-
-    def _replace_hook(self, j: int):
-        def hook(module, args, kwargs):
-            if not self.active:
-                return None
-            h = args[0] if args else kwargs["hidden_states"]
-            p = self._tokens(j, h)
-            if self.kind == "vision":
-                h = torch.cat([h[:, :-self.n], p], dim=1)
-            else:
-                h = torch.cat([h[:, :1], p, h[:, 1 + self.n:]], dim=1)
-            if args:
-                return (h, *args[1:]), kwargs
-            return args, {**kwargs, "hidden_states": h}
-
-        return hook
+    for j in range(1, depth):
+        hooks.before(tower.encoder.layers[j], replace(j))
+    if kind == "vision":  # [CLS, patches..., V_0]
+        hooks.after(tower.embeddings, lambda out, inputs: torch.cat([out, tokens(0, out)], dim=1))
 
 
 @dataclass
 class DeepPromptConfig(MethodConfig):
-    n_ctx: int = opt(2, "learned text tokens per layer (MaPLe: 2)")
-    depth: int = opt(9, "prompt depth J: layers 1..J receive prompts (capped at the encoder's number of layers)")
+    n_ctx: int = opt(2, "learned text tokens per layer (MaPLe: 2)", range="[1, inf)")
+    depth: int = opt(9, "prompt depth J: layers 1..J receive prompts (capped at the encoder's number of layers)",
+                     range="[1, inf)")
     ctx_init: str = opt("a photo of a", "words whose token embeddings initialise the context P_0; the class prompt "
                                         "is '<ctx_init> <class name>.' with its first n_ctx tokens learned")
     keep_init_words: bool = opt(True, "init words beyond the first n_ctx stay as fixed tokens before the class name "
                                       "(the reference code: MaPLe learns 'a photo' and keeps 'of a'); false drops them")
 
 
-class DeepPromptMethod(Method):
+D = TypeVar("D", bound=DeepPromptConfig)
+
+
+class DeepPromptMethod(Method[D]):
     """Deep text prompts `text_prompts` [J, n, width] (P_0 the shallow context) and image prompts from
-    `vision_prompt(j)`, inserted by `TowerPrompts`. Subclasses build the image side (`build_vision`)."""
+    `vision_prompt(j)`, inserted by forward hooks (`insert_prompts`). Subclasses build the image side
+    (`build_vision`)."""
 
     Config = DeepPromptConfig
     mergeable = False  # prompts are not weights of a plain CLIP
@@ -119,17 +96,15 @@ class DeepPromptMethod(Method):
 
     def build(self) -> None:
         cfg = self.cfg
-        for key in ("n_ctx", "depth"):
-            if getattr(cfg, key) < 1:
-                raise ClipfitError(f"--set {key}={getattr(cfg, key)}: must be at least 1")
         tm, vm = self.backbone.model.text_model, self.backbone.model.vision_model
         self.text_prompts = nn.Parameter(torch.zeros(self.text_depth(), cfg.n_ctx, tm.config.hidden_size))
         n_vision, vision_depth = self.build_vision()
         words = cfg.ctx_init.strip()
         self._init_ids = (self.backbone.tokenizer([words], add_special_tokens=False, return_tensors="pt")["input_ids"][0]
                           if words else torch.zeros(0, dtype=torch.long))
-        self._text_hooks = TowerPrompts(tm, "text", cfg.n_ctx, self.text_prompts.shape[0], lambda j: self.text_prompts[j])
-        self._vision_hooks = TowerPrompts(vm, "vision", n_vision, vision_depth, self.vision_prompt)
+        self._text_hooks, self._vision_hooks = ForwardHooks(active=False), ForwardHooks(active=False)
+        insert_prompts(self._text_hooks, tm, "text", cfg.n_ctx, self.text_prompts.shape[0], lambda j: self.text_prompts[j])
+        insert_prompts(self._vision_hooks, vm, "vision", n_vision, vision_depth, self.vision_prompt)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -15,20 +15,20 @@ from dataclasses import dataclass
 
 from .. import recipes
 from ..config import opt
-from .base import GroupTuning, MethodConfig, register_method
+from .base import GroupTuning, TowerConfig, register_method
 
 BITFIT_GROUPS = {"both": ["text_bias", "vision_bias"], "text": ["text_bias"], "vision": ["vision_bias"]}
 FULL_GROUPS = {"both": ["all"], "text": ["text_all"], "vision": ["vision_all"]}
 
 
 @dataclass
-class BitFitConfig(MethodConfig):
+class BitFitConfig(TowerConfig):
     tower: str = opt("both", "biases tuned: of both encoders (CLIPFit Table 5 (a)), of the text encoder ((b)) or of the "
                              "image encoder", tuple(BITFIT_GROUPS))
 
 
 @register_method("bitfit")
-class BitFit(GroupTuning):
+class BitFit(GroupTuning[BitFitConfig]):
     """BitFit on CLIP: every bias of both encoders (or of one, `tower=text`), cross-entropy only (CLIPFit Table 5)."""
 
     Config = BitFitConfig
@@ -37,13 +37,13 @@ class BitFit(GroupTuning):
 
 
 @dataclass
-class FullConfig(MethodConfig):
+class FullConfig(TowerConfig):
     tower: str = opt("both", "parameters tuned: all (both encoders, projections, temperature), or one encoder with its "
                              "projection", tuple(FULL_GROUPS))
 
 
 @register_method("full")
-class FullFineTune(GroupTuning):
+class FullFineTune(GroupTuning[FullConfig]):
     """Full fine-tuning: every parameter of the model (the LayerNorm tuning paper's baseline; 149,620,737 on ViT-B/16)."""
 
     Config = FullConfig

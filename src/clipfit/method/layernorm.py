@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from .. import recipes
 from ..config import opt
 from ..errors import ClipfitError
-from .base import LN_GROUPS, GroupTuning, MethodConfig, block_index, register_method
+from .base import LN_GROUPS, GroupTuning, TowerConfig, block_index, register_method
 
 
 @dataclass
-class LayerNormConfig(MethodConfig):
+class LayerNormConfig(TowerConfig):
     tower: str = opt("both", "LayerNorms tuned: of both encoders (the paper's), only the text or only the image encoder",
                      tuple(LN_GROUPS))
     last_blocks: int = opt(0, "tune only the LayerNorms inside the last K residual blocks of each encoder (the LayerNorm "
@@ -29,7 +29,7 @@ class LayerNormConfig(MethodConfig):
 
 
 @register_method("layernorm")
-class LayerNormTuning(GroupTuning):
+class LayerNormTuning(GroupTuning[LayerNormConfig]):
     """LayerNorm tuning ("How to Adapt Your Large-Scale Vision-and-Language Model"): every LayerNorm of both encoders."""
 
     Config = LayerNormConfig

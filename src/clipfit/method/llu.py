@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -40,10 +41,10 @@ from torch import nn
 from .. import recipes
 from ..config import opt
 from ..errors import ClipfitError, require
-from .base import Method, MethodConfig, register_method, register_preset
+from .base import Method, MethodConfig, Step, register_method, register_preset
 
 # The paper's Table 4: each ablation as the settings it changes (registered as presets 'llu:<name>' below).
-ABLATIONS: dict[str, dict] = {
+ABLATIONS: dict[str, dict[str, Any]] = {
     "no_cluster": {"clusters": 0},
     "no_damp": {"beta": 1.0},
     "no_mask": {"mask": "none"},
@@ -91,6 +92,8 @@ def cluster_points(x: torch.Tensor, k: int) -> torch.Tensor:
 class LocalAffine(nn.Module):
     """g(x) = W x + b and its blend with the identity by alpha(x, D)."""
 
+    bank: torch.Tensor  # the stored features D near which the map applies (a buffer)
+
     def __init__(self, dim: int):
         super().__init__()
         self.map = nn.Linear(dim, dim)
@@ -127,12 +130,14 @@ class LocalAffine(nn.Module):
 
 
 @register_method("llu")
-class LLU(Method):
+class LLU(Method[LLUConfig]):
     """Localized Latent Updates (LLU): affine maps on image and text embeddings, applied near training data.
 
     Identity-initialised, blended in only near stored training features; trains on cached embeddings."""
 
     Config = LLUConfig
+    image_map: LocalAffine | None
+    text_map: LocalAffine | None
     recipe = recipes.LLU
     term_weights = {"reg": "lam"}
     mergeable = False
@@ -146,7 +151,7 @@ class LLU(Method):
             self.backbone.model.visual_projection.out_features
         self.image_map = LocalAffine(dim) if self.cfg.side in ("both", "image") else None
         self.text_map = LocalAffine(dim) if self.cfg.side in ("both", "text") else None
-        self._text_cache: tuple | None = None
+        self._text_cache: tuple[torch.device, torch.Tensor] | None = None
         self.reset_parameters()
 
     def _maps(self) -> list[LocalAffine]:
@@ -199,10 +204,10 @@ class LLU(Method):
             self.image_map.bank = cluster_points(feats, self.cfg.clusters).to(self.image_map.map.weight.device)
 
     def regulariser(self) -> torch.Tensor:
-        return sum(m.distance_to_identity(self.cfg.reg) for m in self._maps())
+        return cast(torch.Tensor, sum(m.distance_to_identity(self.cfg.reg) for m in self._maps()))
 
-    def loss(self, logits, labels, text_feats):
-        ce = F.cross_entropy(logits.float(), labels)
+    def loss(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        ce = F.cross_entropy(step.logits.float(), step.labels)
         parts = {"ce": float(ce.detach())}
         total = ce
         reg = self.regulariser()

@@ -9,6 +9,8 @@ cross-entropy.
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -18,7 +20,7 @@ from .deep_prompts import DeepPromptConfig, DeepPromptMethod
 
 
 @register_method("maple")
-class MaPLe(DeepPromptMethod):
+class MaPLe(DeepPromptMethod[DeepPromptConfig]):
     """MaPLe: deep text prompts (2 tokens, depth 9) coupled to image prompts by Linear maps (3,555,072 on ViT-B/16)."""
 
     Config = DeepPromptConfig
@@ -39,4 +41,4 @@ class MaPLe(DeepPromptMethod):
     def reset_parameters(self) -> None:
         super().reset_parameters()  # P_0 from the init words, P_1.. ~ N(0, 0.02^2)
         for lin in self.coupling:  # PyTorch's default Linear initialisation, as the reference
-            lin.reset_parameters()
+            cast(nn.Linear, lin).reset_parameters()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -29,16 +29,22 @@ from ..config import opt
 from ..errors import ClipfitError, require
 from .base import Method, MethodConfig, register_method, register_preset
 
+HC = TypeVar("HC", bound=MethodConfig)
 
-class _ClassSpecificHead:
+
+class ClassSpecificHead(Method[HC]):
     """Shared by the probes: a Linear head over the classes, created when the classes are first set."""
 
     class_agnostic = False
     mergeable = False
     feature_logits = False  # a linear head, no text features
+    head: Any  # an nn.Linear once the classes are set (None before)
 
     def _feature_dim(self) -> int:
         raise NotImplementedError
+
+    def build(self) -> None:
+        self.head = None
 
     def set_classes(self, classnames: Sequence[str]) -> None:
         classnames = list(classnames)
@@ -74,7 +80,7 @@ class LinearProbeConfig(MethodConfig):
 
 
 @register_method("linear_probe")
-class LinearProbe(_ClassSpecificHead, Method):
+class LinearProbe(ClassSpecificHead[LinearProbeConfig]):
     """Linear probe on the image encoder's pooled output before projection (LayerNorm tuning paper; 769 per class on ViT-B/16)."""
 
     Config = LinearProbeConfig
@@ -82,9 +88,6 @@ class LinearProbe(_ClassSpecificHead, Method):
 
     def _feature_dim(self) -> int:
         return self.backbone.model.vision_model.config.hidden_size
-
-    def build(self) -> None:
-        self.head = None
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -116,7 +119,7 @@ class LogRegConfig(MethodConfig):
 
 
 @register_method("logreg_probe")
-class LogRegProbe(_ClassSpecificHead, Method):
+class LogRegProbe(ClassSpecificHead[LogRegConfig]):
     """CoOp-style linear probe: scikit-learn logistic regression on normalised image features, C chosen on validation."""
 
     Config = LogRegConfig
@@ -126,21 +129,18 @@ class LogRegProbe(_ClassSpecificHead, Method):
     def _feature_dim(self) -> int:
         return self.backbone.model.visual_projection.out_features
 
-    def build(self) -> None:
-        self.head = None
-
     def on_train_start(self) -> None:
         super().on_train_start()
         require("sklearn", "method logreg_probe", "scikit-learn")  # before the features are computed, not after
 
-    def _fit(self, x: np.ndarray, y: np.ndarray, c: float):
+    def _fit(self, x: np.ndarray, y: np.ndarray, c: float) -> Any:
         from sklearn.linear_model import LogisticRegression
 
         clf = LogisticRegression(C=c, max_iter=self.cfg.max_iter)
         clf.fit(x, y)
         return clf
 
-    def _set_head(self, clf) -> None:
+    def _set_head(self, clf: Any) -> None:
         n_cls, dim = len(self.classnames), self._feature_dim()
         w = np.zeros((n_cls, dim), np.float64)
         b = np.full(n_cls, -1e4, np.float64)  # a class with no training image is never predicted
@@ -154,32 +154,36 @@ class LogRegProbe(_ClassSpecificHead, Method):
             self.head.weight.copy_(torch.from_numpy(w))
             self.head.bias.copy_(torch.from_numpy(b))
 
-    def fit_features(self, train_x, train_y, val_x, val_y) -> dict[str, Any]:
+    def fit_features(self, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor | None,
+                     val_y: torch.Tensor | None) -> dict[str, Any]:
         x, y = train_x.double().numpy(), train_y.numpy()
         if len(np.unique(y)) < 2:
             raise ClipfitError("logreg_probe needs training images of at least two classes")
-        history: list[dict] = []
+        history: list[dict[str, Any]] = []
         tried: dict[float, tuple[float, Any]] = {}
 
-        def score(c: float) -> float:
-            if c not in tried:
-                clf = self._fit(x, y, c)
-                acc = float((clf.predict(val_x.double().numpy()) == val_y.numpy()).mean() * 100.0)
-                tried[c] = (acc, clf)
-                history.append({"C": c, "val_accuracy": acc})
-            return tried[c][0]
-
-        if self.cfg.C > 0 or val_x is None or len(val_y) == 0:
+        if self.cfg.C > 0 or val_x is None or val_y is None or len(val_y) == 0:
             c = self.cfg.C if self.cfg.C > 0 else 1.0
             clf = self._fit(x, y, c)
             self._set_head(clf)
             val_acc = None
-            if val_x is not None and len(val_y):
+            if val_x is not None and val_y is not None and len(val_y):
                 val_acc = float((clf.predict(val_x.double().numpy()) == val_y.numpy()).mean() * 100.0)
             return {"C": c, "val_accuracy": val_acc, "history": [{"C": c}]}
-        best = None
-        for c in [10.0 ** e for e in range(-6, 7, 2)]:
-            if best is None or score(c) > score(best):
+        vx, vy = val_x.double().numpy(), val_y.numpy()
+
+        def score(c: float) -> float:
+            if c not in tried:
+                clf = self._fit(x, y, c)
+                acc = float((clf.predict(vx) == vy).mean() * 100.0)
+                tried[c] = (acc, clf)
+                history.append({"C": c, "val_accuracy": acc})
+            return tried[c][0]
+
+        grid = [10.0 ** e for e in range(-6, 7, 2)]
+        best = grid[0]
+        for c in grid[1:]:
+            if score(c) > score(best):
                 best = c
         step = 1.0
         for _ in range(self.cfg.search_steps):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ POSITIONS = ("end", "middle", "front")
 FROM_TEMPLATE = "template"  # ctx_init / suffix taken from the dataset's template (the text before / after '{}')
 
 
-def _attention_mask(text_model: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor):
+def _attention_mask(text_model: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> Any:
     """The 4-D causal + padding mask transformers' CLIP text model builds (for its attention implementation)."""
     try:
         from transformers.masking_utils import create_causal_mask
@@ -128,21 +129,24 @@ class PromptConfig(MethodConfig):
                              "one chunk, the same results (for many classes, e.g. ImageNet's 1,000)", range="[0, inf)")
 
 
+PC = TypeVar("PC", bound=PromptConfig)
+
+
 @register_method("prompt")
-class PromptTuning(Method):
+class PromptTuning(Method[PC]):
     """Prompt tuning (LayerNorm tuning paper / CoOp): 8 learned context vectors before the class name, no template."""
 
     Config = PromptConfig
     recipe = recipes.LAYERNORM_TUNING
     mergeable = False  # the context vectors are not weights of a plain CLIP
+    ctx: Any  # an nn.Parameter once the classes are set (None before)
+    _token_cache: tuple[Any, torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def agnostic_for(cls, cfg) -> bool:
+    def agnostic_for(cls, cfg: Any) -> bool:
         return not cfg.csc
 
     def build(self) -> None:
-        if self.cfg.n_ctx < 1:
-            raise ClipfitError(f"--set n_ctx={self.cfg.n_ctx}: need at least one context vector")
         self.class_agnostic = self.agnostic_for(self.cfg)
         self.ctx = None  # created with the classes (its shape depends on them when class-specific)
 
@@ -219,7 +223,7 @@ class PromptTuning(Method):
             raise ClipfitError(f"method {self.name!r} learned a context per class (csc=true); it cannot classify "
                                "other classes")
         self._ids, self._mask, self._ctx_pos = self._layout(classnames)
-        self._token_cache = (None,)
+        self._token_cache = None
         self.classnames = classnames
         if not self.cfg.csc:  # a context per class tells classes apart whatever their names
             warn_same_prompts(classnames, (self._ids, self._mask))
@@ -238,7 +242,7 @@ class PromptTuning(Method):
         if w.requires_grad:  # the embedding is tuned (e.g. full fine-tuning): look up every step
             return F.embedding(self._ids.to(w.device), w), self._mask.to(w.device)
         key = (w.data_ptr(), w._version, w.dtype)
-        if getattr(self, "_token_cache", (None,))[0] != key:
+        if self._token_cache is None or self._token_cache[0] != key:
             with torch.no_grad():
                 self._token_cache = (key, F.embedding(self._ids.to(w.device), w), self._mask.to(w.device))
         return self._token_cache[1], self._token_cache[2]

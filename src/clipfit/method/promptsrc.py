@@ -30,8 +30,9 @@ from torch import nn
 from .. import recipes
 from ..config import opt
 from ..errors import ClipfitError
-from .base import register_method
+from .base import Step, register_method
 from .deep_prompts import PROMPT_STD, DeepPromptConfig, DeepPromptMethod
+from .shared import ZeroShotAnchor
 from .zeroshot import IMAGENET_TEMPLATES, resolve_templates
 
 # PromptSRC's teacher templates: the first 60 of CLIP's 80 ImageNet templates (its code lists them with
@@ -57,10 +58,11 @@ def kl_to_teacher(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.T
 
 @dataclass
 class PromptSRCConfig(DeepPromptConfig):
-    n_ctx: int = opt(4, "learned text tokens per layer (PromptSRC: 4)")
-    depth: int = opt(9, "text prompt depth: layers 1..J receive prompts (capped at the encoder's number of layers)")
-    n_ctx_vision: int = opt(4, "learned image tokens per layer (PromptSRC: 4)")
-    depth_vision: int = opt(9, "image prompt depth (capped at the encoder's number of layers)")
+    n_ctx: int = opt(4, "learned text tokens per layer (PromptSRC: 4)", range="[1, inf)")
+    depth: int = opt(9, "text prompt depth: layers 1..J receive prompts (capped at the encoder's number of layers)",
+                     range="[1, inf)")
+    n_ctx_vision: int = opt(4, "learned image tokens per layer (PromptSRC: 4)", range="[1, inf)")
+    depth_vision: int = opt(9, "image prompt depth (capped at the encoder's number of layers)", range="[1, inf)")
     text_weight: float = opt(25.0, "weight of the L1 distance to the frozen text features")
     image_weight: float = opt(10.0, "weight of the L1 distance to the frozen image features")
     logit_weight: float = opt(1.0, "weight of the KL divergence from the frozen zero-shot logits")
@@ -75,7 +77,7 @@ class PromptSRCConfig(DeepPromptConfig):
 
 
 @register_method("promptsrc")
-class PromptSRC(DeepPromptMethod):
+class PromptSRC(DeepPromptMethod[PromptSRCConfig]):
     """PromptSRC: deep prompts in both towers (4 tokens, depth 9), L1/KL toward the frozen model, GPA (46,080 on ViT-B/16)."""
 
     Config = PromptSRCConfig
@@ -84,17 +86,13 @@ class PromptSRC(DeepPromptMethod):
 
     def build_vision(self) -> tuple[int, int]:
         cfg = self.cfg
-        for key in ("n_ctx_vision", "depth_vision"):
-            if getattr(cfg, key) < 1:
-                raise ClipfitError(f"--set {key}={getattr(cfg, key)}: must be at least 1")
         if cfg.gpa and cfg.gpa_std <= 0:
             raise ClipfitError(f"--set gpa_std={cfg.gpa_std}: must be positive (or --set gpa=false)")
         vm = self.backbone.model.vision_model
         depth = min(cfg.depth_vision, len(vm.encoder.layers))
         self.vision_prompts = nn.Parameter(torch.zeros(depth, cfg.n_ctx_vision, vm.config.hidden_size))
-        self._zs_text: torch.Tensor | None = None
+        self.anchor = ZeroShotAnchor(self.teacher_text_features)
         self._frozen_vision: dict[str, torch.Tensor] = {}
-        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
         return cfg.n_ctx_vision, depth
 
     def vision_prompt(self, j: int) -> torch.Tensor:
@@ -112,16 +110,19 @@ class PromptSRC(DeepPromptMethod):
         spec = self.cfg.teacher_templates.strip()
         return list(PROMPTSRC_TEMPLATES) if spec == "promptsrc60" else resolve_templates(spec) or self.templates
 
-    def on_train_start(self) -> None:
-        super().on_train_start()
+    def teacher_text_features(self) -> torch.Tensor:
+        """The frozen text tower's class features averaged over the teacher templates (the mean of the unnormalised
+        features, then normalised; the prompts are off outside `text_features`)."""
         bb, templates = self.backbone, self.teacher_templates()
         texts = [t.format(c) for t in templates for c in self.classnames]
-        with torch.no_grad():  # the prompts are off outside text_features: this is the frozen text tower
-            feats = torch.cat([bb.encode_text(bb.tokenize(texts[i:i + TEACHER_BATCH]), normalize=False).float()
-                               for i in range(0, len(texts), TEACHER_BATCH)])
-            self._zs_text = F.normalize(feats.view(len(templates), len(self.classnames), -1).mean(0), dim=-1)
-        self._frozen_vision = {n.removeprefix("vision_model."): p.detach().clone()
-                               for n, p in bb.model.named_parameters() if p.requires_grad and n.startswith("vision_model.")}
+        feats = torch.cat([bb.encode_text(bb.tokenize(texts[i:i + TEACHER_BATCH]), normalize=False).float()
+                           for i in range(0, len(texts), TEACHER_BATCH)])
+        return F.normalize(feats.view(len(templates), len(self.classnames), -1).mean(0), dim=-1)
+
+    def on_train_start(self) -> None:
+        super().on_train_start()  # the zero-shot text features
+        self._frozen_vision = {n.removeprefix("vision_model."): p.detach().clone() for n, p in
+                               self.backbone.model.named_parameters() if p.requires_grad and n.startswith("vision_model.")}
 
     def teacher_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Normalised features of the frozen image tower: the prompts off, trainable tower weights at their values when
@@ -132,22 +133,18 @@ class PromptSRC(DeepPromptMethod):
         out = torch.func.functional_call(model.vision_model, self._frozen_vision, (), {"pixel_values": pixel_values})
         return F.normalize(model.visual_projection(out.pooler_output), dim=-1)
 
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        feats = super().image_features(pixel_values)
-        if self.training and torch.is_grad_enabled():  # a training step: keep what the loss compares
-            with torch.no_grad():
-                self._batch = (feats, self.teacher_image_features(pixel_values))
-        return feats
+    def forward_teacher(self, step: Step) -> None:
+        with torch.no_grad():
+            step.teacher["image"] = self.teacher_image_features(step.inputs)
 
-    def loss(self, logits, labels, text_feats):
-        if self._zs_text is None or self._batch is None:
-            raise RuntimeError("on_train_start and a training-mode image_features must come before loss")
-        (image, teacher), self._batch = self._batch, None
-        logits, teacher = logits.float(), teacher.float()  # the terms in fp32 whatever the autocast precision
-        ce = F.cross_entropy(logits, labels)
-        l_text = F.l1_loss(text_feats.float(), self._zs_text)
-        l_image = F.l1_loss(image.float(), teacher)
-        kl = kl_to_teacher(logits, self.backbone.logit_scale.float() * teacher @ self._zs_text.t())
+    def loss(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.anchor is None or "image" not in step.teacher:
+            raise RuntimeError("promptsrc: forward_teacher must come before loss")
+        logits, teacher = step.logits.float(), step.teacher["image"].float()  # fp32 whatever the autocast precision
+        ce = F.cross_entropy(logits, step.labels)
+        l_text = self.anchor.l1_distance(step.text)
+        l_image = F.l1_loss(step.image.float(), teacher)
+        kl = kl_to_teacher(logits, self.anchor.logits(teacher, self.backbone.logit_scale))
         cfg = self.cfg
         total = ce + cfg.text_weight * l_text + cfg.image_weight * l_image + cfg.logit_weight * kl
         return total, {"ce": float(ce.detach()), "l1_text": float(l_text.detach()), "l1_image": float(l_image.detach()),

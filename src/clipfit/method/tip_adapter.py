@@ -73,7 +73,7 @@ class TipAdapterConfig(MethodConfig):
 
 
 @register_method("tip_adapter")
-class TipAdapter(Method):
+class TipAdapter(Method[TipAdapterConfig]):
     """Tip-Adapter: training-free cache of the few-shot features next to zero-shot CLIP; alpha, beta chosen on validation."""
 
     Config = TipAdapterConfig
@@ -82,6 +82,11 @@ class TipAdapter(Method):
     mergeable = False
     feature_logits = False  # zero-shot logits plus the cache's
     class_agnostic = False  # the cache's values are one-hot over the training classes
+    dim: int
+    keys: torch.Tensor  # buffers (or, Tip-Adapter-F, a parameter) saved with the run
+    values: torch.Tensor
+    alpha: torch.Tensor
+    beta: torch.Tensor
 
     def build(self) -> None:
         self.dim = self.backbone.model.visual_projection.out_features
@@ -108,7 +113,7 @@ class TipAdapter(Method):
 
     @torch.no_grad()
     def on_features(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
-        views = max(1, self.feature_views)
+        views = max(1, self.feature_views or 0)
         y = labels.reshape(views, -1)
         if not bool((y == y[0]).all()):
             raise RuntimeError("cached views are not in the same image order")
@@ -141,7 +146,7 @@ class TipAdapter(Method):
         """Set alpha, beta to the best on the validation features (raw [M, D]) over the grid; returns the choice,
         its validation accuracy and a history of the improvements."""
         alpha, beta = float(self.alpha), float(self.beta)
-        if not self.cfg.search or val_x is None or not len(val_y):
+        if not self.cfg.search or val_x is None or val_y is None or not len(val_y):
             return {"alpha": alpha, "beta": beta, "val_accuracy": None}
         dev = self.keys.device
         f, y = self.adapt_image_features(val_x.to(dev)), val_y.to(dev)
@@ -165,7 +170,8 @@ class TipAdapter(Method):
         self.beta.fill_(beta)
         return {"alpha": alpha, "beta": beta, "val_accuracy": best, "history": history}
 
-    def fit_features(self, train_x, train_y, val_x, val_y) -> dict[str, Any]:
+    def fit_features(self, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor | None,
+                     val_y: torch.Tensor | None) -> dict[str, Any]:
         return self.search_alpha_beta(val_x, val_y)  # the cache was built by `on_features`
 
     # -- stored state ------------------------------------------------------------------------------------------
@@ -220,5 +226,5 @@ class TipAdapterF(TipAdapter):
     def view_per_epoch(self) -> bool:
         return True
 
-    def select_on_validation(self, val_x, val_y) -> dict[str, Any]:
+    def select_on_validation(self, val_x: torch.Tensor | None, val_y: torch.Tensor | None) -> dict[str, Any]:
         return self.search_alpha_beta(val_x, val_y)

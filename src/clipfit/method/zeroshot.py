@@ -63,7 +63,7 @@ class ZeroShotConfig(MethodConfig):
 
 
 @register_method("zeroshot")
-class ZeroShot(Method):
+class ZeroShot(Method[ZeroShotConfig]):
     """Zero-shot CLIP with the dataset's template, a template list, or CLIP's 80-template ImageNet ensemble."""
 
     Config = ZeroShotConfig

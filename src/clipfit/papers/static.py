@@ -11,10 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import api
+from ..data.catalogue import DATASETS, expand_datasets
+from ..data.check import check
 from ..io import write_json
+from ..protocols.results import render
+from .compare import MISSING, compare
+from .entries import DATASET_LABELS, Entry
 from .numbers import load_numbers
-from .registry import DATASET_LABELS, PAPERS, Entry
+from .render import PaperResult, cells_json, printed_header, printed_rows, write_compared
 
+STATIC_KINDS = ("datasets", "params")  # the protocols of entries that train nothing
 PROMPT = "Hand-crafted prompt"  # CLIPFit Table 8's column
 
 
@@ -25,10 +32,6 @@ def _paper_prompt(template: str | None) -> str | None:
 
 def dataset_values(entry: Entry, root: str | None) -> tuple[Callable[[dict], Any], list[str]]:
     """(value of a cell, notes): our classes and split sizes from the datasets under `root`, our prompts."""
-    from ..data.catalogue import DATASETS, expand_datasets
-    from ..data.check import check
-    from .run import MISSING
-
     names = expand_datasets(entry.call.args["datasets"])
     found = {f.name: f for f in check(names, root)} if root else {}
 
@@ -52,8 +55,6 @@ def dataset_values(entry: Entry, root: str | None) -> tuple[Callable[[dict], Any
 
 def param_values(entry: Entry) -> tuple[Callable[[dict], Any], list[str]]:
     """(value of a cell, notes): trainable parameters of each method on the entry's architecture."""
-    from .. import api
-
     arch = entry.call.args["arch"]
 
     def value(dims: dict) -> Any:
@@ -67,28 +68,25 @@ def param_values(entry: Entry) -> tuple[Callable[[dict], Any], list[str]]:
     return value, [f"ours: `clipfit params METHOD --arch {arch}` (a random initialisation, no download)"]
 
 
-class _Values:
-    """Our side of a table whose cells need no run: `get(dims)` as `run.Ours` has it."""
+class ValuesWithoutRuns:
+    """Our side of a table whose cells need no run (`compare.CellValues`): a function of a cell's dimensions."""
 
     def __init__(self, fn: Callable[[dict], Any]):
         self.get = fn
 
 
-def run_static(entry: Entry, out: Path, root: str | None, dry_run: bool):
+def run_static(entry: Entry, out: Path, root: str | None, dry_run: bool) -> PaperResult:
     """The entry beside the paper's; files in OUT/tables/ as every table (none for a dry run)."""
-    from ..protocols.results import render
-    from .run import PaperResult, compare, side_cells, side_header, side_rows, write_side
-
     value, notes = dataset_values(entry, root) if entry.call.protocol == "datasets" else param_values(entry)
-    side = compare(entry, _Values(value))
-    title = f"{PAPERS[entry.paper].short} {entry.label}: {entry.title}"
+    table = compare(entry, ValuesWithoutRuns(value))
+    title = entry.caption
     notes = [*notes, "each row: our number, the paper's, and ours minus the paper's", *entry.notes]
-    text = render(title, side_header(side), side_rows(side), notes)
+    text = render(title, printed_header(table), printed_rows(table), notes)
     data = {"name": entry.name, "paper": entry.paper, "label": entry.label, "title": title, "notes": notes,
-            "root": root, "header": side_header(side), "rows": side_cells(side)}
+            "root": root, "header": printed_header(table), "rows": cells_json(table)}
     if dry_run:
         return PaperResult(text, {**data, "dry_run": True})
-    files = write_side(out / "tables", entry.name, title, side, notes)
+    files = write_compared(out / "tables", entry.name, title, table, notes)
     files.append(out / "tables" / f"{files[0].stem}.json")
     data["files"] = [str(f) for f in files]
     write_json(files[-1], data)

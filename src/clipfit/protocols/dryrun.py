@@ -34,10 +34,10 @@ from ..data.images import ArrayReader
 from ..data.sources import SOURCES
 from ..data.types import Item, Task
 from ..engine.loop import evaluate, feature_views, fit, on_features, pick_device
-from ..engine.run import RunSpec, resolve_configs
+from ..engine.run import RunSpec, make_method, resolve_configs
 from ..engine.rundir import RunDir
 from ..hub import HUB_ID, _cached, resolve_model_path
-from ..method import METHODS, build_method
+from ..method import METHODS
 from .cells import DryRun
 from .jobs import Backbones, RunJob, trains_nothing
 from .results import render
@@ -196,7 +196,7 @@ class Clock:
         # the first timed steps in one epoch: what an epoch costs beyond its steps is not counted either
         task = timing_task(n_classes, (1 + STEPS) * max(1, tcfg.batch_size), 1 + 16 * IMAGES, backbone.image_spec.size,
                            "a photo of a {}.")
-        method = build_method(spec.method, backbone, task.classnames, task.template, mcfg).to(device)
+        method = make_method(spec.method, backbone, task.classnames, task.template, mcfg).to(device)
         method.size_for(len(task.train))
         return method, task, tcfg, device
 

@@ -5,8 +5,8 @@ file in `numbers/`, whose row and column labels are the paper's), and how those 
 printed label resolves to *dimensions* of a cell (dataset, method, metric, shots, regime, ...) through the entry's
 own `labels`, else through the paper-wide tables below by the role of its column (`rows`, `columns`). The methods a
 table runs are the ones its labels name. A figure without a numbers file names its methods and a `figure` kind
-(`clipfit.papers.run.FIGURES`); an entry that needs a measurement no protocol makes names it in `needs`, and
-`clipfit paper run` refuses it with that line until something produces it.
+(`clipfit.papers.protocol_figures.FIGURES`); an entry that needs a measurement no protocol makes names it in
+`needs`, and `clipfit paper run` refuses it with that line until something produces it.
 
 Stand-ins (`--stand-ins`, on the embedded model by default): the real datasets are replaced by synthetic ones
 (`STAND_INS`), chosen by what they stand for: ImageNet (a source of transfer) by `synth_imagenet` (`synth` under
@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ClipfitError
 from ..recipes import CLIPFIT_PAPER, LAYERNORM_PAPER, LLU_PAPER
 
 AVERAGE = "@average"  # the dataset of an Average row or column
@@ -65,16 +66,22 @@ class Entry:
     average: tuple[str, ...] | None = None  # datasets of an Average (default: the call's datasets, or its targets)
     hm_average: str = "hm_of_means"  # an Average row's HM: "hm_of_means" (CoOp's) or "mean_of_hms" (LLU's)
     methods: tuple[str, ...] = ()  # figures drawn from a protocol: the methods drawn
-    figure: str | None = None  # a key of run.FIGURES (how the protocol's results are drawn) or of ANALYSIS_KINDS
+    figure: str | None = None  # a key of protocol_figures.FIGURES (how the protocol's results are drawn) or of
+    # ANALYSIS_KINDS
     sweep: tuple[str, tuple] | None = None  # figure "sweep": (setting, its values), the call once per value
     time_batch: int = 0  # > 0: the "time" cells are each method's training time per image at this batch size,
-    # measured side by side after the runs (clipfit.papers.analyses.measure_steps)
+    # measured side by side after the runs (clipfit.analyses.timing.measure_steps)
     needs: str | None = None  # what must exist before it can be produced
     notes: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
         return "table" if self.label.startswith("Table") else "figure"
+
+    @property
+    def caption(self) -> str:
+        """The heading of its printout: "CLIPFit Table 1: base-to-new generalisation, ..."."""
+        return f"{PAPERS[self.paper].short} {self.label}: {self.title}"
 
 
 # -- the papers' names, by role --------------------------------------------------------------------------------------
@@ -115,10 +122,11 @@ STAND_INS = {
 STAND_IN_ARGS = {"regimes": {"high_shots": (32,)}}
 
 COOP11 = "coop11"
-# figures that are analyses (clipfit.papers.analyses): trained variants with recording, t-SNE, a setting swept
+# figures that are analyses (clipfit.papers.analysis_figures): trained variants with recording, t-SNE, a setting swept
 # through the entry's protocol call, step time against batch size. Their Call is "train" (dataset, shots, variants
 # and what to draw) or "timing" (dataset, batch sizes); a sweep's is its protocol's.
 ANALYSIS_KINDS = ("layers", "tsne", "sweep", "timing")
+RECORD = "change,grads,steps"  # what the variants of a "layers" or "tsne" figure record as they train
 _REG = {"CLIPFit": {}, "CLIPFit w/o regulariser": {"reg": "none"}}
 _ONLY = {"CLIPFit": {}}
 
@@ -306,3 +314,16 @@ _LLU = [
 ]
 
 ENTRIES: dict[str, Entry] = {e.name: e for e in _CLIPFIT + _LAYERNORM + _LLU}
+
+
+def get_entry(name: str) -> Entry:
+    """The entry called `name`, or a one-line error naming a few that exist."""
+    if name in ENTRIES:
+        return ENTRIES[name]
+    near = [n for n in ENTRIES if n.split(":")[0] == name.split(":")[0]] or list(ENTRIES)
+    raise ClipfitError(f"no table or figure {name!r}; `clipfit paper list` names them (e.g. {', '.join(near[:4])})")
+
+
+def show_arg(v: Any) -> str:
+    """A protocol argument as `paper list` and the notes print it: a list as comma-separated values."""
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
