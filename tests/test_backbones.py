@@ -55,11 +55,10 @@ def test_zero_shot_at_init_is_the_models_own(tiny_families, name):
     x = torch.stack([eval_transform(bb.image_spec)(im) for im in images])
     with torch.no_grad():
         image, text = method.image_features(x), method.text_features()
-        ours = bb.logits(image, text)
-        probs = method.logits(image, text).softmax(-1)
+        ours = method.logits(image, text)  # the zero-shot method's own scores, SigLIP's bias included
     own = _transformers_logits(folder, name, images)
     torch.testing.assert_close(ours, own, atol=2e-4, rtol=0)
-    torch.testing.assert_close(probs, own.softmax(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.softmax(-1), own.softmax(-1), atol=1e-5, rtol=0)
     assert own.std(0).max() > 1e-2  # the images differ, so a wrong image path would show
     if name in SIGLIP_LIKE:
         assert own.max() < -5  # SigLIP's bias (-10) is in the scores
@@ -77,21 +76,29 @@ def test_a_model_of_another_family_is_refused_in_one_line(tmp_path, capsys):
 def test_methods_marks_what_runs_on_the_models_family(tiny_families, capsys):
     assert main(["methods", "--model", tiny_families["siglip"]]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"on {tiny_families['siglip']} (family siglip): 2 of ")
     marks = {ln[2:].split()[0]: ln[0] for ln in lines[1:] if ln[:2] in ("+ ", "- ")}
-    assert {m for m, k in marks.items() if k == "+"} == {"zeroshot", "linear_probe"}
-    assert marks["clipfit"] == marks["coop"] == "-" and lines[-1].startswith("(-) its code reads CLIP's modules")
+    prompts = {"prompt", "prompt+ln", "coop", "coop+ln", "cocoop", "kgcoop", "kgcoop+ln", "prograd", "maple",
+               "promptsrc"}
+    assert {m for m, k in marks.items() if k == "-"} == prompts  # the prompt methods, in CLIP's text layout
+    assert lines[0] == f"on {tiny_families['siglip']} (family siglip): {len(marks) - len(prompts)} of {len(marks)} " \
+                       "methods run (+); the others (-) do not:"
+    assert lines[-1].startswith("(-) it learns prompt tokens in CLIP's text layout")
     assert main(["methods", "--model", tiny_families["metaclip_2"]]) == 0
     assert " 0 methods" not in (out := capsys.readouterr().out) and "\n- " not in out  # every method runs
 
 
 def test_params_counts_on_the_siglip_base_architectures(capsys):
+    """As the adapters' declarations count them (scripts/family_counts.py): CLIPFit 12 x 768 text FFN output biases +
+    26 image LayerNorms x 2 x 768; CLIP-LoRA r=2 on q, k, v of 24 layers of width 768; a linear probe on the 768-d
+    embedding (no image projection)."""
     for arch in ("siglip-base-patch16-224", "siglip2-base-patch16-224"):
-        assert main(["params", "linear_probe", "--arch", arch, "--classes", "10", "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["trainable"] == 10 * (768 + 1)  # no projection: the 768-d embedding
-    assert main(["params", "clipfit", "--arch", "siglip-base-patch16-224"]) == 2
+        for method, count in (("clipfit", 9_216 + 39_936), ("clip_lora", 24 * 3 * 2 * (768 + 768)),
+                              ("linear_probe", 10 * (768 + 1))):
+            assert main(["params", method, "--arch", arch, "--classes", "10", "--json"]) == 0
+            assert json.loads(capsys.readouterr().out)["trainable"] == count, (arch, method)
+    assert main(["params", "coop", "--arch", "siglip-base-patch16-224"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "method 'clipfit' does not run on SigLIP" in err
+    assert "\n" not in err and "method 'coop' does not run on SigLIP" in err
 
 def _predict(run, images, capsys) -> torch.Tensor:
     """clipfit predict's probabilities [images, CLASSES]."""
@@ -141,7 +148,7 @@ def test_train_predict_export_reload_on_each_family(tiny_families, tiny_folder, 
     capsys.readouterr()
     torch.testing.assert_close(_reloaded(merged, images), probs, atol=2e-6, rtol=0)
     if method != "zeroshot":  # the export is the tuned model, not the original
-        assert not torch.allclose(_reloaded(merged, images), _reloaded_original(tiny_families[name], merged, images))
+        assert not torch.equal(_reloaded(merged, images), _reloaded_original(tiny_families[name], merged, images))
 
 
 def _reloaded_original(model: str, merged, images) -> torch.Tensor:
@@ -192,6 +199,29 @@ def test_base2new_on_siglip_runs_what_runs_and_refuses_the_rest_before_any_run(t
     assert main([*args, "--methods", "zeroshot,coop,clipfit", "--out", str(tmp_path / "refused")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "method 'coop' does not run on SigLIP" in err and not (tmp_path / "refused").exists()
-    assert main([*args, "--methods", "zeroshot,linear_probe", "--out", str(tmp_path / "grid"), "--json"]) == 0
+    assert main([*args, "--methods", "zeroshot,clipfit", "--out", str(tmp_path / "grid"), "--json"]) == 0
     rows = {r["method"]: r["metrics"] for r in json.loads(capsys.readouterr().out)["rows"]}
-    assert set(rows) == {"zeroshot", "linear_probe"} and rows["zeroshot"]["hm"]["mean"] > 0
+    assert set(rows) == {"zeroshot", "clipfit"} and rows["clipfit"]["hm"]["mean"] > 0
+
+
+@pytest.mark.parametrize("name", ["clip", "metaclip_2", "siglip", "siglip2"])
+@pytest.mark.parametrize("method,settings", [("clip_lora", {}), ("clip_adapter", {"alpha": 0.0})])
+def test_methods_start_at_zero_shot_on_each_family(tiny_families, name, method, settings):
+    """CLIP-LoRA (B = 0 at initialisation) and CLIP-Adapter with alpha 0 give the family's zero-shot scores."""
+    import dataclasses
+
+    from clipfit.method import METHODS
+
+    bb = Backbone.from_pretrained(tiny_families[name])
+    x = torch.stack([eval_transform(bb.image_spec)(im) for im in _images(name)])
+    zs = build_method("zeroshot", bb, CLASSES, TEMPLATE)
+    m = build_method(method, bb, CLASSES, TEMPLATE, dataclasses.replace(METHODS.get(method).config(), **settings))
+    m.reset_parameters()
+    with torch.no_grad():
+        torch.testing.assert_close(m.logits(m.image_features(x), m.text_features()),
+                                   zs.logits(zs.image_features(x), zs.text_features()), atol=1e-5, rtol=0)
+        if method == "clip_lora":  # its branches are live: a non-zero B changes the scores
+            for _, branch in m._sites:
+                torch.nn.init.normal_(branch.B, std=0.5)
+            assert not torch.allclose(m.logits(m.image_features(x), m.text_features()),
+                                      zs.logits(zs.image_features(x), zs.text_features()), atol=1e-3)

@@ -3,7 +3,7 @@ as that family does, score them, and name the parameter groups methods tune.
 
 The family (`clipfit.families`: CLIP, MetaCLIP 2, SigLIP and SigLIP 2) is read from the checkpoint's config.json,
 never from its name; its adapter declares how the model tokenises, pools, projects, scores and sizes its images,
-and which modules make each parameter group. `towers`, `layernorms` and `ffn_linears` find modules by type (an
+and which modules make each parameter group. `layernorms` and `ffn_linears` find modules by type (an
 FFN is a module with exactly two direct `nn.Linear` children, its second Linear being the FFN's output layer).
 """
 from __future__ import annotations
@@ -35,14 +35,6 @@ def clip_config(arch: str, vocab_size: int = 49408, max_positions: int = 77):
                            image_size=a["image"], patch_size=a["patch"]),
         projection_dim=a["proj"],
     )
-
-
-def towers(model: nn.Module) -> dict[str, nn.Module]:
-    """The text and vision towers of a CLIP-like model (projections included with their tower)."""
-    try:
-        return {"text": model.text_model, "vision": model.vision_model}
-    except AttributeError:
-        raise ClipfitError(f"{type(model).__name__} is not a CLIP-like model (needs text_model and vision_model)") from None
 
 
 def layernorms(module: nn.Module) -> list[tuple[str, nn.LayerNorm]]:
@@ -146,6 +138,15 @@ class Backbone(nn.Module):
         """The image feature before the projection (what the LayerNorm tuning paper's linear probe reads); on
         SigLIP the attention-pooling head's output, which is the embedding itself."""
         return self.family.image_pooled(self.model, pixel_values)
+
+    def tower_parameters(self, tower: str) -> list[nn.Parameter]:
+        """Every parameter of a tower ('text' or 'vision') and of its projection, as the family declares them."""
+        return [p for m in self.family.parts(self.model).tower(tower).modules_with_projection() for p in m.parameters()]
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the shared image-text space (the image embedding's size)."""
+        return self.family.embed_dim(self.model)
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -1,11 +1,11 @@
-"""Which methods run on which model family, decided before a model or an image is loaded.
+"""Which methods run on which model family, decided from the model's config before a model or an image is loaded.
 
-Every method runs on the families whose modules carry CLIP's names (CLIP, MetaCLIP 2: the same towers and
-projections; prompt methods pool at the last real token, MetaCLIP 2's end-of-text whatever its id). On SigLIP and
-SigLIP 2 only the methods that use nothing but the backbone's own encoders, scoring and feature before the projection
-run: the others' code still reads CLIP's module names and layout (`text_projection`, `visual_projection`, a start
-token before the prompt, causal attention pooled at the end-of-text token), which the family adapters
-(`clipfit.families`) now declare for them to ask instead.
+Methods ask the family adapter (`clipfit.families`, through the Backbone) for what they use: towers, projections,
+LayerNorms, FFN biases, attention q/k/v, the embedding width, the scoring. The prompt methods (CoOp and its
+successors, prompt tuning, MaPLe, PromptSRC) still build their prompts in CLIP's text layout: learned tokens after
+a start token, read at the end-of-text token by a causal text tower. They run on the families whose text tower
+pools that way (CLIP, MetaCLIP 2), not yet on SigLIP's (no start token, bidirectional attention, pooled at the last
+position).
 """
 from __future__ import annotations
 
@@ -14,25 +14,27 @@ from typing import Any
 from ..backbone import checkpoint_family
 from ..errors import ClipfitError
 from ..families import Family
-
-CLIP_LAYOUT = frozenset({"clip", "metaclip_2"})  # families with CLIP's module names: every method runs
-FAMILY_AGNOSTIC = ("zeroshot", "linear_probe")  # methods that run on every family
+from ..method import METHODS
+from ..method.deep_prompts import DeepPromptMethod
+from ..method.prompt import PromptTuning
 
 
 def unsupported(method: str, family: Family) -> str | None:
     """Why `method` (a registered name, preset included) does not run on `family`'s models; None when it does."""
-    if family.name in CLIP_LAYOUT or method in FAMILY_AGNOSTIC:
-        return None
-    return ("its code reads CLIP's modules and prompt layout (text_projection, visual_projection, a start token, "
-            "end-of-text pooling), not yet what the family adapter declares")
+    clip_text = family.text_pooling == "eos" and family.text_causal
+    if issubclass(METHODS.get(method).cls, (PromptTuning, DeepPromptMethod)) and not clip_text:
+        return ("it learns prompt tokens in CLIP's text layout (after a start token, read at the end-of-text token "
+                "by a causal text tower); this family's text tower attends both ways and pools at the last position, "
+                "which the prompt methods do not handle yet")
+    return None
 
 
 def check_supported(method: str, family: Family) -> None:
-    """A one-line error when `method` does not run on `family`'s models, naming the methods that do."""
+    """A one-line error when `method` does not run on `family`'s models."""
     why = unsupported(method, family)
     if why:
         raise ClipfitError(f"method {method!r} does not run on {family.title} models (model_type "
-                           f"{family.model_type!r}) yet: {why}; methods that do: {', '.join(FAMILY_AGNOSTIC)}")
+                           f"{family.model_type!r}) yet: {why}; `clipfit methods --model MODEL` lists those that do")
 
 
 def check_method_on_model(method: str, model: str | None, backbone: Any = None) -> None:

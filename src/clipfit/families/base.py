@@ -248,6 +248,11 @@ class Family:
         out = model.get_image_features(**self.vision_inputs(model, pixel_values))
         return out.pooler_output if hasattr(out, "pooler_output") else out
 
+    def embed_dim(self, model: Model) -> int:
+        """Width of the shared space: the image projection's output, or the pooled feature's where there is none."""
+        projection = self.parts(model).vision.projection
+        return int(projection.out_features if projection is not None else model.config.vision_config.hidden_size)
+
     # ------------------------------------------------------------------ scoring
 
     def logits(self, model: Model, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
