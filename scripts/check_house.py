@@ -36,7 +36,7 @@ MAX_FUNCTION_LINES = 80
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "io", "progress", "threads", "registry", "hub", "tokenizer", "plots", "version")),
     ("recipes and typed settings", ("recipes", "config")),  # config's TrainConfig takes its defaults from a recipe
-    ("backbone", ("backbone", "families")),
+    ("backbone", ("backbone", "families", "convert_openclip")),
     ("data", ("data",)),
     ("method", ("method",)),
     ("engine", ("engine", "pretrain")),

@@ -47,6 +47,15 @@ def tiny_clip(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_families(tmp_path_factory) -> dict[str, str]:
+    """family name -> folder of a tiny random model of that family (model, tokenizer, image processor)."""
+    from clipfit.families.tiny import make_tiny
+
+    return {name: make_tiny(name, tmp_path_factory.mktemp(name), words="a photo of the red green blue".split())
+            for name in ("clip", "metaclip_2", "siglip", "siglip2")}
+
+
+@pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory) -> str:
     """PATH/<colour>/NN.png: 20 noisy images per class, 40x36 pixels."""
     root = tmp_path_factory.mktemp("tiny_folder")

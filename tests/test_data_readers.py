@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipfit.backbone import Backbone, ImageSpec
+from clipfit.backbone import ImageSpec
 from clipfit.data.catalogue import DATASETS, list_datasets, load_task
 from clipfit.data.readers.coop_layout import read_split_file
 from clipfit.data.readers.image_folder import split_counts
 from clipfit.data.transforms import eval_transform
 from clipfit.errors import ClipfitError
+from clipfit.families import FAMILIES
 from conftest import img
 
 
@@ -292,7 +293,7 @@ def test_eval_transform_matches_clip_image_processor(tmp_path: Path, wh, short, 
     CLIPImageProcessor(size={"shortest_edge": short}, crop_size={"height": crop, "width": crop},
                        image_mean=[0.48, 0.46, 0.41], image_std=[0.27, 0.26, 0.28]).save_pretrained(tmp_path)
     proc = AutoImageProcessor.from_pretrained(tmp_path)
-    spec = Backbone(None, None, proc).image_spec
+    spec = FAMILIES.get("clip").image_spec(proc)
     assert spec == ImageSpec(size=crop, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28), resize=short)
     rng = np.random.default_rng(sum(wh))
     im = Image.fromarray(rng.integers(0, 256, (wh[1], wh[0], 3), dtype=np.uint8))

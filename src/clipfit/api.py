@@ -419,16 +419,51 @@ def demo(methods: Sequence[str] = DEMO_METHODS, *, dataset: str = DEMO_DATASET, 
                         progress=progress, echo=echo, **settings)
 
 
-def methods() -> list[dict]:
-    """Every method and preset: name, base method, the settings a preset fixes, one-line help, recipe."""
+def methods(model: str | None = None) -> list[dict]:
+    """Every method and preset: name, base method, the settings a preset fixes, one-line help, recipe; with `model`
+    (a hub id or folder, read from its config.json alone), also whether it runs on that model's family ('runs') and
+    why not ('why')."""
     from .method import METHODS
+
+    family = None
+    if model is not None:
+        from .backbone import checkpoint_family, model_source
+
+        model_source(model)  # a missing folder or an unreachable hub: one line
+        family = checkpoint_family(model)
+        if family is None:
+            raise ClipfitError(f"--model {model}: its config.json cannot be read; give a transformers model folder")
+    from .engine.support import unsupported
 
     out = []
     for name in METHODS.list():
         e = METHODS.get(name)
         out.append({"name": name, "base": e.base, "preset": dict(e.preset), "help": e.help,
                     "recipe": e.cls.recipe.name})
+        if family is not None:
+            why = unsupported(name, family)
+            out[-1].update(family=family.name, runs=why is None, why=why)
     return out
+
+
+def convert_openclip(checkpoint: str, out: str, activation: str, tokenizer: str | None = None,
+                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                     vision_heads: int | None = None, text_heads: int | None = None) -> str:
+    """Write a transformers folder for an OpenCLIP checkpoint of a plain CLIP ViT (no open_clip needed); see
+    `clipfit.convert_openclip.convert_openclip`. Returns the folder."""
+    from .convert_openclip import OPENAI_MEAN, OPENAI_STD
+    from .convert_openclip import convert_openclip as convert
+
+    def triple(v: Sequence[float] | None, default: tuple[float, float, float], what: str) -> tuple[float, float, float]:
+        if v is None:
+            return default
+        if len(v) != 3:
+            raise ClipfitError(f"--{what} needs 3 numbers (red, green, blue), got {len(v)}")
+        return (float(v[0]), float(v[1]), float(v[2]))
+
+    return convert(checkpoint, out, activation=activation, tokenizer=tokenizer,
+                   mean=triple(mean, OPENAI_MEAN, "mean"), std=triple(std, OPENAI_STD, "std"),
+                   vision_heads=vision_heads, text_heads=text_heads)
 
 
 def datasets() -> list[dict]:

@@ -1,13 +1,14 @@
-"""Load a CLIP model (transformers format), encode prompts and images, and name the parameter groups methods tune.
+"""Load a contrastive vision-language model (transformers format) of a supported family, encode prompts and images
+as that family does, score them, and name the parameter groups methods tune.
 
-Parameter groups are found by module type, not by name fragments, so any transformers CLIP-like model works:
-LayerNorms are `nn.LayerNorm` modules; an FFN is a module with exactly two direct `nn.Linear` children
-(attention blocks have four), its second Linear being the FFN's output ("projection") layer.
+The family (`clipfit.families`: CLIP, MetaCLIP 2, SigLIP and SigLIP 2) is read from the checkpoint's config.json,
+never from its name; its adapter declares how the model tokenises, pools, projects, scores and sizes its images,
+and which modules make each parameter group. `layernorms` and `ffn_linears` find modules by type (an
+FFN is a module with exactly two direct `nn.Linear` children, its second Linear being the FFN's output layer).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ClipfitError
+from .families import Family, ImageSpec, detect_family  # ImageSpec re-exported: data/transforms reads it here
 from .hub import ARCHS, ASSETS, EMBEDDED_MODEL, model_source, resolve_model_path  # noqa: F401 (re-exported)
 
 
@@ -35,14 +37,6 @@ def clip_config(arch: str, vocab_size: int = 49408, max_positions: int = 77):
     )
 
 
-def towers(model: nn.Module) -> dict[str, nn.Module]:
-    """The text and vision towers of a CLIP-like model (projections included with their tower)."""
-    try:
-        return {"text": model.text_model, "vision": model.vision_model}
-    except AttributeError:
-        raise ClipfitError(f"{type(model).__name__} is not a CLIP-like model (needs text_model and vision_model)") from None
-
-
 def layernorms(module: nn.Module) -> list[tuple[str, nn.LayerNorm]]:
     return [(n, m) for n, m in module.named_modules() if isinstance(m, nn.LayerNorm)]
 
@@ -57,54 +51,18 @@ def ffn_linears(module: nn.Module) -> list[tuple[str, nn.Linear, nn.Linear]]:
     return out
 
 
-def _names(model: nn.Module, params: list[nn.Parameter]) -> list[str]:
-    ids = {id(p) for p in params if p is not None}
-    return [n for n, p in model.named_parameters() if id(p) in ids]
-
-
 def parameter_group(model: nn.Module, group: str) -> list[str]:
-    """Names (as in `model.named_parameters()`) of a parameter group.
+    """Names (as in `model.named_parameters()`) of a parameter group, as the model's family declares it.
 
-    Groups: '{text,vision}_layernorm', '{text,vision}_ffn_out_bias' (second FFN Linear's bias),
-    '{text,vision}_ffn_bias' (both FFN Linears' biases), '{text,vision}_bias' (every bias of the tower),
-    '{text,vision}_all' (every parameter of the tower); 'all' is every parameter of the model.
+    Groups: '{text,vision}_layernorm', '{text,vision}_ffn_out_bias' (each encoder layer's second FFN Linear's bias),
+    '{text,vision}_ffn_bias' (both FFN Linears' biases), '{text,vision}_bias' (every bias of the tower and its
+    projection), '{text,vision}_all' (every parameter of the tower and its projection); 'all' is every parameter.
     """
-    if group == "all":
-        return [n for n, _ in model.named_parameters()]
-    tower_name, _, kind = group.partition("_")
-    tw = towers(model)
-    if tower_name not in tw:
-        raise ClipfitError(f"unknown parameter group {group!r}")
-    tower = tw[tower_name]
-    proj = getattr(model, f"{tower_name}_projection" if tower_name == "text" else "visual_projection", None)
-    if kind == "layernorm":
-        params = [p for _, m in layernorms(tower) for p in m.parameters(recurse=False)]
-    elif kind == "ffn_out_bias":
-        params = [fc2.bias for _, _, fc2 in ffn_linears(tower)]
-    elif kind == "ffn_bias":
-        params = [b for _, fc1, fc2 in ffn_linears(tower) for b in (fc1.bias, fc2.bias)]
-    elif kind == "bias":
-        mods = list(tower.modules()) + ([proj] if proj is not None else [])
-        params = [m.bias for m in mods if isinstance(getattr(m, "bias", None), nn.Parameter)]
-    elif kind == "all":
-        params = list(tower.parameters()) + (list(proj.parameters()) if proj is not None else [])
-    else:
-        raise ClipfitError(f"unknown parameter group {group!r}")
-    return _names(model, params)
-
-
-@dataclass
-class ImageSpec:
-    """What images must look like for this model: size and normalisation."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    resize: int  # shortest edge before the centre crop (CLIP's eval preprocessing)
+    return detect_family(model.config).parameter_group(model, group)
 
 
 class Backbone(nn.Module):
-    """A CLIP model with its tokenizer and image processor."""
+    """A model of a supported family with its tokenizer and image processor; `family` says how to use it."""
 
     def __init__(self, model: nn.Module, tokenizer, processor, source: str = ""):
         super().__init__()
@@ -112,11 +70,14 @@ class Backbone(nn.Module):
         self.tokenizer = tokenizer
         self.processor = processor
         self.source = source
+        self.family: Family = detect_family(model.config)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, device: str | torch.device = "cpu") -> Backbone:
-        """Load model, tokenizer and image processor from a hub id or a local directory (None: the embedded model)."""
-        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+        """Load model, tokenizer and image processor from a hub id or a local directory (None: the embedded model),
+        with the transformers class of the family its config.json names."""
+        import transformers
+        from transformers import AutoImageProcessor, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         path, kwargs = model_source(name_or_path)  # one line in seconds for a missing folder or an unreachable hub
@@ -124,10 +85,11 @@ class Backbone(nn.Module):
         hf_logging.set_verbosity_error()  # its load report becomes our one line below
         hf_logging.disable_progress_bar()  # weight-loading bars; clipfit shows its own progress
         try:
+            family = detect_family(transformers.PretrainedConfig.get_config_dict(path, **kwargs)[0])
             # attention through torch's scaled_dot_product_attention (fused kernels on GPU), said explicitly: the
             # default of older transformers versions is the eager implementation
-            model, info = CLIPModel.from_pretrained(path, ignore_mismatched_sizes=True, output_loading_info=True,
-                                                    attn_implementation="sdpa", **kwargs)
+            model, info = getattr(transformers, family.model_class).from_pretrained(
+                path, ignore_mismatched_sizes=True, output_loading_info=True, attn_implementation="sdpa", **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             processor = AutoImageProcessor.from_pretrained(path, **kwargs)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
@@ -155,55 +117,71 @@ class Backbone(nn.Module):
 
     @property
     def image_spec(self) -> ImageSpec:
-        return spec_of(self.processor)
+        return self.family.image_spec(self.processor)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        t = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        return {"input_ids": t["input_ids"].to(self.device), "attention_mask": t["attention_mask"].to(self.device)}
+        """Token ids padded as the family was trained (CLIP: to the longest prompt; SigLIP: to the text tower's
+        length) and the attention mask of the real tokens (the text tower sees it where the family uses one)."""
+        t = self.family.tokenize(self.tokenizer, texts, self.family.max_text_length(self.model))
+        return {k: v.to(self.device) for k, v in t.items()}
 
     def encode_text(self, tokens: dict[str, torch.Tensor], normalize: bool = True) -> torch.Tensor:
         dev = self.device  # tokens made before the model moved (a method built, then moved by `fit`) follow it
-        out = self.model.get_text_features(**{k: v.to(dev) for k, v in tokens.items()})
-        feats = out.pooler_output if hasattr(out, "pooler_output") else out
+        feats = self.family.text_features(self.model, {k: v.to(dev) for k, v in tokens.items()})
         return F.normalize(feats, dim=-1) if normalize else feats
 
     def encode_image(self, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        out = self.model.get_image_features(pixel_values=pixel_values)
-        feats = out.pooler_output if hasattr(out, "pooler_output") else out
+        feats = self.family.image_features(self.model, pixel_values)
         return F.normalize(feats, dim=-1) if normalize else feats
 
     def image_pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The vision tower's pooled output before the projection (what the LayerNorm tuning paper's linear probe reads)."""
-        return self.model.vision_model(pixel_values=pixel_values).pooler_output
+        """The image feature before the projection (what the LayerNorm tuning paper's linear probe reads); on
+        SigLIP the attention-pooling head's output, which is the embedding itself."""
+        return self.family.image_pooled(self.model, pixel_values)
+
+    def tower_parameters(self, tower: str) -> list[nn.Parameter]:
+        """Every parameter of a tower ('text' or 'vision') and of its projection, as the family declares them."""
+        return [p for m in self.family.parts(self.model).tower(tower).modules_with_projection() for p in m.parameters()]
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the shared image-text space (the image embedding's size)."""
+        return self.family.embed_dim(self.model)
 
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp()
 
-
-def spec_of(p) -> ImageSpec:
-    """The ImageSpec of a transformers image processor."""
-
-    def get(obj, *keys):
-        for k in keys:
-            v = obj.get(k) if isinstance(obj, dict) else getattr(obj, k, None)
-            if v:
-                return int(v)
-        return int(obj) if isinstance(obj, (int, float)) else None
-
-    s = get(p.crop_size, "height", "shortest_edge") or get(p.size, "height", "shortest_edge")
-    return ImageSpec(size=s, mean=tuple(p.image_mean), std=tuple(p.image_std),
-                     resize=get(p.size, "shortest_edge", "height") or s)
+    def logits(self, image_feats: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
+        """The model's own scores [images, texts] of normalised features: exp(logit_scale) * cos, plus the logit
+        bias where the family has one (SigLIP); a softmax over classes is unchanged by the bias."""
+        return self.family.logits(self.model, image_feats, text_feats)
 
 
-def input_spec(name_or_path: str | None) -> ImageSpec | None:
-    """A model's ImageSpec from its image processor alone (no weights loaded); None when it cannot be read (the
-    model's own loading then says why)."""
-    from transformers import AutoImageProcessor
+def checkpoint_family(name_or_path: str | None) -> Family | None:
+    """The family of a model from its config.json alone (no weights loaded): a one-line error for a model of a family
+    clipfit does not adapt; None when the config cannot be read (the model's own loading then says why)."""
+    import transformers
 
     try:
         path, kwargs = model_source(name_or_path)
-        return spec_of(AutoImageProcessor.from_pretrained(path, **kwargs))
+        config = transformers.PretrainedConfig.get_config_dict(path, **kwargs)[0]
+    except (ClipfitError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return detect_family(config)
+
+
+def input_spec(name_or_path: str | None) -> ImageSpec | None:
+    """A model's ImageSpec from its config and image processor alone (no weights loaded); None when they cannot be
+    read (the model's own loading then says why)."""
+    from transformers import AutoImageProcessor
+
+    family = checkpoint_family(name_or_path)
+    if family is None:
+        return None
+    try:
+        path, kwargs = model_source(name_or_path)
+        return family.image_spec(AutoImageProcessor.from_pretrained(path, **kwargs))
     except (ClipfitError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 

@@ -22,7 +22,7 @@ from . import api
 from .config import TrainConfig, describe, parse_settings
 from .data.dataset_registry import SUITES
 from .errors import ClipfitError
-from .hub import ARCHS, EMBEDDED_MODEL  # not .backbone: that imports torch (slow to start)
+from .hub import ARCHS, EMBEDDED_MODEL, FAMILY_ARCHS  # not .backbone: that imports torch (slow to start)
 from .recipes import PROTOCOLS
 from .threads import set_threads
 from .version import VersionAction
@@ -33,6 +33,13 @@ def _ints(s: str, what: str) -> list[int]:
         return [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
         raise ClipfitError(f"--{what} expects comma-separated integers, got {s!r}") from None
+
+
+def _floats(s: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise ClipfitError(f"--{what} expects comma-separated numbers, got {s!r}") from None
 
 
 def _emit(args, obj, text: str) -> None:
@@ -105,6 +112,13 @@ def cmd_predict(args) -> None:
 
 def cmd_export(args) -> None:
     print(f"wrote {api.load(args.run_dir, 'cpu').export(args.merged, args.overwrite)}")
+
+
+def cmd_convert_openclip(args) -> None:
+    out = api.convert_openclip(args.checkpoint, args.out, args.activation, args.tokenizer,
+                               _floats(args.mean, "mean") if args.mean else None,
+                               _floats(args.std, "std") if args.std else None, args.vision_heads, args.text_heads)
+    print(f"wrote {out}")
 
 
 def cmd_params(args) -> None:
@@ -212,9 +226,15 @@ def cmd_methods(args) -> None:
     from .method import METHODS, MethodConfig  # torch
 
     common = {name for name, _, _ in describe(MethodConfig)}
-    for m in api.methods():
+    listed = api.methods(args.model)
+    if args.model:
+        runs = [m["name"] for m in listed if m["runs"]]
+        print(f"on {args.model} (family {listed[0]['family']}): {len(runs)} of {len(listed)} methods run (+); the "
+              "others (-) do not:")
+    for m in listed:
         preset = f"  [preset of {m['base']}: {', '.join(f'{k}={v}' for k, v in m['preset'].items())}]" if m["preset"] else ""
-        print(f"{m['name']:16s} {m['help']}{preset}")
+        mark = ("+ " if m["runs"] else "- ") if args.model else ""
+        print(f"{mark}{m['name']:16s} {m['help']}{preset}")
         if args.details and not m["preset"]:
             cls = METHODS.get(m["name"]).cls
             _print_settings(cls.Config, skip=common)
@@ -224,6 +244,8 @@ def cmd_methods(args) -> None:
             if r.rules:
                 print(f"    rules: {' '.join((r.rules.__doc__ or '').split())}")
             print(f"    source: {r.source}")
+    for why in dict.fromkeys(m["why"] for m in listed if args.model and not m["runs"]):
+        print(f"(-) {why}")
     if args.details:
         print("settings of every method:")
         _print_settings(MethodConfig)
@@ -331,10 +353,10 @@ COMMANDS = [
         arg("run_dir"), arg("images", nargs="+"),
         arg("--classes", help="class names: a file (one per line) or 'a,b,c' (default: the run's classes)"),
         arg("--topk", type=int, default=5), arg("--device"), THREADS, arg("--json", action="store_true")]),
-    Command("export", "write the tuned model as a plain transformers CLIP checkpoint", cmd_export, [
+    Command("export", "write the tuned model as a plain transformers checkpoint of its own class", cmd_export, [
         arg("run_dir"), arg("--merged", required=True, metavar="OUT_DIR"), arg("--overwrite", action="store_true")]),
     Command("params", "trainable parameter count of a method (random init, no download)", cmd_params, [
-        arg("method"), arg("--arch", default="ViT-B/16", choices=list(ARCHS)),
+        arg("method"), arg("--arch", default="ViT-B/16", choices=[*ARCHS, *FAMILY_ARCHS]),
         arg("--classes", type=int, default=10, help="number of classes (for class-specific methods)"),
         arg("--shots", type=int, default=16, help="training images per class (for methods that grow with the "
                                                   "training set: Tip-Adapter-F)"),
@@ -404,7 +426,22 @@ COMMANDS = [
             arg("--verify", action="store_true", help="also decode every image (slow: minutes per dataset)"),
             arg("--json", action="store_true"), QUIET]),)),
     Command("methods", "list the methods", cmd_methods,
-            [arg("--details", action="store_true", help="show every setting with its default and help")]),
+            [arg("--details", action="store_true", help="show every setting with its default and help"),
+             arg("--model", help="mark the methods that run on this model's family (+) and say why the others do "
+                                 "not (-); a hub id or folder, read from its config.json alone")]),
+    Command("convert-openclip", "write a transformers folder clipfit loads for an OpenCLIP checkpoint of a plain "
+                                "CLIP ViT (LAION, DFN, MetaCLIP; no open_clip needed)", cmd_convert_openclip, [
+        arg("checkpoint", help="the OpenCLIP weights: .safetensors, .bin or .pt (a training checkpoint too)"),
+        arg("out", help="folder to create (new, or empty: nothing is replaced)"),
+        arg("--activation", required=True, choices=["quick_gelu", "gelu"], help="not in the weights: quick_gelu for "
+            "OpenAI's, MetaCLIP's and DFN's weights and OpenCLIP model names ending in -quickgelu, gelu otherwise"),
+        arg("--tokenizer", help="folder with the model's tokenizer: CLIP's vocab.json and merges.txt, or a saved "
+                                "transformers tokenizer (the checkpoint carries none)"),
+        arg("--mean", help="image normalisation mean, 3 comma-separated numbers (default: OpenAI CLIP's)"),
+        arg("--std", help="image normalisation std, 3 comma-separated numbers (default: OpenAI CLIP's)"),
+        arg("--vision-heads", type=int, help="attention heads of the image tower (default: width / 64; 16 for "
+                                             "ViT-H, ViT-g, ViT-bigG)"),
+        arg("--text-heads", type=int, help="attention heads of the text tower (default: width / 64)")]),
 ]
 
 

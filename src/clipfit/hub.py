@@ -22,6 +22,14 @@ ARCHS: dict[str, dict] = {
     "ViT-B/32": dict(text=(512, 2048, 12, 8), vision=(768, 3072, 12, 12), patch=32, image=224, proj=512),
     "ViT-L/14": dict(text=(768, 3072, 12, 12), vision=(1024, 4096, 24, 16), patch=14, image=224, proj=768),
 }
+# Base architectures of the other families for `clipfit params` (their sources: clipfit/families/archs.py).
+_BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+FAMILY_ARCHS: dict[str, dict] = {
+    "siglip-base-patch16-224": dict(family="siglip", text=dict(_BASE, vocab_size=32000, max_position_embeddings=64),
+                                    vision=dict(_BASE, image_size=224, patch_size=16)),
+    "siglip2-base-patch16-224": dict(family="siglip", text=dict(_BASE, vocab_size=256000, max_position_embeddings=64),
+                                     vision=dict(_BASE, image_size=224, patch_size=16)),
+}
 
 
 def resolve_model_path(name: str | None) -> str:

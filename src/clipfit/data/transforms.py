@@ -1,7 +1,8 @@
 """Image transforms: CoOp's training augmentation and CLIP's evaluation preprocessing, in PIL + NumPy.
 
-Train: random resized crop (scale 0.08-1, aspect 3/4-4/3, bicubic), random horizontal flip, normalise.
-Eval: resize the shortest edge (bicubic), centre crop, normalise: what CLIP's image processor does.
+Train: random resized crop (scale 0.08-1, aspect 3/4-4/3), random horizontal flip, normalise.
+Eval: what the model's own image processor does: resize the shortest edge and centre crop (CLIP), or resize to the
+square (SigLIP, `ImageSpec.crop` False); then normalise. Both resample with the processor's filter (CLIP: bicubic).
 """
 from __future__ import annotations
 
@@ -32,17 +33,23 @@ def _center_crop(im: Image.Image, size: int) -> Image.Image:
     return im.crop((left, top, left + size, top + size))
 
 
+def _filter(spec: ImageSpec) -> Image.Resampling:
+    return Image.Resampling[spec.resample.upper()]
+
+
 class EvalTransform:
-    """Resize the shortest edge, centre crop, normalise (a class, not a closure: data-loader workers started by
-    spawn or forkserver receive it pickled)."""
+    """Resize the shortest edge and centre crop, or resize to the square; normalise (a class, not a closure:
+    data-loader workers started by spawn or forkserver receive it pickled)."""
 
     def __init__(self, spec: ImageSpec):
         self.spec = spec
 
     def __call__(self, im: Image.Image) -> torch.Tensor:
         spec = self.spec
+        if not spec.crop:
+            return _to_tensor(im.resize((spec.size, spec.size), _filter(spec)), spec)
         nw, nh = shortest_edge_size(*im.size, spec.resize)
-        im = im.resize((max(spec.size, nw), max(spec.size, nh)), Image.BICUBIC)
+        im = im.resize((max(spec.size, nw), max(spec.size, nh)), _filter(spec))
         return _to_tensor(_center_crop(im, spec.size), spec)
 
 
@@ -79,7 +86,7 @@ class TrainTransform:
 
     def __call__(self, im: Image.Image) -> torch.Tensor:
         x, y, cw, ch = random_resized_crop_box(*im.size, self.rng, scale=self.scale)
-        im = im.resize((self.spec.size, self.spec.size), Image.BICUBIC, box=(x, y, x + cw, y + ch))
+        im = im.resize((self.spec.size, self.spec.size), _filter(self.spec), box=(x, y, x + cw, y + ch))
         if self.flip and self.rng.random() < 0.5:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
         return _to_tensor(im, self.spec)

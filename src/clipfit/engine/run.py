@@ -30,6 +30,7 @@ from . import distributed
 from .loop import FitResult, evaluate, fit, pick_device
 from .record import Recorder, parse_record, recorded_change, tensorboard_writer, write_tensorboard
 from .rundir import RunDir
+from .support import check_method_on_model
 
 
 @dataclass
@@ -231,6 +232,7 @@ def check_run(spec: RunSpec, run: RunDir, overwrite: bool, resume: bool, test: b
     if spec.shots < 0:
         raise ClipfitError(f"--shots {spec.shots}: must be >= 0 (0: every training image)")
     mcfg, tcfg = resolve_configs(spec)
+    check_method_on_model(spec.method, spec.model, backbone)  # the model's family, and the method on it: one line now
     parse_record(tcfg.record)
     if tcfg.log == "tensorboard":
         tensorboard_writer()

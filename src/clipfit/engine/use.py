@@ -17,6 +17,7 @@ from ..errors import ClipfitError
 from ..io import write_json
 from ..method import METHODS
 from .run import LoadedRun, load_run, make_method
+from .support import check_supported
 
 
 def read_classes(spec: str) -> list[str]:
@@ -81,9 +82,10 @@ EXPORT_INFO = "clipfit.json"
 
 
 def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> str:
-    """Write the tuned model as a plain transformers CLIP checkpoint (model, tokenizer, image processor) that knows
-    its classes: config.json's `id2label`, and clipfit.json with the class names and the prompt template (pass it
-    as the zero-shot pipeline's `hypothesis_template` to get `clipfit predict`'s probabilities). manifest.json lists
+    """Write the tuned model as a plain transformers checkpoint of its own class (CLIPModel, SiglipModel, ...), with
+    its tokenizer and image processor, that knows its classes: config.json's `id2label`, and clipfit.json with the
+    class names and the prompt template (pass it as the zero-shot pipeline's `hypothesis_template` to get `clipfit
+    predict`'s probabilities; for SigLIP the pipeline's sigmoid of the same scores, see its note). manifest.json lists
     every file with its checksum and marks the folder as a clipfit export: the only folder (besides an empty one)
     `overwrite` replaces. Written beside `out_dir` and moved there when complete, so a failed export never destroys
     an earlier one; `out_dir` may not be, or contain, the source run or its model."""
@@ -106,9 +108,16 @@ def export_merged(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwr
             "hypothesis_template": templates[0] if len(templates) == 1 else None,
             "method": run.config["method"], "model": run.config["model"], "dataset": run.config.get("dataset"),
             "run": str(Path(run_dir).resolve())}
+    notes = []
     if len(templates) > 1:
-        info["note"] = ("the run averages the features of several templates; the zero-shot pipeline takes one, so "
-                        "its probabilities differ from `clipfit predict`")
+        notes.append("the run averages the features of several templates; the zero-shot pipeline takes one, so its "
+                     "probabilities differ from `clipfit predict`")
+    if bb.family.logit_bias:
+        notes.append("the zero-shot pipeline reports SigLIP's sigmoid of each class's score (scale * cos + bias), "
+                     "each on its own; `clipfit predict` the softmax over the classes of the same scores")
+    if notes:
+        info["note"] = "; ".join(notes)
+    bb.family.tokenizer_as_trained(bb.tokenizer)  # the pipeline tokenises as clipfit does (SigLIP: right, no mask)
     with out.transaction(overwrite=overwrite, protect=protect) as work:
         bb.model.save_pretrained(work.path)
         bb.tokenizer.save_pretrained(work.path)
@@ -126,13 +135,19 @@ def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
 
     from ..backbone import Backbone
     from ..config import TrainConfig, apply_settings
+    from ..families.archs import ARCHS as FAMILY_ARCHS
+    from ..families.archs import arch_model
 
     entry = METHODS.get(method)
     mcfg = entry.config()
     apply_settings([mcfg, TrainConfig()], settings or {})
-    cfg = clip_config(arch)
-    with torch.device("meta"):
-        model = CLIPModel(cfg)
+    if arch in FAMILY_ARCHS:  # SigLIP's: the family's model class, which `check_supported` asks of the method
+        family, model = arch_model(arch)
+        check_supported(method, family)
+    else:
+        with torch.device("meta"):
+            model = CLIPModel(clip_config(arch))
+    image_size = model.config.vision_config.image_size
 
     class _Tok:  # prompts are not needed to count parameters
         def __call__(self, texts, **kw):
@@ -140,8 +155,8 @@ def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
             return {"input_ids": torch.zeros(n, 1, dtype=torch.long), "attention_mask": torch.ones(n, 1, dtype=torch.long)}
 
     class _Proc:
-        crop_size = {"height": cfg.vision_config.image_size}
-        size = {"shortest_edge": cfg.vision_config.image_size}
+        crop_size = {"height": image_size}
+        size = {"shortest_edge": image_size}
         image_mean = image_std = [0.5, 0.5, 0.5]
 
     bb = Backbone(model, _Tok(), _Proc(), source=arch)

@@ -223,9 +223,7 @@ class Method(nn.Module, Generic[C]):
     @property
     def text_tower_trains(self) -> bool:
         """True when a parameter of the text encoder or of its projection is trainable."""
-        tower = self.backbone.model.text_model
-        proj = self.backbone.model.text_projection
-        return any(p.requires_grad for p in list(tower.parameters()) + list(proj.parameters()))
+        return any(p.requires_grad for p in self.backbone.tower_parameters("text"))
 
     @property
     def text_is_static(self) -> bool:
@@ -250,9 +248,8 @@ class Method(nn.Module, Generic[C]):
         cached augmented view and trains on those features (`TrainConfig.feature_cache`), with the same result
         as encoding the images every step when augmentation is off. Default: no trainable parameter in the image
         encoder or its projection, and `image_features` not overridden (deep prompts change the image path)."""
-        model = self.backbone.model
-        tower = list(model.vision_model.parameters()) + list(model.visual_projection.parameters())
-        return not any(p.requires_grad for p in tower) and type(self).image_features is Method.image_features
+        frozen = not any(p.requires_grad for p in self.backbone.tower_parameters("vision"))
+        return frozen and type(self).image_features is Method.image_features
 
     @property
     def trains_on_features(self) -> bool:
@@ -326,7 +323,8 @@ class Method(nn.Module, Generic[C]):
         return True
 
     def logits(self, image_feats: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
-        return self.backbone.logit_scale * image_feats @ text_feats.t()
+        """The model's own scores: exp(logit_scale) * cos, plus the logit bias of families that have one (SigLIP)."""
+        return self.backbone.logits(image_feats, text_feats)
 
     # -- training ----------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:

@@ -51,7 +51,7 @@ class ClipAdapter(Method[ClipAdapterConfig]):
     mergeable = False  # a non-linear module after the encoder
 
     def build(self) -> None:
-        dim = self.backbone.model.visual_projection.out_features
+        dim = self.backbone.embed_dim
         if dim // self.cfg.reduction < 1:
             raise ClipfitError(f"--set reduction={self.cfg.reduction}: must be between 1 and the feature width {dim}")
         hidden = dim // self.cfg.reduction

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import recipes
-from ..backbone import towers
 from ..config import opt
 from ..errors import ClipfitError
 from .base import Method, MethodConfig, register_method
@@ -77,12 +76,6 @@ class LoRA(nn.Module):
         return self.scale * self.B @ self.A
 
 
-def attention_layers(tower: nn.Module) -> list[nn.Module]:
-    """The attention modules of a tower, in depth order: modules with q_proj, k_proj, v_proj and out_proj Linears."""
-    return [m for _, m in tower.named_modules()
-            if all(isinstance(getattr(m, p, None), nn.Linear) for p in PROJECTIONS.values())]
-
-
 @register_method("clip_lora")
 class ClipLora(Method[ClipLoraConfig]):
     """CLIP-LoRA: rank-2 updates of q, k, v in every attention layer of both encoders (184,320 on ViT-B/16)."""
@@ -103,9 +96,8 @@ class ClipLora(Method[ClipLoraConfig]):
         self._sites: list[tuple[nn.Linear, LoRA]] = []
         self._hooks = ForwardHooks(exclusive="LoRA branches")
         for name in names:
-            layers = attention_layers(towers(self.backbone.model)[name])
-            if not layers:
-                raise ClipfitError(f"the {name} encoder has no attention layers with q_proj/k_proj/v_proj/out_proj")
+            # the encoder layers' self-attention, as the family declares them (not a pooling head's attention)
+            layers = [layer.self_attn for layer in self.backbone.family.parts(self.backbone.model).tower(name).layers]
             self.lora[name] = per_tower = nn.ModuleList()
             for attn in layers:
                 per_layer = nn.ModuleDict()

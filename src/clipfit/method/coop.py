@@ -75,7 +75,7 @@ class CoCoOp(CoOp[CoCoOpConfig]):
 
     def build(self) -> None:
         super().build()
-        d = self.backbone.model.visual_projection.out_features  # the image feature the meta-net reads
+        d = self.backbone.embed_dim  # the image feature the meta-net reads
         hidden = d // 16
         if hidden < 1:
             raise ClipfitError(f"cocoop: image features of width {d} are too narrow for the meta-net (D/16 < 1)")

@@ -147,8 +147,7 @@ class LLU(Method[LLUConfig]):
             raise ClipfitError(f"LLU mask=dirac with clusters={self.cfg.clusters}: the Dirac mask updates only stored "
                                "points, and clustering would store cluster means instead of the training images; "
                                "set clusters=0 (the llu:dirac preset does)")
-        dim = self.backbone.model.projection_dim if hasattr(self.backbone.model, "projection_dim") else \
-            self.backbone.model.visual_projection.out_features
+        dim = self.backbone.embed_dim
         self.image_map = LocalAffine(dim) if self.cfg.side in ("both", "image") else None
         self.text_map = LocalAffine(dim) if self.cfg.side in ("both", "text") else None
         self._text_cache: tuple[torch.device, torch.Tensor] | None = None

@@ -127,7 +127,7 @@ class LogRegProbe(ClassSpecificHead[LogRegConfig]):
     recipe = recipes.NO_TRAINING  # no epochs: one solver fit per candidate C
 
     def _feature_dim(self) -> int:
-        return self.backbone.model.visual_projection.out_features
+        return self.backbone.embed_dim
 
     def on_train_start(self) -> None:
         super().on_train_start()

@@ -89,7 +89,7 @@ class TipAdapter(Method[TipAdapterConfig]):
     beta: torch.Tensor
 
     def build(self) -> None:
-        self.dim = self.backbone.model.visual_projection.out_features
+        self.dim = self.backbone.embed_dim
         self._make_keys(0)
         self.register_buffer("values", torch.zeros(0, 0))
         self.register_buffer("alpha", torch.tensor(float(self.cfg.alpha), dtype=torch.float64))  # the chosen values,

@@ -19,7 +19,7 @@ from .results import find, fmt, render, summarise, write_results
 
 def run_episodic(args: GridArgs, dataset: str, *, ways: int, shots: list[int], queries: int, episodes: int,
                  base_shots: int) -> dict:
-    check_methods(args.methods, args.base.settings)
+    check_methods(args.methods, args.base.settings, args.base.model)
     if ways < 2 or queries < 1 or episodes < 1 or not shots or min(shots) < 1:
         raise ClipfitError("episodes need ways >= 2, shots >= 1, queries >= 1 and episodes >= 1")
     tasks, missing = check_datasets([dataset], args.base.root, dry_run=args.dry_run)

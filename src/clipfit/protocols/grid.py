@@ -34,7 +34,7 @@ def run_grid(protocol: str, args: GridArgs, datasets: list[str], shots: list[int
     """Every method on every dataset, shot count and seed; returns results.json's content."""
     if protocol not in PROTOCOLS:
         raise ClipfitError(f"unknown protocol {protocol!r}")
-    check_methods(args.methods, args.base.settings)
+    check_methods(args.methods, args.base.settings, args.base.model)
     if not shots or any(k < 0 for k in shots):
         raise ClipfitError(f"--shots {shots}: give shot counts >= 0 (0: every image)")
     tasks, missing = check_datasets(datasets, args.base.root, args.skip_missing, dry_run=args.dry_run)

@@ -23,6 +23,7 @@ from ..config import TrainConfig
 from ..engine.loop import pick_device
 from ..engine.run import RunSpec, _model_ref, eval_run, load_run, recorded_settings, resolve_configs, train_run
 from ..engine.rundir import RunDir
+from ..engine.support import check_method_on_model
 from ..errors import ClipfitError
 from ..method import METHODS
 from .classifier_baseline import Episodes, evaluate_episodes
@@ -74,14 +75,15 @@ def settings_for(method: str, settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k in known}
 
 
-def check_methods(methods: Sequence[str], settings: dict[str, Any]) -> None:
-    """Every method (and stage of 'X@Y') exists; a setting no method of the grid has is refused (a typo would
-    otherwise be ignored)."""
+def check_methods(methods: Sequence[str], settings: dict[str, Any], model: str | None = None) -> None:
+    """Every method (and stage of 'X@Y') exists and runs on `model`'s family (read from its config.json); a setting
+    no method of the grid has is refused (a typo would otherwise be ignored). Before any run starts."""
     if not methods:
         raise ClipfitError("give at least one method")
     for m in methods:
         for part in m.split("@"):
             METHODS.get(part)
+            check_method_on_model(part, model)
     used = {k for m in methods for k in settings_for(m, settings)}
     unknown = sorted(set(settings) - used)
     if unknown:

@@ -38,7 +38,7 @@ def regime_shots(dataset: str, regime: str, low: list[int] | None, high: list[in
 
 def run_regimes(args: GridArgs, datasets: list[str], regimes: list[str], low_shots: list[int] | None = None,
                 high_shots: list[int] | None = None) -> dict:
-    check_methods(args.methods, args.base.settings)
+    check_methods(args.methods, args.base.settings, args.base.model)
     bad = [r for r in regimes if r not in REGIMES]
     if bad or not regimes:
         raise ClipfitError(f"--regimes {','.join(regimes)}: choose from low, high")

@@ -29,7 +29,7 @@ PAPER_TABLE = {"crossdataset": "CLIPFit Table 9", "domainshift": "CLIPFit Table 
 def run_transfer(protocol: str, args: GridArgs, source: str, targets: list[str], shots: int) -> dict:
     if protocol not in DEFAULT_TARGETS:
         raise ClipfitError(f"unknown protocol {protocol!r}")
-    check_methods(args.methods, args.base.settings)
+    check_methods(args.methods, args.base.settings, args.base.model)
     if source in targets:
         raise ClipfitError(f"--targets includes the source {source}; it is tested on its own test split anyway")
     tasks, missing = check_datasets([source, *targets], args.base.root, args.skip_missing, required=[source],

@@ -1,0 +1,45 @@
+"""Which methods run on which model family, decided from the model's config before a model or an image is loaded.
+
+Methods ask the family adapter (`clipfit.families`, through the Backbone) for what they use: towers, projections,
+LayerNorms, FFN biases, attention q/k/v, the embedding width, the scoring. The prompt methods (CoOp and its
+successors, prompt tuning, MaPLe, PromptSRC) still build their prompts in CLIP's text layout: learned tokens after
+a start token, read at the end-of-text token by a causal text tower. They run on the families whose text tower
+pools that way (CLIP, MetaCLIP 2), not yet on SigLIP's (no start token, bidirectional attention, pooled at the last
+position).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..backbone import checkpoint_family
+from ..errors import ClipfitError
+from ..families import Family
+from ..method import METHODS
+from ..method.deep_prompts import DeepPromptMethod
+from ..method.prompt import PromptTuning
+
+
+def unsupported(method: str, family: Family) -> str | None:
+    """Why `method` (a registered name, preset included) does not run on `family`'s models; None when it does."""
+    clip_text = family.text_pooling == "eos" and family.text_causal
+    if issubclass(METHODS.get(method).cls, (PromptTuning, DeepPromptMethod)) and not clip_text:
+        return ("it learns prompt tokens in CLIP's text layout (after a start token, read at the end-of-text token "
+                "by a causal text tower); this family's text tower attends both ways and pools at the last position, "
+                "which the prompt methods do not handle yet")
+    return None
+
+
+def check_supported(method: str, family: Family) -> None:
+    """A one-line error when `method` does not run on `family`'s models."""
+    why = unsupported(method, family)
+    if why:
+        raise ClipfitError(f"method {method!r} does not run on {family.title} models (model_type "
+                           f"{family.model_type!r}) yet: {why}; `clipfit methods --model MODEL` lists those that do")
+
+
+def check_method_on_model(method: str, model: str | None, backbone: Any = None) -> None:
+    """Before anything loads: a one-line error for a model of a family clipfit does not adapt, or for a method that
+    does not run on the model's family (read from `backbone` when loaded, else from the model's config.json)."""
+    family = backbone.family if backbone is not None else checkpoint_family(model)
+    if family is not None:  # None: the config cannot be read; loading the model says why
+        check_supported(method, family)
