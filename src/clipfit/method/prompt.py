@@ -202,12 +202,13 @@ class PromptTuning(Method[PC]):
         suffix = self._template_parts()[1] if self.cfg.suffix == FROM_TEMPLATE else self.cfg.suffix
         tok = self.backbone.tokenizer
         fixed = self.backbone.family.text_padding == "max_length"
-        lead = tok("a", add_special_tokens=False)["input_ids"] if fixed else []
+        bare = [int(i) for i in tok("a", add_special_tokens=False)["input_ids"]]
+        lead = bare if fixed else []
         before = "a " if fixed else ""
         full = tok([f"{before}{c}{suffix}" for c in classnames])["input_ids"]
         names = tok([f"{before}{c}" for c in classnames])["input_ids"]
         start = self.backbone.family.text_start(tok)
-        specials = len(tok("a")["input_ids"]) - len(tok("a", add_special_tokens=False)["input_ids"])
+        specials = len(tok("a")["input_ids"]) - len(bare)  # CLIP: start and end tokens; SigLIP: the end token
         n_pos = self.backbone.model.text_model.config.max_position_embeddings
         if m + specials > n_pos:
             raise ClipfitError(f"--set n_ctx={m}: the text encoder has {n_pos} positions, room for at most "
