@@ -5,7 +5,8 @@ Text tower: the class prompt is the tokenised "<ctx_init> <class name>." with it
 learned context P_0 (rows 1..n after the start token; see `DeepPromptConfig.keep_init_words` for init phrases longer
 than n_ctx). Before each of the layers 2..J the rows 1..n of the hidden states are replaced by the layer's prompt P_j;
 the layers after J carry what the prompts became. The text tower keeps its causal + padding mask (it is run by
-`encode_text_embeds`); the class name and the end token come after the prompt rows, so they attend to them.
+`encode_text_embeds`); the class name and the end token come after the prompt rows, so they attend to them. On
+SigLIP the rows start at 0 (the family's `text_start`: no start token) and the prompt keeps the tower's length.
 
 Image tower: n tokens V_0 are appended after the positional embedding (before the pre-LayerNorm), the last n tokens
 are replaced by V_j before each of the layers 2..J, and the class token is read as usual. The vision encoder has no

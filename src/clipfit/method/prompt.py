@@ -9,7 +9,10 @@ or one set per class (CoOp's class-specific context, `csc`). It is initialised f
 
 The text tower is run from input embeddings with the same steps as transformers' CLIPTextTransformer: token
 embeddings (with the context spliced in) + position embeddings -> encoder with the causal and padding mask ->
-final LayerNorm -> the hidden state at the EOS position (the last attended token) -> text projection.
+final LayerNorm -> the hidden state at the EOS position (the last attended token) -> text projection. On families
+read elsewhere (SigLIP: no start token, bidirectional, pooled at the last of its fixed 64 positions) the context
+starts at the family's `text_start`, the prompt keeps the tower's length (context rows replace placeholders), and
+the family's own text forward reads it at its pooled position (`Family.encode_text_embeds`).
 """
 from __future__ import annotations
 
