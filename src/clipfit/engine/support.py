@@ -2,10 +2,10 @@
 
 Methods ask the family adapter (`clipfit.families`, through the Backbone) for what they use: towers, projections,
 LayerNorms, FFN biases, attention q/k/v, the embedding width, the scoring. The prompt methods (CoOp and its
-successors, prompt tuning, MaPLe, PromptSRC) still build their prompts in CLIP's text layout: learned tokens after
-a start token, read at the end-of-text token by a causal text tower. They run on the families whose text tower
-pools that way (CLIP, MetaCLIP 2), not yet on SigLIP's (no start token, bidirectional attention, pooled at the last
-position).
+successors, prompt tuning, MaPLe, PromptSRC) place their context at the family's first text token (`text_start`) and
+read the feature where its text tower pools: at the end-of-text token of a causal tower (CLIP, MetaCLIP 2), or at
+the last position of a fixed-length, bidirectional one (SigLIP, SigLIP 2). A family whose text tower pools
+otherwise would be refused them here.
 """
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from ..method import METHODS
 from ..method.deep_prompts import DeepPromptMethod
 from ..method.prompt import PromptTuning
 
+PROMPT_POOLING = ("eos", "last")  # the text poolings the prompt methods read (`Family.text_pooling`)
+
 
 def unsupported(method: str, family: Family) -> str | None:
     """Why `method` (a registered name, preset included) does not run on `family`'s models; None when it does."""
-    clip_text = family.text_pooling == "eos" and family.text_causal
-    if issubclass(METHODS.get(method).cls, (PromptTuning, DeepPromptMethod)) and not clip_text:
-        return ("it learns prompt tokens in CLIP's text layout (after a start token, read at the end-of-text token "
-                "by a causal text tower); this family's text tower attends both ways and pools at the last position, "
-                "which the prompt methods do not handle yet")
+    if issubclass(METHODS.get(method).cls, (PromptTuning, DeepPromptMethod)) and family.text_pooling not in PROMPT_POOLING:
+        return (f"it reads the prompt's feature at the end-of-text token or at the last position; this family's text "
+                f"tower pools {family.text_pooling!r}")
     return None
 
 

@@ -150,6 +150,7 @@ def count_parameters(method: str, arch: str = "ViT-B/16", num_classes: int = 10,
     image_size = model.config.vision_config.image_size
 
     class _Tok:  # prompts are not needed to count parameters
+        pad_token_id = 0
         def __call__(self, texts, **kw):
             n = len(texts)
             return {"input_ids": torch.zeros(n, 1, dtype=torch.long), "attention_mask": torch.ones(n, 1, dtype=torch.long)}

@@ -5,7 +5,8 @@ Text tower: the class prompt is the tokenised "<ctx_init> <class name>." with it
 learned context P_0 (rows 1..n after the start token; see `DeepPromptConfig.keep_init_words` for init phrases longer
 than n_ctx). Before each of the layers 2..J the rows 1..n of the hidden states are replaced by the layer's prompt P_j;
 the layers after J carry what the prompts became. The text tower keeps its causal + padding mask (it is run by
-`encode_text_embeds`); the class name and the end token come after the prompt rows, so they attend to them.
+`encode_text_embeds`); the class name and the end token come after the prompt rows, so they attend to them. On
+SigLIP the rows start at 0 (the family's `text_start`: no start token) and the prompt keeps the tower's length.
 
 Image tower: n tokens V_0 are appended after the positional embedding (before the pre-LayerNorm), the last n tokens
 are replaced by V_j before each of the layers 2..J, and the class token is read as usual. The vision encoder has no
@@ -37,10 +38,11 @@ PROMPT_STD = 0.02  # the references' N(0, 0.02^2) initialisation of prompts not 
 
 
 def insert_prompts(hooks: ForwardHooks, tower: Any, kind: str, n: int, depth: int,
-                   prompt: Callable[[int], torch.Tensor]) -> None:
+                   prompt: Callable[[int], torch.Tensor], start: int = 1) -> None:
     """Hook prompts into one encoder tower ('text' or 'vision'). `prompt(j)` gives the [n, width] tokens of layer j
     (0-based; j = 0 is the input of the first layer, vision only: the text prompt P_0 is part of the token sequence
-    the method builds); layers 1..depth-1 get theirs before they run."""
+    the method builds); layers 1..depth-1 get theirs before they run. Text prompts are rows start..start+n-1 (the
+    family's `text_start`)."""
 
     def tokens(j: int, like: torch.Tensor) -> torch.Tensor:
         return prompt(j).to(like.dtype)[None].expand(like.shape[0], -1, -1)
@@ -50,7 +52,7 @@ def insert_prompts(hooks: ForwardHooks, tower: Any, kind: str, n: int, depth: in
             p = tokens(j, h)
             if kind == "vision":
                 return torch.cat([h[:, :-n], p], dim=1)
-            return torch.cat([h[:, :1], p, h[:, 1 + n:]], dim=1)
+            return torch.cat([h[:, :start], p, h[:, start + n:]], dim=1)
 
         return fn
 
@@ -102,8 +104,10 @@ class DeepPromptMethod(Method[D]):
         words = cfg.ctx_init.strip()
         self._init_ids = (self.backbone.tokenizer([words], add_special_tokens=False, return_tensors="pt")["input_ids"][0]
                           if words else torch.zeros(0, dtype=torch.long))
+        self._start = self.backbone.family.text_start(self.backbone.tokenizer)
         self._text_hooks, self._vision_hooks = ForwardHooks(active=False), ForwardHooks(active=False)
-        insert_prompts(self._text_hooks, tm, "text", cfg.n_ctx, self.text_prompts.shape[0], lambda j: self.text_prompts[j])
+        insert_prompts(self._text_hooks, tm, "text", cfg.n_ctx, self.text_prompts.shape[0], lambda j: self.text_prompts[j],
+                       self._start)
         insert_prompts(self._vision_hooks, vm, "vision", n_vision, vision_depth, self.vision_prompt)
         self.reset_parameters()
 
@@ -135,21 +139,25 @@ class DeepPromptMethod(Method[D]):
         dropped = learned if self.cfg.keep_init_words else k
         n_pos = self.backbone.model.text_model.config.max_position_embeddings
         texts = [f"{self.cfg.ctx_init.strip()} {c}.".strip() for c in self.classnames]
-        tok = self.backbone.tokenizer(texts, padding=True, truncation=True, max_length=n_pos - (n - learned),
-                                      return_tensors="pt")
-        ids, mask = tok["input_ids"], tok["attention_mask"]
+        if self.backbone.family.text_padding == "max_length":  # SigLIP: exactly the encoder's length with the context
+            tok = self.backbone.tokenizer(texts, padding="max_length", truncation=True, padding_side="right",
+                                          max_length=n_pos - n + dropped, return_tensors="pt")
+        else:
+            tok = self.backbone.tokenizer(texts, padding=True, truncation=True, max_length=n_pos - (n - learned),
+                                          return_tensors="pt")
+        ids, mask, s = tok["input_ids"], tok["attention_mask"], self._start
         if k and not self.backbone.model.text_model.embeddings.token_embedding.weight.is_meta \
-                and not torch.equal(ids[:, 1:1 + k], self._init_ids[None].expand(len(ids), -1)):
+                and not torch.equal(ids[:, s:s + k], self._init_ids[None].expand(len(ids), -1)):
             raise ClipfitError(f"--set ctx_init={self.cfg.ctx_init!r}: its tokens change when a class name follows; "
                                "end it with a whole word")
-        # [SOS] (context replaces init tokens 1..learned) <kept init tokens> <class name> . [EOS]
-        self._ids = torch.cat([ids[:, :1], ids[:, 1 + dropped:]], dim=1)
-        self._mask = torch.cat([mask[:, :1], mask[:, 1 + dropped:]], dim=1)
+        # [SOS] (context replaces init tokens 1..learned) <kept init tokens> <class name> . [EOS] (SigLIP: no [SOS])
+        self._ids = torch.cat([ids[:, :s], ids[:, s + dropped:]], dim=1)
+        self._mask = torch.cat([mask[:, :s], mask[:, s + dropped:]], dim=1)
         warn_same_prompts(self.classnames, (self._ids, self._mask))
 
     def text_features(self) -> torch.Tensor:
         with self._text_hooks.on():
-            return encode_with_context(self.backbone, self._ids, self._mask, self.text_prompts[0])
+            return encode_with_context(self.backbone, self._ids, self._mask, self.text_prompts[0], self._start)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         with self._vision_hooks.on():

@@ -9,7 +9,10 @@ or one set per class (CoOp's class-specific context, `csc`). It is initialised f
 
 The text tower is run from input embeddings with the same steps as transformers' CLIPTextTransformer: token
 embeddings (with the context spliced in) + position embeddings -> encoder with the causal and padding mask ->
-final LayerNorm -> the hidden state at the EOS position (the last attended token) -> text projection.
+final LayerNorm -> the hidden state at the EOS position (the last attended token) -> text projection. On families
+read elsewhere (SigLIP: no start token, bidirectional, pooled at the last of its fixed 64 positions) the context
+starts at the family's `text_start`, the prompt keeps the tower's length (context rows replace placeholders), and
+the family's own text forward reads it at its pooled position (`Family.encode_text_embeds`).
 """
 from __future__ import annotations
 
@@ -68,6 +71,10 @@ def encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attentio
 
 
 def _encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    family = backbone.family
+    if family.text_pooling != "eos":  # e.g. SigLIP: the family's own text forward, read where it pools
+        where = family.pooled_index(backbone.model, attention_mask)  # (the mask has the ids' shape [B, T])
+        return family.encode_text_embeds(backbone.model, inputs_embeds, attention_mask, where)
     tm = backbone.model.text_model
     t = inputs_embeds.shape[1]
     n_pos = tm.embeddings.position_embedding.weight.shape[0]
@@ -84,16 +91,18 @@ def _encode_text_embeds(backbone: Backbone, inputs_embeds: torch.Tensor, attenti
     return backbone.model.text_projection(pooled)
 
 
-def encode_with_context(backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+def encode_with_context(backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor, ctx: torch.Tensor,
+                        start: int = 1) -> torch.Tensor:
     """Normalised text features of token ids [C, T] (right padding) with context vectors ctx [n, H] spliced in
-    after the start token: [SOS] ctx_1 .. ctx_n <the rest of the ids>."""
+    at position `start` (the family's `text_start`: after CLIP's start token, 1; SigLIP, 0):
+    <ids before start> ctx_1 .. ctx_n <the rest of the ids>."""
     emb = backbone.model.text_model.embeddings.token_embedding
     dev = emb.weight.device
     ids, mask = ids.to(dev), mask.to(dev)
     tok = emb(ids)
     c, n = ids.shape[0], ctx.shape[0]
-    x = torch.cat([tok[:, :1], ctx.to(tok.dtype)[None].expand(c, -1, -1), tok[:, 1:]], dim=1)
-    m = torch.cat([mask[:, :1], mask.new_ones(c, n), mask[:, 1:]], dim=1)
+    x = torch.cat([tok[:, :start], ctx.to(tok.dtype)[None].expand(c, -1, -1), tok[:, start:]], dim=1)
+    m = torch.cat([mask[:, :start], mask.new_ones(c, n), mask[:, start:]], dim=1)
     return F.normalize(encode_text_embeds(backbone, x, m), dim=-1)
 
 
@@ -186,34 +195,49 @@ class PromptTuning(Method[PC]):
         """Token ids [C, T], attention mask [C, T] and the positions of the context rows [C, M] of the prompts.
 
         The name and the suffix are tokenised together (as CoOp tokenises 'X X X X name.'); the name's own token
-        count splits them for the middle and front positions. Context rows hold a placeholder id. A prompt longer
-        than the text encoder's positions loses name/suffix tokens at its end (the context and [EOS] stay)."""
+        count splits them for the middle and front positions. The context starts at the family's `text_start` (after
+        CLIP's start token; first for SigLIP). Context rows hold a placeholder id. A prompt longer than the text
+        encoder's positions loses name/suffix tokens at its end (the context and the special tokens stay).
+        Families read at a fixed length (SigLIP: `text_padding` max_length) get prompts of exactly the encoder's
+        length, padded on the right, and the name tokenised as it reads after a word (after 'a', whose tokens are
+        then dropped: a Gemma-like tokenizer marks a word's leading space)."""
         m, pos = self.cfg.n_ctx, self.cfg.class_token_position
         suffix = self._template_parts()[1] if self.cfg.suffix == FROM_TEMPLATE else self.cfg.suffix
         tok = self.backbone.tokenizer
-        full = tok([f"{c}{suffix}" for c in classnames])["input_ids"]
-        names = tok(list(classnames))["input_ids"]
+        fixed = self.backbone.family.text_padding == "max_length"
+        bare = [int(i) for i in tok("a", add_special_tokens=False)["input_ids"]]
+        lead = bare if fixed else []
+        before = "a " if fixed else ""
+        full = tok([f"{before}{c}{suffix}" for c in classnames])["input_ids"]
+        names = tok([f"{before}{c}" for c in classnames])["input_ids"]
+        start = self.backbone.family.text_start(tok)
+        specials = len(tok("a")["input_ids"]) - len(bare)  # CLIP: start and end tokens; SigLIP: the end token
         n_pos = self.backbone.model.text_model.config.max_position_embeddings
-        if m + 2 > n_pos:
-            raise ClipfitError(f"--set n_ctx={m}: the text encoder has {n_pos} positions, room for at most {n_pos - 2} "
-                               "context vectors")
+        if m + specials > n_pos:
+            raise ClipfitError(f"--set n_ctx={m}: the text encoder has {n_pos} positions, room for at most "
+                               f"{n_pos - specials} context vectors")
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         rows, ctx_rows = [], []
         for seq, name in zip(full, names):
             seq = [int(i) for i in seq]
-            sos, body, eos = seq[0], seq[1:-1], seq[-1]
-            body = body[:n_pos - 2 - m]
-            k = min(max(len(name) - 2, 0), len(body))  # the name's tokens at the start of `body`
+            end = len(seq) - (specials - start)
+            if seq[start:start + len(lead)] != lead:
+                raise ClipfitError(f"the tokenizer reads 'a' differently before the class name in {seq!r}")
+            head, body, tail = seq[:start], seq[start + len(lead):end], seq[end:]
+            body = body[:n_pos - specials - m]
+            k = min(max(len(name) - specials - len(lead), 0), len(body))  # the name's tokens at the start of `body`
             if pos == "end":
                 parts = [[None] * m, body]
             elif pos == "middle":
                 parts = [[None] * (m // 2), body[:k], [None] * (m - m // 2), body[k:]]
             else:
                 parts = [body[:k], [None] * m, body[k:]]
-            row = [sos] + [i for p in parts for i in p] + [eos]
+            row = head + [i for p in parts for i in p] + tail
             ctx_rows.append([j for j, i in enumerate(row) if i is None])
-            rows.append([sos if i is None else i for i in row])
-        t = max(map(len, rows))
-        ids = torch.tensor([r + [r[-1]] * (t - len(r)) for r in rows], dtype=torch.long)
+            fill = head[0] if head else pad
+            rows.append([fill if i is None else i for i in row])
+        t = n_pos if fixed else max(map(len, rows))
+        ids = torch.tensor([r + ([pad] if fixed else [r[-1]]) * (t - len(r)) for r in rows], dtype=torch.long)
         mask = torch.tensor([[1] * len(r) + [0] * (t - len(r)) for r in rows], dtype=torch.long)
         return ids, mask, torch.tensor(ctx_rows, dtype=torch.long)
 

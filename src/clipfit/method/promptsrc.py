@@ -130,8 +130,11 @@ class PromptSRC(DeepPromptMethod[PromptSRCConfig]):
         model = self.backbone.model
         if not self._frozen_vision:
             return self.backbone.encode_image(pixel_values)
-        out = torch.func.functional_call(model.vision_model, self._frozen_vision, (), {"pixel_values": pixel_values})
-        return F.normalize(model.visual_projection(out.pooler_output), dim=-1)
+        family = self.backbone.family
+        out = torch.func.functional_call(model.vision_model, self._frozen_vision, (),
+                                         family.vision_inputs(model, pixel_values)).pooler_output
+        projection = family.parts(model).vision.projection  # None: the pooled feature is the embedding (SigLIP)
+        return F.normalize(out if projection is None else projection(out), dim=-1)
 
     def forward_teacher(self, step: Step) -> None:
         with torch.no_grad():
