@@ -177,9 +177,11 @@ def test_a_siglip_export_gives_the_zero_shot_pipeline_the_same_scores(tiny_famil
 
 
 @pytest.mark.parametrize("name", ["clip", "metaclip_2", "siglip", "siglip2"])
-@pytest.mark.parametrize("method,settings", [("clip_lora", {}), ("clip_adapter", {"alpha": 0.0})])
+@pytest.mark.parametrize("method,settings", [("clip_lora", {}), ("clip_adapter", {"alpha": 0.0}),
+                                             ("tip_adapter", {"alpha": 0.0, "search": False, "views": 0})])
 def test_methods_start_at_zero_shot_on_each_family(tiny_families, name, method, settings):
-    """CLIP-LoRA (B = 0 at initialisation) and CLIP-Adapter with alpha 0 give the family's zero-shot scores."""
+    """CLIP-LoRA (B = 0 at initialisation), CLIP-Adapter with alpha 0 and Tip-Adapter with alpha 0 (its cache
+    filled) give the family's zero-shot scores."""
     import dataclasses
 
     from clipfit.method import METHODS
@@ -190,8 +192,14 @@ def test_methods_start_at_zero_shot_on_each_family(tiny_families, name, method, 
     m = build_method(method, bb, CLASSES, TEMPLATE, dataclasses.replace(METHODS.get(method).config(), **settings))
     m.reset_parameters()
     with torch.no_grad():
+        if method == "tip_adapter":  # the cache of the training features, one per class
+            m.on_features(m.frozen_image_features(x), torch.arange(len(x)) % len(CLASSES))
         torch.testing.assert_close(m.logits(m.image_features(x), m.text_features()),
                                    zs.logits(zs.image_features(x), zs.text_features()), atol=1e-5, rtol=0)
+        if method == "tip_adapter":  # the cache is live: alpha 1 changes the scores
+            m.alpha.fill_(1.0)
+            assert not torch.allclose(m.logits(m.image_features(x), m.text_features()),
+                                      zs.logits(zs.image_features(x), zs.text_features()), atol=1e-3)
         if method == "clip_lora":  # its branches are live: a non-zero B changes the scores
             for _, branch in m._sites:
                 torch.nn.init.normal_(branch.B, std=0.5)
