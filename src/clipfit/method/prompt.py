@@ -16,6 +16,8 @@ the family's own text forward reads it at its pooled position (`Family.encode_te
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,13 +37,20 @@ POSITIONS = ("end", "middle", "front")
 FROM_TEMPLATE = "template"  # ctx_init / suffix taken from the dataset's template (the text before / after '{}')
 
 
+@functools.cache
+def _cache_argument(create_causal_mask: Any) -> str:
+    """The name transformers' `create_causal_mask` gives its cache argument (renamed; the old name warns)."""
+    return "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+
+
 def _attention_mask(text_model: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> Any:
     """The 4-D causal + padding mask transformers' CLIP text model builds (for its attention implementation)."""
     try:
         from transformers.masking_utils import create_causal_mask
 
+        no_cache = {_cache_argument(create_causal_mask): None}  # its name depends on the transformers version
         return create_causal_mask(config=text_model.config, inputs_embeds=hidden, attention_mask=attention_mask,
-                                  past_key_values=None)
+                                  **no_cache)
     except (ImportError, TypeError):  # another transformers version: an explicit additive mask works everywhere
         t = hidden.shape[1]
         causal = torch.ones(t, t, dtype=torch.bool, device=hidden.device).tril()
